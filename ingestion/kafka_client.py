@@ -1,0 +1,219 @@
+"""The one place the project talks Kafka (kafka-python, the design card's client).
+
+Everything else goes through these functions, so swapping the client (e.g. confluent-kafka)
+is a change to this module only. Offsets are never committed to the broker: the lake holds
+them (see ingestion/raw.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from lakehouse.errors import BrokerError
+
+log = logging.getLogger(__name__)
+
+# Large, compressed batches: the backfill sends hundreds of thousands of small JSON events.
+PRODUCER_TUNING = {
+    "acks": "all",
+    "linger_ms": 20,
+    "batch_size": 1 << 20,
+    "compression_type": "gzip",
+    "max_request_size": 4 << 20,
+}
+
+
+@dataclass(frozen=True)
+class Record:
+    """One Kafka record as read, before any parsing."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+    headers: list[tuple[str, bytes]]
+
+
+def _client_error(bootstrap: str, exc: Exception) -> BrokerError:
+    return BrokerError(
+        f"cannot reach Kafka at {bootstrap} ({type(exc).__name__}): start the embedded broker "
+        "with `lakehouse broker start` or set LAKEHOUSE_KAFKA_BOOTSTRAP to a reachable broker"
+    )
+
+
+def admin(bootstrap: str) -> KafkaAdminClient:
+    try:
+        return KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    except (KafkaError, OSError) as exc:
+        raise _client_error(bootstrap, exc) from exc
+
+
+def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int) -> list[str]:
+    """Create missing topics explicitly (a produce to a missing topic would auto-create it
+    with the broker's default partition count). Returns the topics it created."""
+    client = admin(bootstrap)
+    try:
+        existing = set(client.list_topics())
+        missing = [t for t in topics if t not in existing]
+        if missing:
+            try:
+                client.create_topics(
+                    [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
+                )
+            except TopicAlreadyExistsError:
+                pass
+        return missing
+    finally:
+        client.close()
+
+
+def partitions_for(bootstrap: str, topic: str) -> list[int]:
+    consumer = _consumer(bootstrap)
+    try:
+        parts = consumer.partitions_for_topic(topic)
+        return sorted(parts or [])
+    finally:
+        consumer.close()
+
+
+def _consumer(bootstrap: str, **overrides: object) -> KafkaConsumer:
+    try:
+        config: dict[str, object] = {
+            "group_id": None,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "fetch_max_bytes": 32 << 20,
+            "max_partition_fetch_bytes": 8 << 20,
+            "request_timeout_ms": 30_000,
+        }
+        return KafkaConsumer(bootstrap_servers=bootstrap, **{**config, **overrides})
+    except (KafkaError, OSError) as exc:
+        raise _client_error(bootstrap, exc) from exc
+
+
+def producer(bootstrap: str, **overrides: object) -> KafkaProducer:
+    try:
+        return KafkaProducer(bootstrap_servers=bootstrap, **{**PRODUCER_TUNING, **overrides})
+    except (KafkaError, OSError) as exc:
+        raise _client_error(bootstrap, exc) from exc
+
+
+def produce(
+    bootstrap: str,
+    topic: str,
+    messages: Iterable[tuple[bytes | None, bytes | None]],
+    progress_every: int = 0,
+) -> int:
+    """Send (key, value) pairs with acks=all and wait for every one. Returns the count."""
+    prod = producer(bootstrap)
+    sent = 0
+    failures: list[Exception] = []
+    started = time.monotonic()
+    try:
+        for key, value in messages:
+            prod.send(topic, key=key, value=value).add_errback(failures.append)
+            sent += 1
+            if progress_every and sent % progress_every == 0:
+                rate = sent / max(time.monotonic() - started, 1e-9)
+                log.info("%s: %d sent (%.0f msg/s)", topic, sent, rate)
+        prod.flush()
+    finally:
+        prod.close()
+    if failures:
+        raise BrokerError(f"{len(failures)} of {sent} messages to {topic} failed: {failures[0]}")
+    return sent
+
+
+def probe_high_watermarks(bootstrap: str, topic: str) -> dict[int, int]:
+    """True log end (high-water mark) per partition, from a fetch response.
+
+    `end_offsets()` is wrong on the embedded broker (it returns the first offset of the last
+    record batch + 1), while the high-water mark carried by fetch responses is right, so this
+    fetches at most one small batch per partition, near the end, and reads it from there. On a
+    real Kafka the two agree.
+    """
+    consumer = _consumer(bootstrap, fetch_max_bytes=1 << 16, max_partition_fetch_bytes=1 << 16)
+    try:
+        parts = sorted(consumer.partitions_for_topic(topic) or [])
+        if not parts:
+            return {}
+        tps = [TopicPartition(topic, p) for p in parts]
+        consumer.assign(tps)
+        ends = consumer.end_offsets(tps)
+        marks: dict[int, int] = {}
+        for tp in tps:
+            consumer.seek(tp, max(ends[tp] - 1, 0))
+        deadline = time.monotonic() + 10
+        while len(marks) < len(tps) and time.monotonic() < deadline:
+            consumer.poll(timeout_ms=200, max_records=1, update_offsets=False)
+            for tp in tps:
+                hw = consumer.highwater(tp)
+                if hw is not None:
+                    marks[tp.partition] = hw
+        for tp in tps:  # partition never answered: fall back to end_offsets (conservative)
+            marks.setdefault(tp.partition, ends[tp])
+        return marks
+    finally:
+        consumer.close()
+
+
+def read_range(
+    bootstrap: str,
+    topic: str,
+    start: dict[int, int],
+    end: dict[int, int],
+    max_records: int | None = None,
+    idle_timeout_s: float = 10.0,
+) -> Iterator[list[Record]]:
+    """Yield chunks of records for the half-open offset range [start[p], end[p]) per partition.
+
+    assign + seek, never a group and never a commit. Stops when every partition reached its end,
+    when `max_records` were yielded, or when nothing arrived for `idle_timeout_s` (the caller
+    records the range it actually received, so a short read loses nothing).
+    """
+    todo = {p: (start.get(p, 0), hi) for p, hi in end.items() if hi > start.get(p, 0)}
+    if not todo:
+        return
+    consumer = _consumer(bootstrap)
+    try:
+        tps = {p: TopicPartition(topic, p) for p in todo}
+        consumer.assign(list(tps.values()))
+        for p, (lo, _) in todo.items():
+            consumer.seek(tps[p], lo)
+        remaining = max_records if max_records is not None else 1 << 62
+        last_data = time.monotonic()
+        while todo and remaining > 0:
+            polled = consumer.poll(timeout_ms=500, max_records=min(remaining, 50_000))
+            if not polled:
+                if time.monotonic() - last_data > idle_timeout_s:
+                    log.warning("%s: no data for %.0fs, stopping short of %s",
+                                topic, idle_timeout_s, todo)
+                    return
+                continue
+            last_data = time.monotonic()
+            chunk: list[Record] = []
+            for tp, msgs in polled.items():
+                if tp.partition not in todo:
+                    continue
+                hi = todo[tp.partition][1]
+                kept = [m for m in msgs if m.offset < hi][: remaining - len(chunk)]
+                chunk.extend(
+                    Record(m.partition, m.offset, m.key, m.value, m.timestamp, list(m.headers))
+                    for m in kept
+                )
+                if (kept and kept[-1].offset + 1 >= hi) or len(kept) < len(msgs):
+                    del todo[tp.partition]
+                    consumer.pause(tp)
+            remaining -= len(chunk)
+            if chunk:
+                yield chunk
+    finally:
+        consumer.close()

@@ -1,0 +1,136 @@
+"""Delta table locations and schemas: the lake's contract between layers.
+
+Zones are folders under the lake root: raw/, silver/, gold/ and _dead_letter/. Every table is
+Delta (deltalake); dbt reads silver through dbt-duckdb's delta plugin.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from lakehouse.config import Settings
+
+UTC_TS = pa.timestamp("us", tz="UTC")
+
+# raw_<topic>: payload as received + Kafka coordinates; partitioned by ingest date.
+RAW_SCHEMA = pa.schema(
+    [
+        pa.field("epoch", pa.int32(), nullable=False),
+        pa.field("topic", pa.string(), nullable=False),
+        pa.field("partition", pa.int32(), nullable=False),
+        pa.field("offset", pa.int64(), nullable=False),
+        pa.field("key", pa.string()),
+        pa.field("value", pa.large_string()),
+        pa.field("kafka_timestamp", UTC_TS),
+        pa.field("headers", pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))),
+        pa.field("ingested_at", UTC_TS, nullable=False),
+        pa.field("batch_id", pa.string(), nullable=False),
+        pa.field("ingest_date", pa.date32(), nullable=False),
+    ]
+)
+
+# _dead_letter: one table for every topic; payload kept as bytes (it may not be UTF-8).
+DEAD_LETTER_SCHEMA = pa.schema(
+    [
+        pa.field("topic", pa.string(), nullable=False),
+        pa.field("epoch", pa.int32(), nullable=False),
+        pa.field("partition", pa.int32(), nullable=False),
+        pa.field("offset", pa.int64(), nullable=False),
+        pa.field("key", pa.binary()),
+        pa.field("payload", pa.large_binary()),
+        pa.field("payload_bytes", pa.int64(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("kafka_timestamp", UTC_TS),
+        pa.field("ingested_at", UTC_TS, nullable=False),
+        pa.field("batch_id", pa.string(), nullable=False),
+        pa.field("ingest_date", pa.date32(), nullable=False),
+    ]
+)
+
+_LINEAGE = [
+    pa.field("source_epoch", pa.int32(), nullable=False),
+    pa.field("source_partition", pa.int32(), nullable=False),
+    pa.field("source_offset", pa.int64(), nullable=False),
+    pa.field("ingested_at", UTC_TS, nullable=False),
+]
+
+# silver_orders: one row per order item; key (order_id, line); partitioned by order_date.
+SILVER_ORDERS_SCHEMA = pa.schema(
+    [
+        pa.field("order_id", pa.string(), nullable=False),
+        pa.field("line", pa.int32(), nullable=False),
+        pa.field("ts", UTC_TS, nullable=False),
+        pa.field("order_date", pa.date32(), nullable=False),
+        pa.field("customer_id_hash", pa.string(), nullable=False),
+        pa.field("channel", pa.string(), nullable=False),
+        pa.field("store_id", pa.string()),
+        pa.field("city", pa.string(), nullable=False),
+        pa.field("country", pa.string(), nullable=False),
+        pa.field("sku", pa.string(), nullable=False),
+        pa.field("qty", pa.int32(), nullable=False),
+        pa.field("price", pa.float64(), nullable=False),
+        pa.field("line_amount", pa.float64(), nullable=False),
+        *_LINEAGE,
+    ]
+)
+
+# silver_sessions: one row per session; key session_id; partitioned by session_date.
+SILVER_SESSIONS_SCHEMA = pa.schema(
+    [
+        pa.field("session_id", pa.string(), nullable=False),
+        pa.field("ts", UTC_TS, nullable=False),
+        pa.field("session_date", pa.date32(), nullable=False),
+        pa.field("customer_id_hash", pa.string(), nullable=False),
+        pa.field("channel", pa.string(), nullable=False),
+        pa.field("city", pa.string(), nullable=False),
+        pa.field("order_id", pa.string()),
+        *_LINEAGE,
+    ]
+)
+
+# silver_inventory: every stock update; key (sku, store_id, ts); partitioned by update_date.
+SILVER_INVENTORY_SCHEMA = pa.schema(
+    [
+        pa.field("sku", pa.string(), nullable=False),
+        pa.field("store_id", pa.string(), nullable=False),
+        pa.field("ts", UTC_TS, nullable=False),
+        pa.field("update_date", pa.date32(), nullable=False),
+        pa.field("update_type", pa.string(), nullable=False),
+        pa.field("on_hand", pa.int64(), nullable=False),
+        pa.field("on_order", pa.int64(), nullable=False),
+        pa.field("sold_qty", pa.int64(), nullable=False),
+        pa.field("received_qty", pa.int64(), nullable=False),
+        *_LINEAGE,
+    ]
+)
+
+# silver_inventory_current: latest update per (sku, store_id).
+SILVER_INVENTORY_CURRENT_SCHEMA = pa.schema(
+    [
+        pa.field("sku", pa.string(), nullable=False),
+        pa.field("store_id", pa.string(), nullable=False),
+        pa.field("ts", UTC_TS, nullable=False),
+        pa.field("on_hand", pa.int64(), nullable=False),
+        pa.field("on_order", pa.int64(), nullable=False),
+    ]
+)
+
+SILVER_TABLES = {
+    "silver_orders": ("orders", SILVER_ORDERS_SCHEMA),
+    "silver_sessions": ("sessions", SILVER_SESSIONS_SCHEMA),
+    "silver_inventory": ("inventory", SILVER_INVENTORY_SCHEMA),
+    "silver_inventory_current": ("inventory_current", SILVER_INVENTORY_CURRENT_SCHEMA),
+}
+
+
+def raw_uri(settings: Settings, topic: str) -> str:
+    return settings.table_uri("raw", topic)
+
+
+def dead_letter_uri(settings: Settings) -> str:
+    return settings.table_uri("_dead_letter", "")
+
+
+def silver_uri(settings: Settings, asset_name: str) -> str:
+    folder, _ = SILVER_TABLES[asset_name]
+    return settings.table_uri("silver", folder)

@@ -1,0 +1,224 @@
+"""The one configuration object: every setting comes from a `LAKEHOUSE_*` environment variable.
+
+Defaults are the embedded profile (local folders, embedded broker, SQLite Dagster storage), so a
+fresh clone runs with nothing set. A bad value raises `ConfigError` whose message is one line
+naming the variable and the fix; the CLI prints exactly that line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TypeVar
+
+from lakehouse.errors import ConfigError
+
+T = TypeVar("T")
+
+DEMO_PII_KEY = "lakehouse-demo-pii-key-change-me"
+
+
+def _parse(env: Mapping[str, str], name: str, default: T, cast: Callable[[str], T], fix: str) -> T:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return cast(raw.strip())
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name}={raw!r} is invalid ({exc}): {fix}") from None
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def cast(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise ValueError(f"{value} is outside {low}..{high}")
+        return value
+
+    return cast
+
+
+def _bootstrap(text: str) -> str:
+    for server in text.split(","):
+        host, sep, port = server.strip().rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"{server!r} is not host:port")
+    return text
+
+
+def _lake_root(text: str) -> str:
+    if "://" in text and not text.startswith(("s3://", "file://")):
+        raise ValueError("only local paths, file:// and s3:// are supported")
+    return text.rstrip("/")
+
+
+def _url(text: str) -> str:
+    if not text.startswith(("http://", "https://")):
+        raise ValueError("expected an http(s):// URL")
+    return text
+
+
+def _postgres_url(text: str) -> str:
+    if not text.startswith(("postgresql://", "postgres://")):
+        raise ValueError("expected postgresql://user@host:port/db")
+    return text
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed settings; build with `Settings.from_env()`."""
+
+    home: Path
+    lake_root: str
+    kafka_bootstrap: str | None
+    broker_port: int
+    topic_partitions: int
+    pii_hash_key: str
+    late_watermark_minutes: int
+    max_batch_records: int
+    gold_db_path: Path
+    openlineage_url: str | None
+    dagster_postgres_url: str | None
+    storage_options: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        home = Path(_parse(env, "LAKEHOUSE_HOME", ".lakehouse", str, "set it to a writable folder"))
+        home = home.expanduser().resolve()
+        lake_root = _parse(
+            env,
+            "LAKEHOUSE_LAKE_ROOT",
+            str(home / "lake"),
+            _lake_root,
+            "set it to a local folder or s3://bucket/prefix",
+        )
+        if lake_root.startswith("file://"):
+            lake_root = lake_root.removeprefix("file://")
+        is_local = not lake_root.startswith("s3://")
+        default_gold = (Path(lake_root) if is_local else home) / "gold" / "gold.duckdb"
+        return cls(
+            home=home,
+            lake_root=lake_root,
+            kafka_bootstrap=_parse(
+                env,
+                "LAKEHOUSE_KAFKA_BOOTSTRAP",
+                None,
+                _bootstrap,
+                "use host:port[,host:port], or unset it to use the embedded broker",
+            ),
+            broker_port=_parse(
+                env,
+                "LAKEHOUSE_BROKER_PORT",
+                19092,
+                _int_between(1024, 65535),
+                "use a free TCP port between 1024 and 65535",
+            ),
+            topic_partitions=_parse(
+                env,
+                "LAKEHOUSE_TOPIC_PARTITIONS",
+                3,
+                _int_between(1, 64),
+                "use an integer between 1 and 64",
+            ),
+            pii_hash_key=_parse(
+                env,
+                "LAKEHOUSE_PII_KEY",
+                DEMO_PII_KEY,
+                _non_empty,
+                "set a secret string (it keys the HMAC that pseudonymises PII)",
+            ),
+            late_watermark_minutes=_parse(
+                env,
+                "LAKEHOUSE_LATE_WATERMARK_MINUTES",
+                120,
+                _int_between(0, 60 * 24 * 365),
+                "use a whole number of minutes (0 disables lateness counting)",
+            ),
+            max_batch_records=_parse(
+                env,
+                "LAKEHOUSE_MAX_BATCH_RECORDS",
+                500_000,
+                _int_between(1, 100_000_000),
+                "use a positive integer",
+            ),
+            gold_db_path=Path(
+                _parse(env, "LAKEHOUSE_GOLD_DB", str(default_gold), str, "set a local .duckdb path")
+            ),
+            openlineage_url=_parse(
+                env,
+                "LAKEHOUSE_OPENLINEAGE_URL",
+                None,
+                _url,
+                "use the http(s) endpoint of an OpenLineage backend, or unset it for file output",
+            ),
+            dagster_postgres_url=_parse(
+                env,
+                "LAKEHOUSE_DAGSTER_POSTGRES_URL",
+                None,
+                _postgres_url,
+                "use postgresql://user@host:port/db, or unset it for SQLite",
+            ),
+            storage_options=_storage_options(env),
+        )
+
+    # ---- derived locations -------------------------------------------------------------
+    @property
+    def embedded_broker(self) -> bool:
+        return self.kafka_bootstrap is None
+
+    @property
+    def bootstrap(self) -> str:
+        return self.kafka_bootstrap or f"127.0.0.1:{self.broker_port}"
+
+    @property
+    def is_local_lake(self) -> bool:
+        return not self.lake_root.startswith("s3://")
+
+    @cached_property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.home / "broker"
+
+    @property
+    def lineage_file(self) -> Path:
+        return self.home / "openlineage" / "events.jsonl"
+
+    def table_uri(self, zone: str, name: str) -> str:
+        """Location of a Delta table: `<lake>/<zone>/<name>` (zones: raw, silver, gold, _dead_letter)."""
+        return f"{self.lake_root}/{zone}/{name}" if name else f"{self.lake_root}/{zone}"
+
+
+def _non_empty(text: str) -> str:
+    if not text:
+        raise ValueError("empty")
+    return text
+
+
+def _storage_options(env: Mapping[str, str]) -> dict[str, str]:
+    """Object-store options for deltalake (S3 or any S3-compatible server such as MinIO/moto)."""
+    keys = {
+        "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN": "AWS_SESSION_TOKEN",
+        "AWS_REGION": "AWS_REGION",
+        "AWS_DEFAULT_REGION": "AWS_REGION",
+        "AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT": "AWS_ENDPOINT_URL",
+        "AWS_ALLOW_HTTP": "AWS_ALLOW_HTTP",
+    }
+    options = {target: env[source] for source, target in keys.items() if env.get(source)}
+    if options:
+        # Single-writer per table is enforced by the orchestrator; S3 has no atomic rename.
+        options.setdefault("AWS_S3_ALLOW_UNSAFE_RENAME", "true")
+    return options
+
+
+def get_settings() -> Settings:
+    return Settings.from_env()

@@ -1,0 +1,17 @@
+"""Errors a user can act on. Their message is a single line that names the fix."""
+
+
+class LakehouseError(Exception):
+    """Base class: the CLI prints `str(error)` on one line and exits with status 2."""
+
+
+class ConfigError(LakehouseError):
+    """A `LAKEHOUSE_*` variable (or a CLI argument) has a value that cannot work."""
+
+
+class BrokerError(LakehouseError):
+    """The embedded broker cannot be started, reached or stopped."""
+
+
+class BrokerBehindLakeError(LakehouseError):
+    """The broker's log is behind the offsets the lake already holds (data was lost upstream)."""
