@@ -44,7 +44,9 @@ class BrokerStatus:
 
     def describe(self) -> str:
         if self.running:
-            return f"embedded broker running (pid {self.pid}) on {self.bootstrap}; log {self.log_file}"
+            return (
+                f"embedded broker running (pid {self.pid}) on {self.bootstrap}; log {self.log_file}"
+            )
         return f"embedded broker stopped (would listen on {self.bootstrap}); log {self.log_file}"
 
 
@@ -100,14 +102,21 @@ class EmbeddedBroker:
         self.dir.mkdir(parents=True, exist_ok=True)
         url = f"tcp://127.0.0.1:{self.port}"
         cmd = [
-            str(tansu_binary()), "broker",
-            "--listener-url", url,
-            "--advertised-listener-url", url,
-            "--storage-engine", "memory://tansu/",
+            str(tansu_binary()),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
         ]
         with open(self.log_file, "ab") as log:
             proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
         self.pid_file.write_text(str(proc.pid))
@@ -133,7 +142,7 @@ class EmbeddedBroker:
                     client.list_topics()
                     client.close()
                     return
-                except Exception as exc:  # noqa: BLE001 - keep probing until the deadline
+                except Exception as exc:
                     last = exc
             time.sleep(0.1)
         raise BrokerError(
@@ -159,9 +168,7 @@ class EmbeddedBroker:
         return True
 
     def ensure_topics(self, topics: tuple[str, ...] = TOPICS) -> list[str]:
-        return kafka_client.ensure_topics(
-            self.bootstrap, topics, self.settings.topic_partitions
-        )
+        return kafka_client.ensure_topics(self.bootstrap, topics, self.settings.topic_partitions)
 
 
 def _alive(pid: int) -> bool:

@@ -7,6 +7,7 @@ them (see ingestion/raw.py).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -64,12 +65,10 @@ def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int) -> lis
         existing = set(client.list_topics())
         missing = [t for t in topics if t not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 client.create_topics(
                     [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
                 )
-            except TopicAlreadyExistsError:
-                pass
         return missing
     finally:
         client.close()
@@ -194,8 +193,9 @@ def read_range(
             polled = consumer.poll(timeout_ms=500, max_records=min(remaining, 50_000))
             if not polled:
                 if time.monotonic() - last_data > idle_timeout_s:
-                    log.warning("%s: no data for %.0fs, stopping short of %s",
-                                topic, idle_timeout_s, todo)
+                    log.warning(
+                        "%s: no data for %.0fs, stopping short of %s", topic, idle_timeout_s, todo
+                    )
                     return
                 continue
             last_data = time.monotonic()

@@ -1,0 +1,398 @@
+"""Exactly-once micro-batches from a Kafka topic into the `raw_<topic>` Delta table.
+
+The table is the checkpoint. Each batch commit carries, as Delta transaction identifiers
+(`txn` actions, app id `<topic>-<partition>`, version = next offset to read), the offsets it
+read, in the same atomic commit as its rows; the next batch starts from
+`DeltaTable.transaction_version(app_id)`. A crash before the commit leaves only unreferenced
+files; a crash after it leaves a complete batch. Two concurrent runs of one topic conflict on
+those app ids and the second fails, so a range is never written twice.
+
+Malformed payloads are written to `_dead_letter` first (their own txn ids, filtered on retry),
+then the raw commit. When the broker's log is behind what the lake holds (the embedded broker
+lost its memory storage), ingestion stops and asks for an explicit new epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+
+from ingestion import kafka_client
+from ingestion.contracts import contract
+from ingestion.validation import validate
+from lake.tables import DEAD_LETTER_SCHEMA, RAW_SCHEMA, dead_letter_uri, raw_uri
+from lakehouse.config import Settings
+from lakehouse.errors import BrokerBehindLakeError
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_KEY = "lakehouse.checkpoint"
+
+
+def app_id(topic: str, partition: int, epoch: int) -> str:
+    """Delta transaction id of one topic partition (epochs after the first get a suffix)."""
+    return f"{topic}-{partition}" if epoch == 0 else f"{topic}-{partition}@{epoch}"
+
+
+def epoch_app_id(topic: str) -> str:
+    return f"{topic}-epoch"
+
+
+@dataclass(frozen=True)
+class LakeOffsets:
+    """What the raw table says about a topic: its epoch, the next offset per partition and the
+    fingerprint of the last record read per partition."""
+
+    epoch: int
+    next_offsets: dict[int, int]
+    fingerprints: dict[int, str]
+
+
+@dataclass
+class BatchResult:
+    topic: str
+    epoch: int
+    batch_id: str | None
+    start_offsets: dict[int, int]
+    end_offsets: dict[int, int]  # next offset to read, after this batch
+    high_watermarks: dict[int, int]
+    rows_written: int = 0
+    dead_letters: int = 0
+    dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+    table_version: int | None = None
+    seconds: float = 0.0
+
+    @property
+    def records_read(self) -> int:
+        return sum(self.end_offsets[p] - self.start_offsets.get(p, 0) for p in self.end_offsets)
+
+    @property
+    def lag(self) -> dict[int, int]:
+        return {
+            p: max(hw - self.end_offsets.get(p, 0), 0) for p, hw in self.high_watermarks.items()
+        }
+
+    def summary(self) -> str:
+        if not self.records_read:
+            return f"{self.topic}: up to date (epoch {self.epoch}, offsets {self.end_offsets})"
+        return (
+            f"{self.topic}: read {self.records_read} records ({self.rows_written} raw rows, "
+            f"{self.dead_letters} dead letters) in {self.seconds:.1f}s; next offsets "
+            f"{self.end_offsets}, lag {sum(self.lag.values())}"
+        )
+
+
+def _open(uri: str, settings: Settings) -> DeltaTable | None:
+    try:
+        return DeltaTable(uri, storage_options=settings.storage_options or None)
+    except TableNotFoundError:
+        return None
+
+
+def lake_offsets(settings: Settings, topic: str, partitions: Iterable[int]) -> LakeOffsets:
+    table = _open(raw_uri(settings, topic), settings)
+    if table is None:
+        return LakeOffsets(0, {p: 0 for p in partitions}, {})
+    epoch = table.transaction_version(epoch_app_id(topic)) or 0
+    offsets = {p: table.transaction_version(app_id(topic, p, epoch)) or 0 for p in partitions}
+    fingerprints: dict[int, str] = {}
+    for entry in table.history(50):  # latest batch commit carries every partition's fingerprint
+        meta = entry.get(CHECKPOINT_KEY)
+        if meta:
+            state = json.loads(meta)
+            if state.get("epoch") == epoch:
+                fingerprints = {int(p): f for p, f in state.get("fingerprints", {}).items()}
+            break
+    return LakeOffsets(epoch, offsets, fingerprints)
+
+
+def _fingerprint(record: kafka_client.Record) -> str:
+    digest = hashlib.blake2b(digest_size=12)
+    digest.update(record.key or b"\x00")
+    digest.update(b"\x1f")
+    digest.update(record.value or b"\x00")
+    digest.update(str(record.timestamp_ms).encode())
+    return digest.hexdigest()
+
+
+def _check_broker_matches_lake(
+    bootstrap: str, topic: str, state: LakeOffsets, high_watermarks: dict[int, int]
+) -> None:
+    behind = {
+        p: (hw, state.next_offsets.get(p, 0))
+        for p, hw in high_watermarks.items()
+        if hw < state.next_offsets.get(p, 0)
+    }
+    fix = f"`lakehouse ingest --topic {topic} --new-epoch`"
+    if behind:
+        detail = ", ".join(
+            f"partition {p}: broker ends at {hw}, lake holds up to {n}"
+            for p, (hw, n) in sorted(behind.items())
+        )
+        raise BrokerBehindLakeError(
+            f"{topic}: the broker's log is behind the lake ({detail}); the broker lost data "
+            f"(an embedded broker restart empties it). Nothing was read. To continue with the "
+            f"broker's current log as a new epoch, run {fix}"
+        )
+    # Same offsets but different records: the log was replaced and refilled past our offsets.
+    probe = {p: n - 1 for p, n in state.next_offsets.items() if n > 0 and p in state.fingerprints}
+    if not probe:
+        return
+    seen: dict[int, str] = {}
+    ends = {p: o + 1 for p, o in probe.items()}
+    for chunk in kafka_client.read_range(bootstrap, topic, probe, ends, idle_timeout_s=5):
+        for record in chunk:
+            seen[record.partition] = _fingerprint(record)
+    changed = sorted(p for p in probe if seen.get(p) != state.fingerprints[p])
+    if changed:
+        raise BrokerBehindLakeError(
+            f"{topic}: the record at the lake's last offset differs from the one ingested "
+            f"(partitions {changed}): the broker's log was replaced. Nothing was read. To "
+            f"ingest the broker's current log as a new epoch, run {fix}"
+        )
+
+
+def start_new_epoch(settings: Settings, topic: str, bootstrap: str, reason: str) -> int:
+    """Record a new epoch in the raw table: offsets restart at 0 for the broker's new log.
+    Returns the new epoch number."""
+    partitions = kafka_client.partitions_for(bootstrap, topic)
+    uri = raw_uri(settings, topic)
+    table = _open(uri, settings)
+    old = lake_offsets(settings, topic, partitions)
+    epoch = (old.epoch + 1) if table is not None else 0
+    metadata = {
+        "lakehouse.new_epoch": json.dumps(
+            {
+                "epoch": epoch,
+                "reason": reason,
+                "previous_offsets": old.next_offsets,
+                "previous_epoch": old.epoch,
+            }
+        ),
+        CHECKPOINT_KEY: json.dumps({"epoch": epoch, "next_offsets": {}, "fingerprints": {}}),
+    }
+    write_deltalake(
+        uri,
+        RAW_SCHEMA.empty_table(),
+        mode="append",
+        partition_by=["ingest_date"],
+        storage_options=settings.storage_options or None,
+        commit_properties=CommitProperties(
+            app_transactions=[Transaction(epoch_app_id(topic), epoch)],
+            custom_metadata=metadata,
+        ),
+    )
+    log.warning("%s: started epoch %d (%s)", topic, epoch, reason)
+    return epoch
+
+
+def _batch_id(topic: str, epoch: int, start: dict[int, int], end: dict[int, int]) -> str:
+    span = ",".join(f"{p}:{start.get(p, 0)}-{end[p]}" for p in sorted(end))
+    return hashlib.sha1(f"{topic}|{epoch}|{span}".encode()).hexdigest()[:16]
+
+
+def _records_table(records: list[kafka_client.Record]) -> pa.Table:
+    return pa.table(
+        {
+            "partition": pa.array([r.partition for r in records], pa.int32()),
+            "offset": pa.array([r.offset for r in records], pa.int64()),
+            "key": pa.array([r.key for r in records], pa.binary()),
+            "value": pa.array([r.value for r in records], pa.large_binary()),
+            "timestamp_ms": pa.array([r.timestamp_ms for r in records], pa.int64()),
+            "headers": pa.array(
+                [[{"key": k, "value": v} for k, v in r.headers] for r in records],
+                RAW_SCHEMA.field("headers").type,
+            ),
+        }
+    )
+
+
+def ingest_batch(
+    settings: Settings,
+    topic: str,
+    bootstrap: str,
+    end_offsets: dict[int, int] | None = None,
+    max_records: int | None = None,
+) -> BatchResult:
+    """Read one micro-batch of `topic` from the lake's offsets up to `end_offsets` (default: the
+    current high-water marks), capped at `max_records`, and commit it exactly once."""
+    started = time.monotonic()
+    schema = contract(topic).schema
+    high_watermarks = kafka_client.probe_high_watermarks(bootstrap, topic)
+    state = lake_offsets(settings, topic, high_watermarks)
+    _check_broker_matches_lake(bootstrap, topic, state, high_watermarks)
+    start = dict(state.next_offsets)
+    target = {
+        p: min(hw, (end_offsets or high_watermarks).get(p, hw)) for p, hw in high_watermarks.items()
+    }
+    cap = min(max_records or settings.max_batch_records, settings.max_batch_records)
+
+    records: list[kafka_client.Record] = []
+    for chunk in kafka_client.read_range(bootstrap, topic, start, target, max_records=cap):
+        records.extend(chunk)
+    read_to = dict(start)
+    last: dict[int, kafka_client.Record] = {}
+    for record in records:  # offsets are increasing within a partition
+        read_to[record.partition] = record.offset + 1
+        last[record.partition] = record
+    result = BatchResult(topic, state.epoch, None, start, read_to, high_watermarks)
+    if not records:
+        result.seconds = time.monotonic() - started
+        return result
+
+    batch_id = _batch_id(topic, state.epoch, start, read_to)
+    result.batch_id = batch_id
+    now = datetime.now(UTC)
+    batch = _records_table(records)
+    reasons = validate(batch, schema)
+    bad = pc.is_valid(reasons)
+    result.dead_letters = _write_dead_letters(
+        settings,
+        topic,
+        state.epoch,
+        batch.filter(bad),
+        reasons.filter(bad),
+        batch_id,
+        now,
+        read_to,
+    )
+    if result.dead_letters:
+        counts = pc.value_counts(reasons.filter(bad)).to_pylist()
+        result.dead_letter_reasons = {c["values"]: c["counts"] for c in counts}
+
+    good = batch.filter(pc.invert(bad))
+    raw = _raw_rows(good, topic, state.epoch, batch_id, now)
+    fingerprints = {**state.fingerprints, **{p: _fingerprint(r) for p, r in last.items()}}
+    checkpoint = {
+        "epoch": state.epoch,
+        "batch_id": batch_id,
+        "start_offsets": start,
+        "next_offsets": read_to,
+        "fingerprints": fingerprints,
+        "rows": raw.num_rows,
+        "dead_letters": result.dead_letters,
+    }
+    write_deltalake(
+        raw_uri(settings, topic),
+        raw,
+        mode="append",
+        partition_by=["ingest_date"],
+        storage_options=settings.storage_options or None,
+        commit_properties=CommitProperties(
+            app_transactions=[
+                Transaction(app_id(topic, p, state.epoch), n)
+                for p, n in read_to.items()
+                if n != start.get(p, 0)
+            ],
+            custom_metadata={CHECKPOINT_KEY: json.dumps(checkpoint)},
+        ),
+    )
+    result.rows_written = raw.num_rows
+    result.table_version = _open(raw_uri(settings, topic), settings).version()  # type: ignore[union-attr]
+    result.seconds = time.monotonic() - started
+    log.info("%s", result.summary())
+    return result
+
+
+def _raw_rows(good: pa.Table, topic: str, epoch: int, batch_id: str, now: datetime) -> pa.Table:
+    n = good.num_rows
+    return pa.table(
+        {
+            "epoch": pa.array([epoch] * n, pa.int32()),
+            "topic": pa.array([topic] * n, pa.string()),
+            "partition": good["partition"],
+            "offset": good["offset"],
+            "key": pc.cast(good["key"], pa.string()),
+            "value": pc.cast(good["value"], pa.large_string()),
+            "kafka_timestamp": pc.cast(
+                pc.cast(good["timestamp_ms"], pa.timestamp("ms", tz="UTC")),
+                RAW_SCHEMA.field("kafka_timestamp").type,
+            ),
+            "headers": good["headers"],
+            "ingested_at": pa.array([now] * n, RAW_SCHEMA.field("ingested_at").type),
+            "batch_id": pa.array([batch_id] * n, pa.string()),
+            "ingest_date": pa.array([now.date()] * n, pa.date32()),
+        },
+        schema=RAW_SCHEMA,
+    )
+
+
+def _write_dead_letters(
+    settings: Settings,
+    topic: str,
+    epoch: int,
+    bad: pa.Table,
+    reasons: pa.Array,
+    batch_id: str,
+    now: datetime,
+    read_to: dict[int, int],
+) -> int:
+    """Append dead letters exactly once: the dead-letter table keeps its own offsets per
+    partition, so a retry after a crash between this commit and the raw one skips them."""
+    uri = dead_letter_uri(settings)
+    table = _open(uri, settings)
+    done = {
+        p: (table.transaction_version(app_id(topic, p, epoch)) or 0) if table else 0
+        for p in read_to
+    }
+    keep = (
+        pc.greater_equal(
+            bad["offset"],
+            pc.take(
+                pa.array([done.get(p, 0) for p in range(max(read_to, default=0) + 1)], pa.int64()),
+                bad["partition"],
+            ),
+        )
+        if bad.num_rows
+        else pa.array([], pa.bool_())
+    )
+    fresh = bad.filter(keep)
+    fresh_reasons = reasons.filter(keep)
+    if not fresh.num_rows:
+        return bad.num_rows
+    n = fresh.num_rows
+    rows = pa.table(
+        {
+            "topic": pa.array([topic] * n, pa.string()),
+            "epoch": pa.array([epoch] * n, pa.int32()),
+            "partition": fresh["partition"],
+            "offset": fresh["offset"],
+            "key": fresh["key"],
+            "payload": fresh["value"],
+            "payload_bytes": pc.fill_null(pc.binary_length(fresh["value"]), 0).cast(pa.int64()),
+            "reason": fresh_reasons,
+            "kafka_timestamp": pc.cast(
+                pc.cast(fresh["timestamp_ms"], pa.timestamp("ms", tz="UTC")),
+                DEAD_LETTER_SCHEMA.field("kafka_timestamp").type,
+            ),
+            "ingested_at": pa.array([now] * n, DEAD_LETTER_SCHEMA.field("ingested_at").type),
+            "batch_id": pa.array([batch_id] * n, pa.string()),
+            "ingest_date": pa.array([now.date()] * n, pa.date32()),
+        },
+        schema=DEAD_LETTER_SCHEMA,
+    )
+    write_deltalake(
+        uri,
+        rows,
+        mode="append",
+        partition_by=["topic", "ingest_date"],
+        storage_options=settings.storage_options or None,
+        commit_properties=CommitProperties(
+            app_transactions=[
+                Transaction(app_id(topic, p, epoch), n)
+                for p, n in read_to.items()
+                if n > done.get(p, 0)
+            ],
+        ),
+    )
+    return bad.num_rows

@@ -1,0 +1,255 @@
+"""The gold layer: the dbt-duckdb project in `dbt/`, run as a subprocess, published atomically.
+
+dbt reads the silver Delta tables through dbt-duckdb's `delta` plugin (the `deltalake`
+package; no DuckDB extension) and writes the KPI tables into one DuckDB file,
+`settings.gold_db_path` (`<lake>/gold/gold.duckdb` by default). BI tools open that file
+read-only, so it is never written in place: a run builds `gold.duckdb.build` (a copy of the
+current file, so a partial selection keeps the other tables), and `os.replace` swaps it in
+only when dbt succeeded. Builds are serialised by an advisory lock (`gold.duckdb.lock`).
+
+Plain Python (no Dagster import): the Dagster assets and the CLI call these functions.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from lakehouse.config import Settings
+from lakehouse.errors import LakehouseError
+
+DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt"
+DEFAULT_TARGET_DIR = DBT_PROJECT_DIR / "target"
+MANIFEST_PATH = DEFAULT_TARGET_DIR / "manifest.json"
+GOLD_TABLES = ("daily_sales", "top_sku_7d", "conversion_by_channel", "stock_cover_days")
+
+# dbt sub-commands that never open the DuckDB file; every other one runs on a build copy.
+_NO_DATABASE_COMMANDS = frozenset({"parse", "ls", "list", "clean", "deps", "init"})
+_FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
+
+
+class GoldBuildError(LakehouseError):
+    """dbt failed (a model, a test, or the project itself); the published gold is unchanged."""
+
+
+def dbt_executable() -> Path:
+    """The `dbt` script of this interpreter's environment, as an absolute path."""
+    # Not resolved: a venv's python is a symlink to the base interpreter, dbt is not beside it.
+    path = Path(sys.executable).absolute().parent / "dbt"
+    if not path.exists():
+        raise LakehouseError(
+            f"dbt is not installed next to {sys.executable}: install the project "
+            "(pip install -e . -c constraints.txt) in this environment"
+        )
+    return path
+
+
+def gold_db_path(settings: Settings) -> Path:
+    """Absolute path of the published gold DuckDB file."""
+    return settings.gold_db_path.expanduser().resolve()
+
+
+def build_db_path(settings: Settings) -> Path:
+    """The sibling file a dbt run writes before it is published: `<gold>.build`."""
+    gold = gold_db_path(settings)
+    return gold.with_name(gold.name + ".build")
+
+
+def dbt_env(settings: Settings, gold_db: Path | None = None) -> dict[str, str]:
+    """Environment variables the dbt project needs (to add to `os.environ`).
+
+    `gold_db` is the DuckDB file dbt writes; default: the published file (fine for `parse`
+    and `docs serve`, which do not open it; builds go through `gold_build`).
+    """
+    lake_root = settings.lake_root
+    if settings.is_local_lake:
+        lake_root = str(Path(lake_root).expanduser().resolve())
+    env = {
+        "LAKEHOUSE_LAKE_ROOT": lake_root,
+        "LAKEHOUSE_GOLD_DB": str(gold_db if gold_db is not None else gold_db_path(settings)),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+        "DBT_USE_COLORS": "False",
+        "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
+        "DBT_PROJECT_DIR": str(DBT_PROJECT_DIR),
+    }
+    # deltalake (inside the dbt process) reads the AWS_* variables for an s3:// lake root.
+    env.update(settings.storage_options)
+    return env
+
+
+def _remove(*paths: Path) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+def _wal(path: Path) -> Path:
+    return path.with_name(path.name + ".wal")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _build_lock(gold: Path) -> Iterator[None]:
+    lock_path = gold.with_name(gold.name + ".lock")
+    with open(lock_path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _publish(build: Path, gold: Path) -> None:
+    # Fold any write-ahead log into the file: only the main file is renamed.
+    with duckdb.connect(str(build)) as con:
+        con.execute("CHECKPOINT")
+    if _wal(build).exists():
+        raise LakehouseError(f"{build} still has a write-ahead log after CHECKPOINT: not published")
+    _fsync(build)
+    # A WAL left by some earlier writer of the published file must not be replayed onto
+    # the new file.
+    _remove(_wal(gold))
+    os.replace(build, gold)
+    _fsync(gold.parent)
+
+
+@contextmanager
+def gold_build(settings: Settings) -> Iterator[Path]:
+    """Yield the path dbt must write (`gold.duckdb.build`); publish it on success.
+
+    The build file starts as a copy of the published gold file when there is one. On a
+    normal exit it is checkpointed and renamed over `gold.duckdb` (atomic: readers see the
+    old file or the new one); on an exception it is deleted and the published file is
+    untouched. Concurrent builds of the same gold file wait for each other.
+    """
+    gold = gold_db_path(settings)
+    gold.parent.mkdir(parents=True, exist_ok=True)
+    build = build_db_path(settings)
+    with _build_lock(gold):
+        _remove(build, _wal(build))
+        if gold.exists():
+            shutil.copyfile(gold, build)
+        try:
+            yield build
+        except BaseException:
+            _remove(build, _wal(build))
+            raise
+        if build.exists():
+            try:
+                _publish(build, gold)
+            finally:
+                _remove(build, _wal(build))
+
+
+def _failure_summary(command: str, run_results: Path | None, output: str) -> str:
+    """One line naming what failed, from run_results.json or else from dbt's output."""
+    failures: list[str] = []
+    try:
+        results = json.loads(run_results.read_text())["results"] if run_results else []
+    except (OSError, ValueError, KeyError):
+        results = []
+    for result in results:
+        if result.get("status") not in _FAILED_STATUSES:
+            continue
+        resource, _, name = result.get("unique_id", "?").partition(".")
+        name = name.partition(".")[2] or name  # drop the project name
+        message = " ".join(str(result.get("message") or "").split())
+        failures.append(f"{resource} {name} ({result['status']}: {message[:200]})")
+    if failures:
+        more = f" (+{len(failures) - 1} more)" if len(failures) > 1 else ""
+        return f"dbt {command} failed: {failures[0]}{more}; see {DBT_PROJECT_DIR}/logs/dbt.log"
+    lines = [" ".join(line.split()) for line in output.splitlines()]
+    errors = [line for line in lines if "error" in line.lower() and line]
+    detail = errors[0] if errors else (lines[-1] if lines else "no output")
+    return f"dbt {command} failed: {detail[:300]}; see {DBT_PROJECT_DIR}/logs/dbt.log"
+
+
+def _run(
+    settings: Settings,
+    args: Sequence[str],
+    *,
+    gold_db: Path | None,
+    target_path: Path | None,
+    command: str,
+) -> subprocess.CompletedProcess[str]:
+    target = (target_path or DEFAULT_TARGET_DIR).resolve()
+    cmd = [
+        str(dbt_executable()),
+        *args,
+        "--project-dir",
+        str(DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(DBT_PROJECT_DIR),
+        "--target-path",
+        str(target),
+    ]
+    env = {**os.environ, **dbt_env(settings, gold_db)}
+    run_results = target / "run_results.json" if gold_db is not None else None
+    if run_results is not None:  # under the build lock: no other build writes this target
+        _remove(run_results)
+    result = subprocess.run(
+        cmd, cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        output = result.stdout + "\n" + result.stderr
+        raise GoldBuildError(_failure_summary(command, run_results, output))
+    return result
+
+
+def run_dbt(
+    settings: Settings, args: Sequence[str], *, target_path: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `dbt <args>` on the project and return the finished process.
+
+    Commands that open the DuckDB file (build, run, seed, test, docs generate, ...) write a
+    build copy published by `gold_build` only on success. Raises `GoldBuildError`, with a
+    one-line message naming the failed model or test, when dbt exits non-zero.
+    `target_path` (default dbt/target, where `dbt docs serve` and dagster-dbt look) isolates
+    the manifest, run results and docs of concurrent runs of different gold files.
+    """
+    if not args:
+        raise LakehouseError("run_dbt needs a dbt command, e.g. ['build']")
+    command = " ".join(a for a in args[:2] if not a.startswith("-"))
+    if args[0] in _NO_DATABASE_COMMANDS:
+        return _run(settings, args, gold_db=None, target_path=target_path, command=command)
+    with gold_build(settings) as build:
+        return _run(settings, args, gold_db=build, target_path=target_path, command=command)
+
+
+def prepare_manifest(settings: Settings | None = None) -> Path:
+    """Run `dbt parse` so that dbt/target/manifest.json exists (dagster-dbt loads it at import).
+
+    Parsing opens neither the lake nor the gold file: any settings do.
+    """
+    run_dbt(settings if settings is not None else Settings.from_env(), ["parse"])
+    return MANIFEST_PATH
+
+
+def read_gold(
+    settings: Settings, sql: str, params: Sequence[object] | Mapping[str, object] | None = None
+) -> pa.Table:
+    """Run one query on the published gold file, opened read-only."""
+    gold = gold_db_path(settings)
+    if not gold.exists():
+        raise LakehouseError(
+            f"the gold database {gold} does not exist yet: materialise the gold assets "
+            "(dbt build) first"
+        )
+    with duckdb.connect(str(gold), read_only=True) as con:
+        return con.execute(sql, params).to_arrow_table()

@@ -1,0 +1,346 @@
+"""raw → silver: typed, validated, deduplicated (Delta MERGE on the business key), PII keyed-hashed.
+
+Each silver table keeps, as a Delta transaction identifier in its own commits, the raw table
+version it has processed (app id `silver<-raw_<topic>`), so a run reads only the raw files added
+since, and the MERGE plus that marker land in one atomic commit. Re-processing is harmless: the
+MERGE inserts only keys it has not seen. Transforms are DuckDB SQL over Arrow, no Python loop
+per row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as pads
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import DeltaError, TableNotFoundError
+
+from lake.tables import SILVER_TABLES, raw_uri, silver_uri
+from lakehouse.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def hmac_sql(column: str, key: str) -> str:
+    """HMAC-SHA256(key, column) as hex, in DuckDB SQL (identical to Python's `hmac`)."""
+    raw_key = key.encode()
+    if len(raw_key) > 64:
+        raw_key = hashlib.sha256(raw_key).digest()
+    padded = raw_key.ljust(64, b"\0")
+
+    def blob(data: bytes) -> str:
+        return "'" + "".join(f"\\x{b:02x}" for b in data) + "'::BLOB"
+
+    inner = f"unhex(sha256({blob(bytes(b ^ 0x36 for b in padded))} || encode({column})))"
+    return f"sha256({blob(bytes(b ^ 0x5C for b in padded))} || {inner})"
+
+
+_LINEAGE_SQL = """epoch::INTEGER AS source_epoch, "partition"::INTEGER AS source_partition,
+    "offset" AS source_offset, ingested_at"""
+
+
+def _orders_sql(pii_key: str) -> str:
+    return f"""
+    WITH parsed AS (
+        SELECT from_json(value, '{{"order_id":"VARCHAR","ts":"VARCHAR","customer_id":"VARCHAR",
+            "items":[{{"sku":"VARCHAR","qty":"BIGINT","price":"DOUBLE"}}],"channel":"VARCHAR",
+            "store_id":"VARCHAR","city":"VARCHAR","country":"VARCHAR"}}') AS j, {_LINEAGE_SQL}
+        FROM raw_batch
+    ), lines AS (
+        SELECT j, source_epoch, source_partition, source_offset, ingested_at,
+               unnest(j.items) AS item, unnest(range(1, len(j.items) + 1)) AS line
+        FROM parsed
+    )
+    SELECT j.order_id AS order_id, line::INTEGER AS line,
+           j.ts::TIMESTAMPTZ AS ts, (j.ts::TIMESTAMPTZ)::DATE AS order_date,
+           {hmac_sql("j.customer_id", pii_key)} AS customer_id_hash,
+           j.channel AS channel, j.store_id AS store_id, j.city AS city, j.country AS country,
+           item.sku AS sku, item.qty::INTEGER AS qty, item.price AS price,
+           round(item.qty * item.price, 2) AS line_amount,
+           source_epoch, source_partition, source_offset, ingested_at
+    FROM lines
+    QUALIFY row_number() OVER (PARTITION BY order_id, line
+                               ORDER BY source_epoch, source_partition, source_offset) = 1
+    """
+
+
+def _sessions_sql(pii_key: str) -> str:
+    return f"""
+    WITH parsed AS (
+        SELECT from_json(value, '{{"session_id":"VARCHAR","ts":"VARCHAR","customer_id":"VARCHAR",
+            "channel":"VARCHAR","city":"VARCHAR","order_id":"VARCHAR"}}') AS j, {_LINEAGE_SQL}
+        FROM raw_batch
+    )
+    SELECT j.session_id AS session_id, j.ts::TIMESTAMPTZ AS ts,
+           (j.ts::TIMESTAMPTZ)::DATE AS session_date,
+           {hmac_sql("j.customer_id", pii_key)} AS customer_id_hash,
+           j.channel AS channel, j.city AS city, j.order_id AS order_id,
+           source_epoch, source_partition, source_offset, ingested_at
+    FROM parsed
+    QUALIFY row_number() OVER (PARTITION BY session_id
+                               ORDER BY source_epoch, source_partition, source_offset) = 1
+    """
+
+
+def _inventory_sql(_: str) -> str:
+    return f"""
+    WITH parsed AS (
+        SELECT from_json(value, '{{"sku":"VARCHAR","store_id":"VARCHAR","ts":"VARCHAR",
+            "update_type":"VARCHAR","on_hand":"BIGINT","on_order":"BIGINT","sold_qty":"BIGINT",
+            "received_qty":"BIGINT"}}') AS j, {_LINEAGE_SQL}
+        FROM raw_batch
+    )
+    SELECT j.sku AS sku, j.store_id AS store_id, j.ts::TIMESTAMPTZ AS ts,
+           (j.ts::TIMESTAMPTZ)::DATE AS update_date, j.update_type AS update_type,
+           j.on_hand AS on_hand, j.on_order AS on_order, j.sold_qty AS sold_qty,
+           j.received_qty AS received_qty,
+           source_epoch, source_partition, source_offset, ingested_at
+    FROM parsed
+    QUALIFY row_number() OVER (PARTITION BY sku, store_id, ts, update_type
+                               ORDER BY source_epoch, source_partition, source_offset) = 1
+    """
+
+
+@dataclass(frozen=True)
+class SilverSpec:
+    name: str
+    topic: str
+    key: tuple[str, ...]
+    partition_by: str
+    sql: object  # callable(pii_key) -> SQL over the view `raw_batch`
+
+    def merge_predicate(self) -> str:
+        keys = " AND ".join(f"t.{k} = s.{k}" for k in self.key)
+        # the partition column is a function of the key: it lets the MERGE prune files
+        return f"{keys} AND t.{self.partition_by} = s.{self.partition_by}"
+
+
+SPECS: dict[str, SilverSpec] = {
+    "silver_orders": SilverSpec(
+        "silver_orders", "orders", ("order_id", "line"), "order_date", _orders_sql
+    ),
+    "silver_sessions": SilverSpec(
+        "silver_sessions", "sessions", ("session_id",), "session_date", _sessions_sql
+    ),
+    "silver_inventory": SilverSpec(
+        "silver_inventory",
+        "inventory",
+        ("sku", "store_id", "ts", "update_type"),
+        "update_date",
+        _inventory_sql,
+    ),
+}
+
+
+@dataclass
+class SilverResult:
+    table: str
+    raw_version_from: int | None
+    raw_version_to: int | None
+    raw_rows_read: int = 0
+    rows_in_batch: int = 0
+    rows_inserted: int = 0
+    duplicates_skipped: int = 0
+    late_events: int = 0
+    late_watermark: str | None = None
+    table_version: int | None = None
+    seconds: float = 0.0
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        return (
+            f"{self.table}: {self.rows_inserted} new rows from {self.raw_rows_read} raw rows "
+            f"({self.duplicates_skipped} duplicates skipped, {self.late_events} late) in "
+            f"{self.seconds:.1f}s"
+        )
+
+
+def _open(uri: str, settings: Settings, version: int | None = None) -> DeltaTable | None:
+    try:
+        return DeltaTable(uri, version=version, storage_options=settings.storage_options or None)
+    except TableNotFoundError:
+        return None
+
+
+def marker(topic: str) -> str:
+    return f"silver<-raw_{topic}"
+
+
+def rows_added_since(
+    settings: Settings, uri: str, processed_version: int | None
+) -> tuple[pa.Table, int | None]:
+    """Rows of the files a Delta table gained after `processed_version` (all rows if None),
+    and the version read. Files rewritten since (compaction) are read again: callers MERGE."""
+    raw = _open(uri, settings)
+    if raw is None:
+        return pa.table({}), None
+    current = raw.version()
+    dataset = raw.to_pyarrow_dataset()
+    if processed_version is not None:
+        if processed_version >= current:
+            return dataset.schema.empty_table(), current
+        try:
+            before = _open(uri, settings, processed_version)
+            seen = {_rel(u, uri) for u in before.file_uris()} if before else set()
+        except DeltaError:  # old log entries cleaned up: reprocess everything (MERGE is idempotent)
+            seen = set()
+        fragments = [f for f in dataset.get_fragments() if _rel(f.path, uri) not in seen]
+        dataset = pads.FileSystemDataset(
+            fragments, dataset.schema, dataset.format, dataset.filesystem
+        )
+    return dataset.to_table(), current
+
+
+def _rel(path: str, uri: str) -> str:
+    # file_uris() are URIs, fragment paths are filesystem paths: compare the table-relative part
+    root = uri.split("://", 1)[-1].rstrip("/") + "/"
+    return path.split("://", 1)[-1].split(root, 1)[-1]
+
+
+def _current_max_ts(table: DeltaTable | None) -> pa.Scalar | None:
+    if table is None:
+        return None
+    actions = table.get_add_actions(flatten=True)
+    column = "max.ts"
+    if column not in actions.column_names or actions.num_rows == 0:
+        return None
+    values = [v for v in actions.column(column).to_pylist() if v is not None]
+    return max(values) if values else None
+
+
+def build_silver(settings: Settings, name: str) -> SilverResult:
+    """Process the raw rows added since the last run into silver table `name` (one commit)."""
+    started = time.monotonic()
+    spec = SPECS[name]
+    uri = silver_uri(settings, name)
+    target = _open(uri, settings)
+    processed = target.transaction_version(marker(spec.topic)) if target else None
+    batch, raw_version = rows_added_since(settings, raw_uri(settings, spec.topic), processed)
+    result = SilverResult(name, processed, raw_version, raw_rows_read=batch.num_rows)
+    if raw_version is None or (processed is not None and raw_version <= processed):
+        result.seconds = time.monotonic() - started
+        return result
+
+    rows = transform(spec, batch, settings.pii_hash_key)
+    result.rows_in_batch = rows.num_rows
+    watermark = _current_max_ts(target)
+    if watermark is not None and settings.late_watermark_minutes and rows.num_rows:
+        limit = watermark - timedelta(minutes=settings.late_watermark_minutes)
+        result.late_watermark = limit.isoformat()
+        con = duckdb.connect()
+        con.register("rows", rows)
+        result.late_events = con.execute(
+            "SELECT count(*) FROM rows WHERE ts < ?", [limit]
+        ).fetchone()[0]  # type: ignore[index]
+        con.close()
+
+    commit = CommitProperties(
+        app_transactions=[Transaction(marker(spec.topic), raw_version)],
+        custom_metadata={"lakehouse.late_events": str(result.late_events)},
+    )
+    schema = SILVER_TABLES[name][1]
+    if target is None:
+        write_deltalake(
+            uri,
+            rows.cast(schema),
+            mode="append",
+            partition_by=[spec.partition_by],
+            storage_options=settings.storage_options or None,
+            commit_properties=commit,
+        )
+        result.rows_inserted = rows.num_rows
+    else:
+        metrics = (
+            target.merge(
+                rows.cast(schema),
+                predicate=spec.merge_predicate(),
+                source_alias="s",
+                target_alias="t",
+                commit_properties=commit,
+            )
+            .when_not_matched_insert_all()
+            .execute()
+        )
+        result.rows_inserted = int(metrics.get("num_target_rows_inserted", 0))
+    # keys already in silver: re-delivered events, or a range re-read in a new epoch
+    result.duplicates_skipped = result.rows_in_batch - result.rows_inserted
+    result.table_version = _open(uri, settings).version()  # type: ignore[union-attr]
+    result.seconds = time.monotonic() - started
+    log.info("%s", result.summary())
+    return result
+
+
+def transform(spec: SilverSpec, raw_batch: pa.Table, pii_key: str) -> pa.Table:
+    """The raw → silver transform of one spec, over an Arrow table of raw rows."""
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("raw_batch", raw_batch)
+        table = con.sql(spec.sql(pii_key)).to_arrow_table()  # type: ignore[operator]
+    finally:
+        con.close()
+    return table.cast(SILVER_TABLES[spec.name][1])
+
+
+CURRENT_MARKER = "current<-silver_inventory"
+
+
+def build_inventory_current(settings: Settings) -> SilverResult:
+    """Latest stock per SKU×store, from the rows silver_inventory gained since the last run:
+    MERGE keeping the update with the greatest event time (one commit, with its marker)."""
+    started = time.monotonic()
+    uri = silver_uri(settings, "silver_inventory_current")
+    target = _open(uri, settings)
+    processed = target.transaction_version(CURRENT_MARKER) if target else None
+    source_uri = silver_uri(settings, "silver_inventory")
+    updates, version = rows_added_since(settings, source_uri, processed)
+    result = SilverResult(
+        "silver_inventory_current", processed, version, raw_rows_read=updates.num_rows
+    )
+    if version is None or (processed is not None and version <= processed):
+        result.seconds = time.monotonic() - started
+        return result
+    con = duckdb.connect()
+    con.register("updates", updates)
+    latest = con.sql(
+        """SELECT sku, store_id, ts, on_hand, on_order FROM updates
+           QUALIFY row_number() OVER (PARTITION BY sku, store_id ORDER BY ts DESC,
+                                      source_epoch DESC, source_offset DESC) = 1"""
+    ).to_arrow_table()
+    con.close()
+    latest = latest.cast(SILVER_TABLES["silver_inventory_current"][1])
+    result.rows_in_batch = latest.num_rows
+    commit = CommitProperties(app_transactions=[Transaction(CURRENT_MARKER, version)])
+    if target is None:
+        write_deltalake(
+            uri,
+            latest,
+            mode="append",
+            commit_properties=commit,
+            storage_options=settings.storage_options or None,
+        )
+        result.rows_inserted = latest.num_rows
+    else:
+        metrics = (
+            target.merge(
+                latest,
+                predicate="t.sku = s.sku AND t.store_id = s.store_id",
+                source_alias="s",
+                target_alias="t",
+                commit_properties=commit,
+            )
+            .when_matched_update_all(predicate="s.ts > t.ts")
+            .when_not_matched_insert_all()
+            .execute()
+        )
+        result.rows_inserted = int(metrics.get("num_target_rows_inserted", 0))
+        result.extra["rows_updated"] = int(metrics.get("num_target_rows_updated", 0))
+    result.table_version = _open(uri, settings).version()  # type: ignore[union-attr]
+    result.seconds = time.monotonic() - started
+    return result
