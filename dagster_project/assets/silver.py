@@ -1,0 +1,95 @@
+"""silver_* assets: typed, deduplicated (MERGE on the business key), PII keyed-hashed."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from dagster_project.lineage import lineage_run
+from dagster_project.resources import LakehouseResource
+from lake.silver import SPECS, SilverResult, build_inventory_current, build_silver
+from lake.tables import RAW_SCHEMA, SILVER_TABLES, raw_uri, silver_uri
+
+DESCRIPTIONS = {
+    "silver_orders": (
+        "One row per order item (items exploded), typed (UTC ts, integer qty, double price), "
+        "deduplicated by MERGE on (order_id, line), customer_id replaced by an HMAC-SHA256 "
+        "pseudonym; partitioned by order_date. Late events (older than the watermark) are "
+        "accepted and counted."
+    ),
+    "silver_sessions": "One row per shopping session (MERGE on session_id), customer pseudonymised.",
+    "silver_inventory": "Every stock update per SKU × store (MERGE on sku, store_id, ts, type).",
+    "silver_inventory_current": "Latest stock update per SKU × store (upsert by event time).",
+}
+
+
+def _metadata(result: SilverResult, uri: str) -> dict[str, object]:
+    return {
+        "rows_inserted": result.rows_inserted,
+        "rows_in_batch": result.rows_in_batch,
+        "source_rows_read": result.raw_rows_read,
+        "duplicates_skipped": result.duplicates_skipped,
+        "late_events": result.late_events,
+        "late_before": result.late_watermark or "",
+        "source_version_from": -1 if result.raw_version_from is None else result.raw_version_from,
+        "source_version_to": -1 if result.raw_version_to is None else result.raw_version_to,
+        "delta_version": -1 if result.table_version is None else result.table_version,
+        "seconds": round(result.seconds, 3),
+        "path": dg.MetadataValue.path(uri),
+        **{k: v for k, v in result.extra.items() if isinstance(v, int | float | str)},
+    }
+
+
+def silver_asset(name: str) -> dg.AssetsDefinition:
+    spec = SPECS[name]
+
+    @dg.asset(
+        name=name,
+        deps=[f"raw_{spec.topic}"],
+        group_name="silver",
+        kinds={"duckdb", "delta"},
+        owners=["team:data-platform"],
+        pool=name,
+        description=DESCRIPTIONS[name],
+    )
+    def _silver(
+        context: dg.AssetExecutionContext, lakehouse: LakehouseResource
+    ) -> dg.MaterializeResult:
+        settings = lakehouse.settings()
+        uri = silver_uri(settings, name)
+        inputs = [(f"raw_{spec.topic}", raw_uri(settings, spec.topic), RAW_SCHEMA)]
+        with lineage_run(settings, context, inputs, [(name, uri, SILVER_TABLES[name][1])]) as h:
+            result = build_silver(settings, name)
+            h.set_output_stats(name, result.rows_inserted)
+        context.log.info(result.summary())
+        return dg.MaterializeResult(metadata=_metadata(result, uri))
+
+    return _silver
+
+
+@dg.asset(
+    deps=["silver_inventory"],
+    group_name="silver",
+    kinds={"duckdb", "delta"},
+    owners=["team:data-platform"],
+    pool="silver_inventory_current",
+    description=DESCRIPTIONS["silver_inventory_current"],
+)
+def silver_inventory_current(
+    context: dg.AssetExecutionContext, lakehouse: LakehouseResource
+) -> dg.MaterializeResult:
+    settings = lakehouse.settings()
+    uri = silver_uri(settings, "silver_inventory_current")
+    source = silver_uri(settings, "silver_inventory")
+    with lineage_run(
+        settings,
+        context,
+        [("silver_inventory", source, SILVER_TABLES["silver_inventory"][1])],
+        [("silver_inventory_current", uri, SILVER_TABLES["silver_inventory_current"][1])],
+    ) as handle:
+        result = build_inventory_current(settings)
+        handle.set_output_stats("silver_inventory_current", result.rows_in_batch)
+    context.log.info(result.summary())
+    return dg.MaterializeResult(metadata=_metadata(result, uri))
+
+
+SILVER_ASSETS = [silver_asset(name) for name in SPECS] + [silver_inventory_current]

@@ -1,0 +1,46 @@
+"""The Dagster code location (workspace.yaml): it wires, it does not compute.
+
+raw_<topic> (Kafka → Delta, exactly-once) → silver_* (MERGE) → dbt gold KPIs, with Great
+Expectations checks, a sensor per topic, a gold refresh schedule and OpenLineage events.
+Nothing heavy is imported at module level (run launch cost, see docs/operations.md).
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from dagster_project.assets.gold import dbt_resource, gold_dbt
+from dagster_project.assets.raw import RAW_ASSETS
+from dagster_project.assets.silver import SILVER_ASSETS
+from dagster_project.checks import QUALITY_CHECKS
+from dagster_project.resources import LakehouseResource
+from dagster_project.sensors import INGEST_JOBS, SENSORS
+
+gold_job = dg.define_asset_job(
+    name="refresh_gold",
+    selection=dg.AssetSelection.assets(gold_dbt),
+    description="Rebuild the dbt gold KPIs from silver and publish the gold DuckDB file.",
+)
+
+everything_job = dg.define_asset_job(
+    name="materialize_all",
+    selection=dg.AssetSelection.all(),
+    description="raw → silver → gold for every topic, up to the current high-water marks.",
+)
+
+gold_schedule = dg.ScheduleDefinition(
+    name="refresh_gold_every_15_minutes",
+    job=gold_job,
+    cron_schedule="*/15 * * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
+defs = dg.Definitions(
+    assets=[*RAW_ASSETS, *SILVER_ASSETS, gold_dbt],
+    asset_checks=QUALITY_CHECKS,
+    jobs=[*INGEST_JOBS.values(), gold_job, everything_job],
+    sensors=SENSORS,
+    schedules=[gold_schedule],
+    resources={"lakehouse": LakehouseResource(), "dbt": dbt_resource()},
+    executor=dg.in_process_executor,
+)

@@ -1,0 +1,78 @@
+"""One sensor per topic: it decides offset ranges, it never consumes.
+
+Each tick reads the true high-water marks (from a fetch response: `end_offsets()` is wrong on
+the embedded broker) and the lake's offsets, and requests one run for everything new. The
+run key is the range, so a range is requested once; the cursor is the last requested end."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+
+from dagster_project.resources import LakehouseResource
+from ingestion import kafka_client
+from ingestion.broker import TOPICS
+from ingestion.raw import lake_offsets
+from lakehouse.errors import LakehouseError
+
+
+def topic_sensor(topic: str, job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=f"{topic}_new_offsets",
+        job=job,
+        minimum_interval_seconds=5,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Requests a `{job.name}` run for new offsets of Kafka topic `{topic}`.",
+    )
+    def _sensor(
+        context: dg.SensorEvaluationContext, lakehouse: LakehouseResource
+    ) -> dg.SensorResult | dg.SkipReason:
+        settings = lakehouse.settings()
+        try:
+            bootstrap = lakehouse.bootstrap()
+            marks = kafka_client.probe_high_watermarks(bootstrap, topic)
+        except LakehouseError as exc:
+            return dg.SkipReason(str(exc))
+        lake = lake_offsets(settings, topic, marks)
+        requested = {int(p): o for p, o in json.loads(context.cursor or "{}").items()}
+        start = {p: max(lake.next_offsets.get(p, 0), requested.get(p, 0)) for p in marks}
+        if all(marks[p] <= start[p] for p in marks):
+            return dg.SkipReason(f"{topic}: no new offsets (high-water marks {marks})")
+        span = ",".join(f"{p}:{start[p]}-{marks[p]}" for p in sorted(marks))
+        return dg.SensorResult(
+            run_requests=[
+                dg.RunRequest(
+                    run_key=f"{topic}@{lake.epoch}:{span}",
+                    run_config={
+                        "ops": {
+                            f"raw_{topic}": {
+                                "config": {"end_offsets": {str(p): o for p, o in marks.items()}}
+                            }
+                        }
+                    },
+                    tags={"lakehouse/topic": topic, "lakehouse/range": span},
+                )
+            ],
+            cursor=json.dumps({str(p): o for p, o in marks.items()}),
+        )
+
+    return _sensor
+
+
+def ingest_job(topic: str) -> dg.UnresolvedAssetJobDefinition:
+    """raw_<topic> and the silver assets built from it (gold is refreshed by its schedule)."""
+    selection = (
+        dg.AssetSelection.assets(f"raw_{topic}").downstream()
+        - dg.AssetSelection.groups("gold", "gold_staging", "reference")
+    )
+    return dg.define_asset_job(
+        name=f"ingest_{topic}",
+        selection=selection,
+        description=f"One micro-batch of Kafka topic `{topic}` into raw, then silver.",
+        tags={"lakehouse/topic": topic},
+    )
+
+
+INGEST_JOBS = {topic: ingest_job(topic) for topic in TOPICS}
+SENSORS = [topic_sensor(topic, job) for topic, job in INGEST_JOBS.items()]

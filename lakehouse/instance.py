@@ -1,0 +1,49 @@
+"""Dagster instance files under `LAKEHOUSE_HOME/dagster`: written from the settings, so the
+storage (SQLite by default, PostgreSQL in production) is configured in one place."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from lakehouse.config import Settings
+
+
+def dagster_yaml(settings: Settings) -> str:
+    lines = [
+        "# written by lakehouse from LAKEHOUSE_* settings; edits are overwritten",
+        "telemetry:",
+        "  enabled: false",
+        "run_coordinator:",
+        "  module: dagster._core.run_coordinator",
+        "  class: QueuedRunCoordinator",
+        "  config:",
+        "    max_concurrent_runs: 4",
+        "    dequeue_interval_seconds: 1",
+        "concurrency:",
+        "  pools:",
+        "    default_limit: 1",
+        "run_monitoring:",
+        "  enabled: true",
+        "  poll_interval_seconds: 30",
+    ]
+    if settings.dagster_postgres_url:
+        lines += [
+            "storage:",
+            "  postgres:",
+            f"    postgres_url: {settings.dagster_postgres_url}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def ensure_dagster_home(settings: Settings) -> Path:
+    """Create DAGSTER_HOME with a dagster.yaml matching the settings; export DAGSTER_HOME."""
+    home = settings.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    text = dagster_yaml(settings)
+    if not config.exists() or config.read_text() != text:
+        config.write_text(text)
+    os.environ["DAGSTER_HOME"] = str(home)
+    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+    return home

@@ -1,0 +1,56 @@
+from pathlib import Path
+
+import pytest
+
+from lakehouse.config import DEMO_PII_KEY, Settings
+from lakehouse.errors import ConfigError
+
+
+def test_defaults_are_the_embedded_profile(tmp_path: Path) -> None:
+    s = Settings.from_env({"LAKEHOUSE_HOME": str(tmp_path)})
+    assert s.home == tmp_path.resolve()
+    assert s.lake_root == str(tmp_path.resolve() / "lake")
+    assert s.embedded_broker and s.bootstrap == "127.0.0.1:19092"
+    assert s.topic_partitions == 3
+    assert s.pii_hash_key == DEMO_PII_KEY
+    assert s.gold_db_path == tmp_path.resolve() / "lake" / "gold" / "gold.duckdb"
+    assert s.dagster_postgres_url is None and s.storage_options == {}
+
+
+def test_external_broker_and_s3_lake() -> None:
+    s = Settings.from_env(
+        {
+            "LAKEHOUSE_HOME": "/tmp/x",
+            "LAKEHOUSE_KAFKA_BOOTSTRAP": "kafka-1:9092,kafka-2:9092",
+            "LAKEHOUSE_LAKE_ROOT": "s3://bucket/lake/",
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:5000",
+            "AWS_ACCESS_KEY_ID": "k",
+        }
+    )
+    assert not s.embedded_broker and s.bootstrap == "kafka-1:9092,kafka-2:9092"
+    assert s.lake_root == "s3://bucket/lake" and not s.is_local_lake
+    assert s.table_uri("raw", "orders") == "s3://bucket/lake/raw/orders"
+    assert s.gold_db_path == Path("/tmp/x/gold/gold.duckdb")  # DuckDB file stays local
+    assert s.storage_options["AWS_ENDPOINT_URL"] == "http://127.0.0.1:5000"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fix"),
+    [
+        ("LAKEHOUSE_BROKER_PORT", "abc", "free TCP port"),
+        ("LAKEHOUSE_BROKER_PORT", "80", "between 1024 and 65535"),
+        ("LAKEHOUSE_TOPIC_PARTITIONS", "0", "between 1 and 64"),
+        ("LAKEHOUSE_KAFKA_BOOTSTRAP", "localhost", "host:port"),
+        ("LAKEHOUSE_LAKE_ROOT", "gs://bucket", "s3://bucket/prefix"),
+        ("LAKEHOUSE_OPENLINEAGE_URL", "ftp://x", "http(s) endpoint"),
+        ("LAKEHOUSE_DAGSTER_POSTGRES_URL", "mysql://x", "postgresql://"),
+        ("LAKEHOUSE_MAX_BATCH_RECORDS", "-5", "positive integer"),
+    ],
+)
+def test_bad_values_give_one_line_naming_variable_and_fix(name: str, value: str, fix: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"LAKEHOUSE_HOME": "/tmp/x", name: value})
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{name}={value!r}")
+    assert fix in message
