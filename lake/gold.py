@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,9 +26,13 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+from deltalake import DeltaTable
 
+from lake.tables import SILVER_TABLES, silver_uri
 from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError
+
+log = logging.getLogger(__name__)
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt"
 DEFAULT_TARGET_DIR = DBT_PROJECT_DIR / "target"
@@ -34,8 +40,10 @@ MANIFEST_PATH = DEFAULT_TARGET_DIR / "manifest.json"
 GOLD_TABLES = ("daily_sales", "top_sku_7d", "conversion_by_channel", "stock_cover_days")
 
 # dbt sub-commands that never open the DuckDB file; every other one runs on a build copy.
-_NO_DATABASE_COMMANDS = frozenset({"parse", "ls", "list", "clean", "deps", "init"})
+_NO_DATABASE_COMMANDS = frozenset({"parse", "ls", "list", "clean", "deps", "init", "docs serve"})
+_WRITING_COMMANDS = frozenset({"build", "run", "seed", "snapshot", "run-operation"})
 _FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
+_TIMESTAMP = re.compile(r"^\d\d:\d\d:\d\d(\.\d+)?\s+")
 
 
 class GoldBuildError(LakehouseError):
@@ -68,15 +76,17 @@ def build_db_path(settings: Settings) -> Path:
 def dbt_env(settings: Settings, gold_db: Path | None = None) -> dict[str, str]:
     """Environment variables the dbt project needs (to add to `os.environ`).
 
-    `gold_db` is the DuckDB file dbt writes; default: the published file (fine for `parse`
-    and `docs serve`, which do not open it; builds go through `gold_build`).
+    `gold_db` is the DuckDB file dbt writes. Default: the build file `gold.duckdb.build`,
+    never the published one, so a dbt run outside `gold_build` cannot write under a BI
+    reader (it just publishes nothing); keeping one path also keeps dbt's partial parsing
+    valid between `dbt parse` and the builds.
     """
     lake_root = settings.lake_root
     if settings.is_local_lake:
         lake_root = str(Path(lake_root).expanduser().resolve())
     env = {
         "LAKEHOUSE_LAKE_ROOT": lake_root,
-        "LAKEHOUSE_GOLD_DB": str(gold_db if gold_db is not None else gold_db_path(settings)),
+        "LAKEHOUSE_GOLD_DB": str(gold_db if gold_db is not None else build_db_path(settings)),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "DBT_USE_COLORS": "False",
         "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
@@ -130,13 +140,14 @@ def _publish(build: Path, gold: Path) -> None:
 
 
 @contextmanager
-def gold_build(settings: Settings) -> Iterator[Path]:
+def gold_build(settings: Settings, *, publish: bool = True) -> Iterator[Path]:
     """Yield the path dbt must write (`gold.duckdb.build`); publish it on success.
 
     The build file starts as a copy of the published gold file when there is one. On a
     normal exit it is checkpointed and renamed over `gold.duckdb` (atomic: readers see the
-    old file or the new one); on an exception it is deleted and the published file is
-    untouched. Concurrent builds of the same gold file wait for each other.
+    old file or the new one); on an exception, or with `publish=False` (a command that only
+    reads, such as `dbt test` or `dbt docs generate`), it is deleted and the published file
+    is untouched. Concurrent builds of the same gold file wait for each other.
     """
     gold = gold_db_path(settings)
     gold.parent.mkdir(parents=True, exist_ok=True)
@@ -150,11 +161,11 @@ def gold_build(settings: Settings) -> Iterator[Path]:
         except BaseException:
             _remove(build, _wal(build))
             raise
-        if build.exists():
-            try:
+        try:
+            if publish and build.exists():
                 _publish(build, gold)
-            finally:
-                _remove(build, _wal(build))
+        finally:
+            _remove(build, _wal(build))
 
 
 def _failure_summary(command: str, run_results: Path | None, output: str) -> str:
@@ -167,17 +178,27 @@ def _failure_summary(command: str, run_results: Path | None, output: str) -> str
     for result in results:
         if result.get("status") not in _FAILED_STATUSES:
             continue
-        resource, _, name = result.get("unique_id", "?").partition(".")
-        name = name.partition(".")[2] or name  # drop the project name
+        # unique_id: <resource>.<project>.<name>[.<hash of a test>]
+        parts = str(result.get("unique_id", "?")).split(".")
+        resource, name = parts[0], parts[2] if len(parts) > 2 else parts[-1]
         message = " ".join(str(result.get("message") or "").split())
         failures.append(f"{resource} {name} ({result['status']}: {message[:200]})")
     if failures:
         more = f" (+{len(failures) - 1} more)" if len(failures) > 1 else ""
-        return f"dbt {command} failed: {failures[0]}{more}; see {DBT_PROJECT_DIR}/logs/dbt.log"
-    lines = [" ".join(line.split()) for line in output.splitlines()]
-    errors = [line for line in lines if "error" in line.lower() and line]
-    detail = errors[0] if errors else (lines[-1] if lines else "no output")
-    return f"dbt {command} failed: {detail[:300]}; see {DBT_PROJECT_DIR}/logs/dbt.log"
+        skipped = sum(1 for result in results if result.get("status") == "skipped")
+        skips = f", {skipped} downstream node(s) skipped" if skipped else ""
+        return (
+            f"dbt {command} failed: {failures[0]}{more}{skips}; see {DBT_PROJECT_DIR}/logs/dbt.log"
+        )
+    lines = [_TIMESTAMP.sub("", line).strip() for line in output.splitlines()]
+    lines = [line for line in lines if line]
+    marker = next((i for i, line in enumerate(lines) if "Encountered an error" in line), None)
+    if marker is not None and marker + 1 < len(lines):
+        detail = " ".join(lines[marker + 1 : marker + 5])
+    else:
+        errors = [line for line in lines if "error" in line.lower()]
+        detail = errors[0] if errors else (lines[-1] if lines else "no output")
+    return f"dbt {command} failed: {detail[:400]}; see {DBT_PROJECT_DIR}/logs/dbt.log"
 
 
 def _run(
@@ -188,7 +209,7 @@ def _run(
     target_path: Path | None,
     command: str,
 ) -> subprocess.CompletedProcess[str]:
-    target = (target_path or DEFAULT_TARGET_DIR).resolve()
+    target = Path(target_path or DEFAULT_TARGET_DIR).resolve()
     cmd = [
         str(dbt_executable()),
         *args,
@@ -217,18 +238,28 @@ def run_dbt(
 ) -> subprocess.CompletedProcess[str]:
     """Run `dbt <args>` on the project and return the finished process.
 
-    Commands that open the DuckDB file (build, run, seed, test, docs generate, ...) write a
-    build copy published by `gold_build` only on success. Raises `GoldBuildError`, with a
-    one-line message naming the failed model or test, when dbt exits non-zero.
+    Commands that open the DuckDB file run on the build copy of `gold_build`: build, run,
+    seed, snapshot and run-operation publish it on success; the others (test, docs
+    generate, show, compile, debug, ...) leave the published file untouched. Raises
+    `GoldBuildError`, with a one-line message naming the failed model or test, when dbt
+    exits non-zero.
     `target_path` (default dbt/target, where `dbt docs serve` and dagster-dbt look) isolates
     the manifest, run results and docs of concurrent runs of different gold files.
+    `docs generate` gets `--no-compile` while the lake has no silver tables yet.
     """
     if not args:
         raise LakehouseError("run_dbt needs a dbt command, e.g. ['build']")
+    args = list(args)
     command = " ".join(a for a in args[:2] if not a.startswith("-"))
-    if args[0] in _NO_DATABASE_COMMANDS:
+    if command == "docs generate" and "--no-compile" not in args and not _silver_present(settings):
+        # Compiling loads every silver source: a fresh lake still gets its KPI glossary.
+        log.info(
+            "silver tables missing under %s: dbt docs generate --no-compile", settings.lake_root
+        )
+        args.append("--no-compile")
+    if args[0] in _NO_DATABASE_COMMANDS or command in _NO_DATABASE_COMMANDS:
         return _run(settings, args, gold_db=None, target_path=target_path, command=command)
-    with gold_build(settings) as build:
+    with gold_build(settings, publish=args[0] in _WRITING_COMMANDS) as build:
         return _run(settings, args, gold_db=build, target_path=target_path, command=command)
 
 
@@ -239,6 +270,25 @@ def prepare_manifest(settings: Settings | None = None) -> Path:
     """
     run_dbt(settings if settings is not None else Settings.from_env(), ["parse"])
     return MANIFEST_PATH
+
+
+def _silver_present(settings: Settings) -> bool:
+    options = settings.storage_options or None
+    return all(
+        DeltaTable.is_deltatable(silver_uri(settings, name), storage_options=options)
+        for name in SILVER_TABLES
+    )
+
+
+def generate_docs(settings: Settings, *, target_path: Path | None = None) -> Path:
+    """Build the dbt docs site (the KPI glossary) and return its index.html.
+
+    Same as `run_dbt(settings, ["docs", "generate"])`: compiled SQL and silver column types
+    are included when every silver table exists, otherwise the site is built with
+    `--no-compile` (compiling loads the sources). Serve it with `dbt docs serve`.
+    """
+    run_dbt(settings, ["docs", "generate"], target_path=target_path)
+    return Path(target_path or DEFAULT_TARGET_DIR).resolve() / "index.html"
 
 
 def read_gold(
@@ -252,4 +302,4 @@ def read_gold(
             "(dbt build) first"
         )
     with duckdb.connect(str(gold), read_only=True) as con:
-        return con.execute(sql, params).to_arrow_table()
+        return con.sql(sql, params=params).to_arrow_table()

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from lakehouse.config import Settings
-from lakehouse.errors import LakehouseError
+from lakehouse.errors import ConfigError, LakehouseError
 
 app = typer.Typer(
     add_completion=False,
@@ -69,6 +69,79 @@ def broker_status() -> None:
     status = EmbeddedBroker(_settings()).status()
     print(status.describe())
     raise typer.Exit(0 if status.running else 1)
+
+
+# ---- generators ----------------------------------------------------------------------------
+SeedOpt = Annotated[int, typer.Option(help="random seed: same seed and window, same events")]
+ScaleOpt = Annotated[
+    float, typer.Option(min=0.0001, help="rate multiplier (1 = Annex B: 50-200 orders/min)")
+]
+MinutesOpt = Annotated[
+    float | None, typer.Option(min=0.01, help="live: simulated minutes of traffic from now")
+]
+SpeedOpt = Annotated[float, typer.Option(min=0.01, help="live: simulated minutes per real minute")]
+BackfillOpt = Annotated[
+    float | None, typer.Option(min=0.01, help="history: days ending now, sent as fast as possible")
+]
+
+
+def _generate(
+    topics: tuple[str, ...],
+    minutes: float | None,
+    speed: float,
+    seed: int,
+    scale: float,
+    backfill_days: float | None,
+) -> None:
+    from lakehouse.generate import backfill, live
+
+    if (minutes is None) == (backfill_days is None):
+        raise ConfigError("give exactly one of --minutes (live) or --backfill-days (history)")
+    bootstrap = _bootstrap(_settings())
+    if backfill_days is not None:
+        sent = backfill(bootstrap, backfill_days, seed, scale, topics)
+    else:
+        print(f"sending {minutes} simulated minutes at speed x{speed} (Ctrl-C stops)")
+        sent = live(bootstrap, minutes or 0, speed, seed, scale, topics)
+    print("sent " + ", ".join(f"{n} {t}" for t, n in sent.items()) + f" to {bootstrap}")
+    print("next: `lakehouse materialize` (or `make ui` and let the sensors pick them up)")
+
+
+@generate_app.command("orders")
+def generate_orders_cmd(
+    minutes: MinutesOpt = None,
+    speed: SpeedOpt = 1.0,
+    seed: SeedOpt = 42,
+    scale: ScaleOpt = 1.0,
+    backfill_days: BackfillOpt = None,
+) -> None:
+    """Orders and the sessions they came from (Annex B: 5 cities, 20 SKUs, 50-200/min)."""
+    _generate(("orders", "sessions"), minutes, speed, seed, scale, backfill_days)
+
+
+@generate_app.command("inventory")
+def generate_inventory_cmd(
+    minutes: MinutesOpt = None,
+    speed: SpeedOpt = 1.0,
+    seed: SeedOpt = 42,
+    scale: ScaleOpt = 1.0,
+    backfill_days: BackfillOpt = None,
+) -> None:
+    """Stock per SKU × store: initial stock, then 5-minute updates consistent with the orders
+    of the same seed and scale (sales and replenishment receipts)."""
+    _generate(("inventory",), minutes, speed, seed, scale, backfill_days)
+
+
+@generate_app.command("all")
+def generate_all_cmd(
+    minutes: MinutesOpt = None,
+    speed: SpeedOpt = 1.0,
+    seed: SeedOpt = 42,
+    scale: ScaleOpt = 1.0,
+    backfill_days: BackfillOpt = None,
+) -> None:
+    """Orders, sessions and inventory together."""
+    _generate(("orders", "sessions", "inventory"), minutes, speed, seed, scale, backfill_days)
 
 
 # ---- producing -----------------------------------------------------------------------------
@@ -137,6 +210,34 @@ def materialize(
     print(materialize_selection(settings, selection))
 
 
+@app.command("demo")
+def demo(
+    history_days: Annotated[float, typer.Option(min=0.01, help="days of history")] = 60,
+    history_scale: Annotated[
+        float, typer.Option(min=0.0001, help="history rate as a fraction of Annex B's")
+    ] = 0.006,
+    live_minutes: Annotated[float, typer.Option(min=0.1, help="simulated live minutes")] = 60,
+    live_speed: Annotated[float, typer.Option(min=0.1, help="live acceleration")] = 60,
+    seed: SeedOpt = 42,
+    keep_broker: Annotated[bool, typer.Option(help="leave the embedded broker running")] = False,
+) -> None:
+    """End-to-end demo: broker, history, a live minute, Dagster raw → silver → gold, summary."""
+    from lakehouse.demo import DemoOptions, run_demo
+
+    run_demo(
+        _settings(),
+        DemoOptions(history_days, history_scale, live_minutes, live_speed, seed, keep_broker),
+    )
+
+
+@app.command("summary")
+def summary() -> None:
+    """Rows per table, dead letters, top SKUs and lowest stock cover, from the lake and gold."""
+    from lakehouse.demo import print_summary
+
+    print_summary(_settings())
+
+
 @app.command("dbt", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def dbt(ctx: typer.Context) -> None:
     """Run dbt in the project's dbt/ folder with the lakehouse's settings (e.g. `docs generate`)."""
@@ -163,7 +264,16 @@ def ui(port: Annotated[int, typer.Option(help="web UI port")] = 3000) -> None:
     os.chdir(root)
     os.execv(
         str(dagster),
-        [str(dagster), "dev", "-w", str(root / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
+        [
+            str(dagster),
+            "dev",
+            "-w",
+            str(root / "workspace.yaml"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
     )
 
 

@@ -25,7 +25,7 @@ def materialize_selection(settings: Settings, selection: str | None = None) -> s
     if selection:
         try:
             keys = dg.AssetSelection.from_string(selection).resolve(graph)
-        except Exception as exc:  # noqa: BLE001 - Dagster raises several types for bad syntax
+        except Exception as exc:
             raise ConfigError(
                 f"bad asset selection {selection!r} ({str(exc).splitlines()[0]}): use Dagster's "
                 "syntax, e.g. 'key:raw_orders+', 'group:silver' or 'key:daily_sales'"
@@ -40,11 +40,12 @@ def materialize_selection(settings: Settings, selection: str | None = None) -> s
             raise_on_error=False,
             tags={"lakehouse/trigger": "cli"},
         )
-    materialized = [
-        e.asset_key.to_user_string() for e in result.get_asset_materialization_events()
+    materialized = [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()]
+    checks = [
+        e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
     ]
-    checks = [e.event_specific_data for e in result.all_events
-              if e.event_type_value == "ASSET_CHECK_EVALUATION"]
     failed_checks = [c.asset_check_key.name for c in checks if not c.passed]  # type: ignore[union-attr]
     lines = [
         f"run {result.run_id}: {len(materialized)} assets materialized, "
