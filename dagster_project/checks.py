@@ -1,7 +1,5 @@
 """Great Expectations suites (lake/quality.py) as blocking Dagster asset checks."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from dagster_project.resources import LakehouseResource

@@ -1,4 +1,6 @@
 """The Dagster code location (workspace.yaml): it wires, it does not compute.
+# No `from __future__ import annotations` in this package: Dagster inspects the real
+# `context` type hints of asset and sensor functions.
 
 raw_<topic> (Kafka → Delta, exactly-once) → silver_* (MERGE) → dbt gold KPIs, with Great
 Expectations checks, a sensor per topic, a gold refresh schedule and OpenLineage events.

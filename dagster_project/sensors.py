@@ -4,11 +4,10 @@ Each tick reads the true high-water marks (from a fetch response: `end_offsets()
 the embedded broker) and the lake's offsets, and requests one run for everything new. The
 run key is the range, so a range is requested once; the cursor is the last requested end."""
 
-from __future__ import annotations
-
 import json
 
 import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from dagster_project.resources import LakehouseResource
 from ingestion import kafka_client
@@ -17,7 +16,7 @@ from ingestion.raw import lake_offsets
 from lakehouse.errors import LakehouseError
 
 
-def topic_sensor(topic: str, job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+def topic_sensor(topic: str, job: UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
     @dg.sensor(
         name=f"{topic}_new_offsets",
         job=job,
@@ -60,11 +59,10 @@ def topic_sensor(topic: str, job: dg.UnresolvedAssetJobDefinition) -> dg.SensorD
     return _sensor
 
 
-def ingest_job(topic: str) -> dg.UnresolvedAssetJobDefinition:
+def ingest_job(topic: str) -> UnresolvedAssetJobDefinition:
     """raw_<topic> and the silver assets built from it (gold is refreshed by its schedule)."""
-    selection = (
-        dg.AssetSelection.assets(f"raw_{topic}").downstream()
-        - dg.AssetSelection.groups("gold", "gold_staging", "reference")
+    selection = dg.AssetSelection.assets(f"raw_{topic}").downstream() - dg.AssetSelection.groups(
+        "gold", "gold_staging", "reference"
     )
     return dg.define_asset_job(
         name=f"ingest_{topic}",

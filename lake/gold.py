@@ -85,8 +85,8 @@ def dbt_env(settings: Settings, gold_db: Path | None = None) -> dict[str, str]:
     if settings.is_local_lake:
         lake_root = str(Path(lake_root).expanduser().resolve())
     env = {
-        "LAKEHOUSE_LAKE_ROOT": lake_root,
-        "LAKEHOUSE_GOLD_DB": str(gold_db if gold_db is not None else build_db_path(settings)),
+        "DBT_LAKEHOUSE_LAKE_ROOT": lake_root,
+        "DBT_LAKEHOUSE_GOLD_DB": str(gold_db if gold_db is not None else build_db_path(settings)),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "DBT_USE_COLORS": "False",
         "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),

@@ -44,8 +44,10 @@ def _sources(
         sources.update({t: window for t in ("orders", "sessions") if t in topics})
     if "inventory" in topics:
         # the stock simulation needs the orders since `warmup`, not their sessions
-        sold = window if warmup == start and window is not None else generate_orders(
-            warmup, end, seed, scale, with_sessions=False
+        sold = (
+            window
+            if warmup == start and window is not None
+            else generate_orders(warmup, end, seed, scale, with_sessions=False)
         )
         sources["inventory"] = generate_inventory(
             start, end, seed, scale, initial_at=warmup, orders=sold

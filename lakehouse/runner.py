@@ -38,6 +38,8 @@ def materialize_selection(settings: Settings, selection: str | None = None) -> s
             instance=instance,
             asset_selection=sorted(keys) if keys else None,
             raise_on_error=False,
+            # the CLI prints its own summary; step logs stay in the instance (see `make ui`)
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             tags={"lakehouse/trigger": "cli"},
         )
     materialized = [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()]

@@ -1,14 +1,18 @@
 """Gold KPIs: the dbt project (dagster-dbt), built into a copy of the gold DuckDB file that is
 published atomically when dbt succeeds (BI readers never see a half-written file)."""
 
-from __future__ import annotations
-
 import os
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    dbt_assets,
+)
 
 from dagster_project.resources import LakehouseResource
 from lake.gold import DBT_PROJECT_DIR, MANIFEST_PATH, dbt_env, dbt_executable, gold_build
@@ -47,10 +51,24 @@ def gold_dbt(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, lakehouse: LakehouseResource
 ) -> Iterator[Any]:
     settings = lakehouse.settings()
-    with gold_build(settings) as build_path:
-        # dbt reads these through env_var(); runs of this asset are serialised by its pool
-        os.environ.update(dbt_env(settings, build_path))
+    with gold_build(settings) as build_path, _environ(dbt_env(settings, build_path)):
         yield from dbt.cli(["build"], context=context).stream()
+
+
+@contextmanager
+def _environ(values: Mapping[str, str]) -> Iterator[None]:
+    """dbt reads its settings through env_var() and DbtCliResource passes os.environ: set them
+    for the dbt call only (runs of this asset are serialised by its pool)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def dbt_resource() -> DbtCliResource:

@@ -1,7 +1,5 @@
 """raw_<topic> assets: one exactly-once Kafka micro-batch per materialization."""
 
-from __future__ import annotations
-
 import json
 
 import dagster as dg

@@ -1,7 +1,5 @@
 """silver_* assets: typed, deduplicated (MERGE on the business key), PII keyed-hashed."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from dagster_project.lineage import lineage_run
