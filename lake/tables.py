@@ -7,6 +7,8 @@ Delta (deltalake); dbt reads silver through dbt-duckdb's delta plugin.
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.dataset as pads
+from deltalake import DeltaTable
 
 from lakehouse.config import Settings
 
@@ -134,3 +136,16 @@ def dead_letter_uri(settings: Settings) -> str:
 def silver_uri(settings: Settings, asset_name: str) -> str:
     folder, _ = SILVER_TABLES[asset_name]
     return settings.table_uri("silver", folder)
+
+
+def consistent_dataset(table: DeltaTable) -> pads.Dataset:
+    """A pyarrow dataset of a Delta table whose string columns read as `string_view`.
+
+    delta-rs MERGE writes `Utf8View` parquet while plain appends write `Utf8`: reading both as
+    one view type avoids pyarrow kernel mismatches when DuckDB pushes filters into the scan.
+    """
+    base = table.to_pyarrow_dataset().schema
+    views = pa.schema(
+        [f.with_type(pa.string_view()) if pa.types.is_string(f.type) else f for f in base]
+    )
+    return table.to_pyarrow_dataset(schema=views)

@@ -29,11 +29,9 @@ def dagster_yaml(settings: Settings) -> str:
         "  poll_interval_seconds: 30",
     ]
     if settings.dagster_postgres_url:
-        lines += [
-            "storage:",
-            "  postgres:",
-            f"    postgres_url: {settings.dagster_postgres_url}",
-        ]
+        # SQLAlchemy 2.1 maps postgresql:// to psycopg 3; the pinned driver is psycopg2
+        url = settings.dagster_postgres_url.split("://", 1)[1]
+        lines += ["storage:", "  postgres:", f"    postgres_url: postgresql+psycopg2://{url}"]
     return "\n".join(lines) + "\n"
 
 

@@ -16,7 +16,12 @@ def materialize_selection(settings: Settings, selection: str | None = None) -> s
     if not MANIFEST_PATH.exists():
         prepare_manifest(settings)
 
+    import warnings
+
     import dagster as dg
+
+    # 'group:' selections emit a BetaWarning about a Dagster-internal parameter
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
     from dagster_project.definitions import defs
 
