@@ -64,5 +64,7 @@ def test_demo_runs_twice_and_leaves_no_broker(tmp_path: Path) -> None:
     raw = DeltaTable(str(tmp_path / "home" / "lake" / "raw" / "orders")).to_pyarrow_table()
     assert set(raw.column("epoch").to_pylist()) == {0, 1}
     silver = DeltaTable(str(tmp_path / "home" / "lake" / "silver" / "orders")).to_pyarrow_table()
-    keys = set(zip(silver.column("order_id").to_pylist(), silver.column("line").to_pylist()))
+    keys = set(
+        zip(silver.column("order_id").to_pylist(), silver.column("line").to_pylist(), strict=True)
+    )
     assert len(keys) == silver.num_rows  # re-sent events did not duplicate silver rows
