@@ -206,7 +206,7 @@ def _rel(path: str, uri: str) -> str:
 def _current_max_ts(table: DeltaTable | None) -> pa.Scalar | None:
     if table is None:
         return None
-    actions = table.get_add_actions(flatten=True)
+    actions = pa.table(table.get_add_actions(flatten=True))  # arro3 → pyarrow
     column = "max.ts"
     if column not in actions.column_names or actions.num_rows == 0:
         return None

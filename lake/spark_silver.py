@@ -30,9 +30,12 @@ from pyspark.sql import functions as F
 from lake.tables import SILVER_ORDERS_SCHEMA
 from lakehouse.config import Settings
 
+# qty is read as DOUBLE: the contract accepts 2.0 as an integer (JSON Schema), which DuckDB's
+# from_json reads as BIGINT 2 but Spark's as NULL; every valid qty (1..10000) is exact in a DOUBLE
+# and DuckDB's BIGINT * DOUBLE is computed in DOUBLE anyway.
 ORDERS_JSON_SCHEMA = (
     "order_id STRING, ts STRING, customer_id STRING, "
-    "items ARRAY<STRUCT<sku: STRING, qty: BIGINT, price: DOUBLE>>, "
+    "items ARRAY<STRUCT<sku: STRING, qty: DOUBLE, price: DOUBLE>>, "
     "channel STRING, store_id STRING, city STRING, country STRING"
 )
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
@@ -120,7 +122,8 @@ def _count(settings: Settings, uri: str) -> int | str:
         table = DeltaTable(uri, storage_options=settings.storage_options or None)
     except TableNotFoundError:
         return "-"
-    return sum(a["num_records"] for a in table.get_add_actions(flatten=True).to_pylist())
+    actions = pa.table(table.get_add_actions(flatten=True))  # arro3 → pyarrow
+    return int(pc.sum(actions["num_records"]).as_py() or 0)
 
 
 def print_summary(settings: Settings) -> None:
