@@ -186,6 +186,7 @@ def read_range(
     end: dict[int, int],
     max_records: int | None = None,
     idle_timeout_s: float = 10.0,
+    **consumer_overrides: object,
 ) -> Iterator[list[Record]]:
     """Yield chunks of records for the half-open offset range [start[p], end[p]) per partition.
 
@@ -196,7 +197,7 @@ def read_range(
     todo = {p: (start.get(p, 0), hi) for p, hi in end.items() if hi > start.get(p, 0)}
     if not todo:
         return
-    consumer = _consumer(bootstrap)
+    consumer = _consumer(bootstrap, **consumer_overrides)
     try:
         tps = {p: TopicPartition(topic, p) for p in todo}
         consumer.assign(list(tps.values()))

@@ -150,7 +150,9 @@ def _check_broker_matches_lake(
         return
     seen: dict[int, str] = {}
     ends = {p: o + 1 for p, o in probe.items()}
-    for chunk in kafka_client.read_range(bootstrap, topic, probe, ends, idle_timeout_s=5):
+    # small fetches: only one record per partition is wanted, not the log after it
+    small = {"fetch_max_bytes": 1 << 16, "max_partition_fetch_bytes": 1 << 16}
+    for chunk in kafka_client.read_range(bootstrap, topic, probe, ends, idle_timeout_s=5, **small):
         for record in chunk:
             seen[record.partition] = _fingerprint(record)
     changed = sorted(p for p in probe if seen.get(p) != state.fingerprints[p])
