@@ -325,7 +325,7 @@ def test_docs_site_documents_every_gold_column(built: tuple[Settings, Path]) -> 
 def test_dbt_env_is_absolute(built: tuple[Settings, Path]) -> None:
     settings, _ = built
     env = dbt_env(settings)
-    assert Path(env["LAKEHOUSE_LAKE_ROOT"]).is_absolute()
-    assert Path(env["LAKEHOUSE_GOLD_DB"]).is_absolute()
+    assert Path(env["DBT_LAKEHOUSE_LAKE_ROOT"]).is_absolute()
+    assert Path(env["DBT_LAKEHOUSE_GOLD_DB"]).is_absolute()
     assert env["DBT_SEND_ANONYMOUS_USAGE_STATS"] == "False"
     assert Path(env["DBT_PROFILES_DIR"], "profiles.yml").exists()
