@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/ingest.py              # 1,000,000 events
     .venv/bin/python bench/ingest.py --quick      # 100,000 events (smoke)
-    .venv/bin/python bench/ingest.py --profile    # + cProfile of the exactly-once path
+    .venv/bin/python bench/ingest.py --profile    # + where the exactly-once path spends time
 
 Starts its own embedded broker (own LAKEHOUSE_HOME under /tmp, port 19300 by default), creates
 `orders` with 3 partitions, produces N seed-shaped JSON orders with the project's
@@ -16,6 +16,9 @@ Starts its own embedded broker (own LAKEHOUSE_HOME under /tmp, port 19300 by def
 
 Each path runs in a fresh process (spawn), so its peak RSS and CPU time are its own. Prints
 figures, asserts nothing. Stops the broker and removes its folder at the end.
+`--profile` adds, after the main table (which stays unprofiled), one batch of (a) replayed step
+by step with wall and CPU times plus what-ifs, and a whole (a) run under cProfile, each into a
+lake of its own.
 """
 
 from __future__ import annotations
