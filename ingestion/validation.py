@@ -126,16 +126,6 @@ def _field_reasons(
                 f"'field {label}: ' || {text} || ' is not one of {','.join(sub['enum'])}'",
             )
         )
-    if "minLength" in sub:
-        n = int(sub["minLength"])
-        checks.append(
-            (f"{is_str} AND length({text}) < {n}", _lit(f"field {label}: shorter than {n}"))
-        )
-    if "maxLength" in sub:
-        n = int(sub["maxLength"])
-        checks.append(
-            (f"{is_str} AND length({text}) > {n}", _lit(f"field {label}: longer than {n}"))
-        )
     if sub.get("format") == "date-time":
         checks.append(
             (
@@ -145,22 +135,25 @@ def _field_reasons(
             )
         )
     is_num = f"{jtype} IN ('BIGINT', 'UBIGINT', 'DOUBLE')"
-    if "minimum" in sub:
-        m = sub["minimum"]
-        checks.append((f"{is_num} AND {number} < {m}", _lit(f"field {label}: below minimum {m}")))
-    if "maximum" in sub:
-        m = sub["maximum"]
-        checks.append((f"{is_num} AND {number} > {m}", _lit(f"field {label}: above maximum {m}")))
     is_arr = f"{jtype} = 'ARRAY'"
     length = f"len({child})" if _is_object_array(sub) else f"json_array_length({text})"
-    if "minItems" in sub:
-        n = int(sub["minItems"])
-        checks.append(
-            (f"{is_arr} AND {length} < {n}", _lit(f"field {label}: fewer than {n} items"))
-        )
-    if "maxItems" in sub:
-        n = int(sub["maxItems"])
-        checks.append((f"{is_arr} AND {length} > {n}", _lit(f"field {label}: more than {n} items")))
+    bounds = [  # keyword, applies when, measured value, violation, message
+        ("minLength", is_str, f"length({text})", "<", "shorter than {}"),
+        ("maxLength", is_str, f"length({text})", ">", "longer than {}"),
+        ("minimum", is_num, number, "<", "below minimum {}"),
+        ("maximum", is_num, number, ">", "above maximum {}"),
+        ("minItems", is_arr, length, "<", "fewer than {} items"),
+        ("maxItems", is_arr, length, ">", "more than {} items"),
+    ]
+    for keyword, guard, value, op, message in bounds:
+        if keyword in sub:
+            limit = sub[keyword]
+            checks.append(
+                (
+                    f"{guard} AND {value} {op} {limit}",
+                    _lit(f"field {label}: " + message.format(limit)),
+                )
+            )
     reasons = [f"CASE WHEN {c} THEN {r} END" for c, r in checks]
     var = f"y{depth}"
     if _is_object_array(sub):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -113,7 +114,7 @@ class SilverSpec:
     topic: str
     key: tuple[str, ...]
     partition_by: str
-    sql: object  # callable(pii_key) -> SQL over the view `raw_batch`
+    sql: Callable[[str], str]  # pii_key -> SQL over the view `raw_batch`
 
     def merge_predicate(self) -> str:
         keys = " AND ".join(f"t.{k} = s.{k}" for k in self.key)
@@ -282,7 +283,7 @@ def transform(spec: SilverSpec, raw_batch: pa.Table, pii_key: str) -> pa.Table:
     try:
         con.execute("SET TimeZone = 'UTC'")
         con.register("raw_batch", raw_batch)
-        table = con.sql(spec.sql(pii_key)).to_arrow_table()  # type: ignore[operator]
+        table = con.sql(spec.sql(pii_key)).to_arrow_table()
     finally:
         con.close()
     return table.cast(SILVER_TABLES[spec.name][1])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -20,9 +21,7 @@ app = typer.Typer(
     help="Streaming lakehouse: Kafka → raw/silver Delta → dbt gold, orchestrated by Dagster.",
 )
 broker_app = typer.Typer(no_args_is_help=True, help="The embedded Kafka-protocol broker (tansu).")
-generate_app = typer.Typer(no_args_is_help=True, help="Produce realistic events to Kafka.")
 app.add_typer(broker_app, name="broker")
-app.add_typer(generate_app, name="generate")
 
 
 def _settings() -> Settings:
@@ -76,27 +75,51 @@ SeedOpt = Annotated[int, typer.Option(help="random seed: same seed and window, s
 ScaleOpt = Annotated[
     float, typer.Option(min=0.0001, help="rate multiplier (1 = Annex B: 50-200 orders/min)")
 ]
-MinutesOpt = Annotated[
-    float | None, typer.Option(min=0.01, help="live: simulated minutes of traffic from now")
-]
-SpeedOpt = Annotated[float, typer.Option(min=0.01, help="live: simulated minutes per real minute")]
-BackfillOpt = Annotated[
-    float | None, typer.Option(min=0.01, help="history: days ending now, sent as fast as possible")
-]
 
 
-def _generate(
-    topics: tuple[str, ...],
-    minutes: float | None,
-    speed: float,
-    seed: int,
-    scale: float,
-    backfill_days: float | None,
+class GenerateKind(StrEnum):
+    """What `lakehouse generate` produces: orders come with the sessions they came from."""
+
+    orders = "orders"
+    inventory = "inventory"
+    all = "all"
+
+
+GENERATED = {
+    GenerateKind.orders: ("orders", "sessions"),
+    GenerateKind.inventory: ("inventory",),
+    GenerateKind.all: ("orders", "sessions", "inventory"),
+}
+
+
+@app.command("generate")
+def generate(
+    kind: Annotated[
+        GenerateKind,
+        typer.Argument(
+            help="orders (+ sessions; Annex B: 5 cities, 20 SKUs, 50-200/min), inventory "
+            "(initial stock, then 5-minute updates consistent with the same orders), or all"
+        ),
+    ],
+    minutes: Annotated[
+        float | None, typer.Option(min=0.01, help="live: simulated minutes of traffic from now")
+    ] = None,
+    speed: Annotated[
+        float, typer.Option(min=0.01, help="live: simulated minutes per real minute")
+    ] = 1.0,
+    seed: SeedOpt = 42,
+    scale: ScaleOpt = 1.0,
+    backfill_days: Annotated[
+        float | None,
+        typer.Option(min=0.01, help="history: days ending now, sent as fast as possible"),
+    ] = None,
 ) -> None:
+    """Produce realistic events to Kafka: live (--minutes, --speed) or history (--backfill-days)."""
     from lakehouse.generate import backfill, live
 
     if (minutes is None) == (backfill_days is None):
         raise ConfigError("give exactly one of --minutes (live) or --backfill-days (history)")
+    topics = GENERATED[kind]
     bootstrap = _bootstrap(_settings())
     if backfill_days is not None:
         sent = backfill(bootstrap, backfill_days, seed, scale, topics)
@@ -105,43 +128,6 @@ def _generate(
         sent = live(bootstrap, minutes or 0, speed, seed, scale, topics)
     print("sent " + ", ".join(f"{n} {t}" for t, n in sent.items()) + f" to {bootstrap}")
     print("next: `lakehouse materialize` (or `make ui` and let the sensors pick them up)")
-
-
-@generate_app.command("orders")
-def generate_orders_cmd(
-    minutes: MinutesOpt = None,
-    speed: SpeedOpt = 1.0,
-    seed: SeedOpt = 42,
-    scale: ScaleOpt = 1.0,
-    backfill_days: BackfillOpt = None,
-) -> None:
-    """Orders and the sessions they came from (Annex B: 5 cities, 20 SKUs, 50-200/min)."""
-    _generate(("orders", "sessions"), minutes, speed, seed, scale, backfill_days)
-
-
-@generate_app.command("inventory")
-def generate_inventory_cmd(
-    minutes: MinutesOpt = None,
-    speed: SpeedOpt = 1.0,
-    seed: SeedOpt = 42,
-    scale: ScaleOpt = 1.0,
-    backfill_days: BackfillOpt = None,
-) -> None:
-    """Stock per SKU × store: initial stock, then 5-minute updates consistent with the orders
-    of the same seed and scale (sales and replenishment receipts)."""
-    _generate(("inventory",), minutes, speed, seed, scale, backfill_days)
-
-
-@generate_app.command("all")
-def generate_all_cmd(
-    minutes: MinutesOpt = None,
-    speed: SpeedOpt = 1.0,
-    seed: SeedOpt = 42,
-    scale: ScaleOpt = 1.0,
-    backfill_days: BackfillOpt = None,
-) -> None:
-    """Orders, sessions and inventory together."""
-    _generate(("orders", "sessions", "inventory"), minutes, speed, seed, scale, backfill_days)
 
 
 # ---- producing -----------------------------------------------------------------------------

@@ -6,7 +6,6 @@ Orders and their sessions come from one stream; inventory is simulated from the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 from ingestion import kafka_client
@@ -55,10 +54,6 @@ def _sources(
     return sources
 
 
-def _triples(sources: dict[str, object]) -> Iterator[tuple[float, tuple[str, bytes, bytes]]]:
-    return timed_messages(sources)  # type: ignore[arg-type]
-
-
 def backfill(
     bootstrap: str,
     days: float,
@@ -103,5 +98,6 @@ def live(
     end = start + timedelta(minutes=minutes)
     sources = _sources(start, end, seed, scale, topics, inventory_from)
     return kafka_client.produce_records(
-        bootstrap, paced(_triples(sources), start, speed), progress_every=10_000
+        bootstrap,
+        paced(timed_messages(sources), start, speed),  # type: ignore[arg-type], progress_every=10_000
     )
