@@ -15,8 +15,10 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 export GX_ANALYTICS_ENABLED := False
 export HF_HUB_OFFLINE := 1
 export PYTHONDONTWRITEBYTECODE := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := true
 
-.PHONY: venv demo test lint ui docs bench clean help
+.PHONY: venv demo test lint ui docs mlflow bench clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -24,6 +26,7 @@ help:
 	@echo "make test   lint + all tests (unit, integration, e2e)"
 	@echo "make ui     Dagster UI + daemon on http://127.0.0.1:3000"
 	@echo "make docs   dbt docs site (KPI definitions) on http://127.0.0.1:8080"
+	@echo "make mlflow MLflow UI (model registry, runs) on http://127.0.0.1:5000"
 	@echo "make bench  benchmarks (figures go to docs/benchmarks.md by hand)"
 	@echo "make lint   ruff check + format check"
 
@@ -59,6 +62,9 @@ docs: venv
 	$(BIN)/lakehouse dbt docs generate
 	@echo "dbt docs on http://127.0.0.1:8080 (Ctrl-C to stop)"
 	$(BIN)/lakehouse dbt docs serve --host 127.0.0.1 --port 8080 --no-browser
+
+mlflow: venv
+	$(BIN)/lakehouse mlflow-ui
 
 bench: venv
 	$(BIN)/python bench/ingest.py

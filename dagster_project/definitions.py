@@ -37,7 +37,10 @@ gold_schedule = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 
-defs = dg.Definitions(
+# The streaming spine. Each use case (fraud, sentiment, supply chain) adds its own
+# `dg.Definitions` (assets, checks, jobs, sensors, schedules; no resources or executor) to
+# DOMAIN_DEFS below; they share the `lakehouse` and `dbt` resources defined here.
+core_defs = dg.Definitions(
     assets=[*RAW_ASSETS, *SILVER_ASSETS, gold_dbt],
     asset_checks=QUALITY_CHECKS,
     jobs=[*INGEST_JOBS.values(), gold_job, everything_job],
@@ -46,3 +49,7 @@ defs = dg.Definitions(
     resources={"lakehouse": LakehouseResource(), "dbt": dbt_resource()},
     executor=dg.in_process_executor,
 )
+
+DOMAIN_DEFS: list[dg.Definitions] = []
+
+defs = dg.Definitions.merge(core_defs, *DOMAIN_DEFS)

@@ -15,6 +15,9 @@ from ingestion.broker import TOPICS
 from ingestion.raw import lake_offsets
 from lakehouse.errors import LakehouseError
 
+# Tag on assets that run on a nightly schedule, never inside a streaming micro-batch.
+NIGHTLY_TAG = "lakehouse/cadence"
+
 
 def topic_sensor(topic: str, job: UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
     @dg.sensor(
@@ -60,9 +63,14 @@ def topic_sensor(topic: str, job: UnresolvedAssetJobDefinition) -> dg.SensorDefi
 
 
 def ingest_job(topic: str) -> UnresolvedAssetJobDefinition:
-    """raw_<topic> and the silver assets built from it (gold is refreshed by its schedule)."""
-    selection = dg.AssetSelection.assets(f"raw_{topic}").downstream() - dg.AssetSelection.groups(
-        "gold", "gold_staging", "reference"
+    """raw_<topic> and the streaming assets built from it.
+
+    Gold (dbt) is refreshed by its schedule; assets tagged `lakehouse/cadence: nightly`
+    (model training, forecasts) by theirs: a micro-batch never waits for a retraining."""
+    selection = (
+        dg.AssetSelection.assets(f"raw_{topic}").downstream()
+        - dg.AssetSelection.groups("gold", "gold_staging", "reference")
+        - dg.AssetSelection.tag(NIGHTLY_TAG, "nightly").downstream()
     )
     return dg.define_asset_job(
         name=f"ingest_{topic}",

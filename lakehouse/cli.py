@@ -263,6 +263,21 @@ def ui(port: Annotated[int, typer.Option(help="web UI port")] = 3000) -> None:
     )
 
 
+@app.command("mlflow-ui")
+def mlflow_ui(port: Annotated[int, typer.Option(help="web UI port")] = 5000) -> None:
+    """Start the MLflow UI on the project's registry (fraud, forecasting, sentiment models)."""
+    settings = _settings()
+    if settings.mlflow_tracking_uri.startswith("sqlite:///"):
+        Path(settings.mlflow_tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
+            parents=True, exist_ok=True
+        )
+    mlflow = Path(sys.executable).absolute().parent / "mlflow"
+    print(f"MLflow UI on http://127.0.0.1:{port} (registry {settings.mlflow_tracking_uri})")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    args = ["ui", "--backend-store-uri", settings.mlflow_tracking_uri]
+    os.execv(str(mlflow), [str(mlflow), *args, "--host", "127.0.0.1", "--port", str(port)])
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("ingestion").setLevel(logging.INFO)

@@ -67,6 +67,18 @@ def _postgres_url(text: str) -> str:
     return text
 
 
+def _redis_url(text: str) -> str:
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("expected redis://host:port/db")
+    return text
+
+
+def _mlflow_uri(text: str) -> str:
+    if not text.startswith(("sqlite:///", "http://", "https://", "postgresql://")):
+        raise ValueError("expected sqlite:///path.db, http(s):// or postgresql://")
+    return text
+
+
 @dataclass(frozen=True)
 class Settings:
     """Typed settings; build with `Settings.from_env()`."""
@@ -82,6 +94,9 @@ class Settings:
     gold_db_path: Path
     openlineage_url: str | None
     dagster_postgres_url: str | None
+    redis_url: str | None
+    mlflow_tracking_uri: str
+    alert_webhook_url: str | None
     storage_options: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -162,6 +177,27 @@ class Settings:
                 _postgres_url,
                 "use postgresql://user@host:port/db, or unset it for SQLite",
             ),
+            redis_url=_parse(
+                env,
+                "LAKEHOUSE_REDIS_URL",
+                None,
+                _redis_url,
+                "use redis://host:port/db, or unset it for the in-process feature store",
+            ),
+            mlflow_tracking_uri=_parse(
+                env,
+                "LAKEHOUSE_MLFLOW_TRACKING_URI",
+                f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
+                _mlflow_uri,
+                "use sqlite:///path.db or http(s)://host:port, or unset it for <home>/mlflow",
+            ),
+            alert_webhook_url=_parse(
+                env,
+                "LAKEHOUSE_ALERT_WEBHOOK_URL",
+                None,
+                _url,
+                "use the http(s) URL of a Slack-compatible webhook, or unset it to only store alerts",
+            ),
             storage_options=_storage_options(env),
         )
 
@@ -189,6 +225,11 @@ class Settings:
     @property
     def lineage_file(self) -> Path:
         return self.home / "openlineage" / "events.jsonl"
+
+    @property
+    def models_dir(self) -> Path:
+        """Local model files (e.g. trained heads, feature snapshots); MLflow keeps the registry."""
+        return self.home / "models"
 
     def table_uri(self, zone: str, name: str) -> str:
         """Location of a Delta table: `<lake>/<zone>/<name>` (zones: raw, silver, gold, _dead_letter)."""
