@@ -53,14 +53,14 @@ STAGES = (
     ("probe high-water marks", "kafka_client.py", "probe_high_watermarks"),
     ("lake offsets (Delta log)", "raw.py", "lake_offsets"),
     ("broker-vs-lake check", "raw.py", "_check_broker_matches_lake"),
-    ("consume (read_range: poll + Record objects)", "kafka_client.py", "read_range"),
+    ("consume (read_range: poll + Arrow chunks)", "kafka_client.py", "read_range"),
     ("  of which KafkaConsumer.poll", "consumer/group.py", "poll"),
-    ("build Arrow arrays (_records_table)", "raw.py", "_records_table"),
+    ("  of which Arrow columns (records_table)", "kafka_client.py", "records_table"),
     ("DuckDB JSON-Schema validation", "validation.py", "validate"),
     ("dead letters", "raw.py", "_write_dead_letters"),
     ("raw rows (_raw_rows)", "raw.py", "_raw_rows"),
     ("Delta append (write_deltalake)", "deltalake/writer/writer.py", "write_deltalake"),
-    ("fingerprints", "raw.py", "_fingerprint"),
+    ("last record per partition + fingerprints", "raw.py", "_last_records"),
 )
 
 
@@ -308,6 +308,7 @@ def run_stages(
     then what-ifs on the same records. No profiler overhead, unlike cProfile."""
     from datetime import UTC, datetime
 
+    import pyarrow as pa
     import pyarrow.compute as pc
     from deltalake import write_deltalake
 
@@ -327,17 +328,12 @@ def run_stages(
 
     start = dict.fromkeys(high_watermarks, 0)
     step("probe high-water marks", lambda: kafka_client.probe_high_watermarks(bootstrap, TOPIC))
-    records = step(
-        "consume: read_range -> Record objects",
-        lambda: [
-            r
-            for chunk in kafka_client.read_range(
-                bootstrap, TOPIC, start, high_watermarks, max_records=cap
-            )
-            for r in chunk
-        ],
+    batch = step(
+        "consume: read_range -> Arrow chunks, concatenated",
+        lambda: pa.concat_tables(
+            kafka_client.read_range(bootstrap, TOPIC, start, high_watermarks, max_records=cap)
+        ),
     )
-    batch = step("build Arrow arrays (_records_table)", lambda: raw_module._records_table(records))
     reasons = step("DuckDB JSON-Schema validation", lambda: validate(batch, contract(TOPIC).schema))
     now = datetime.now(UTC)
     good = batch.filter(pc.invert(pc.is_valid(reasons)))
@@ -348,15 +344,11 @@ def run_stages(
             raw_uri(settings, TOPIC), rows, mode="append", partition_by=["ingest_date"]
         ),
     )
-    n = len(records)
-    ends: dict[int, int] = {}
-    last_record: dict[int, kafka_client.Record] = {}
-    for record in records:
-        ends[record.partition] = record.offset + 1
-        last_record[record.partition] = record
-    state = raw_module.LakeOffsets(
-        0, ends, {p: raw_module._fingerprint(r) for p, r in last_record.items()}
+    n = batch.num_rows
+    ends, fingerprints = step(
+        "last record per partition + fingerprints", lambda: raw_module._last_records(batch)
     )
+    state = raw_module.LakeOffsets(0, ends, fingerprints)
     step(
         "next batch's broker-vs-lake check (_check_broker_matches_lake)",
         lambda: raw_module._check_broker_matches_lake(bootstrap, TOPIC, state, high_watermarks),
@@ -364,11 +356,7 @@ def run_stages(
     last = {p: o - 1 for p, o in ends.items()}
     step(
         "what-if: that re-read with the default 32/8 MiB fetches",
-        lambda: [
-            r
-            for chunk in kafka_client.read_range(bootstrap, TOPIC, last, ends, idle_timeout_s=5)
-            for r in chunk
-        ],
+        lambda: list(kafka_client.read_range(bootstrap, TOPIC, last, ends, idle_timeout_s=5)),
     )
     step(
         "what-if: that re-read with 64 KiB fetches",

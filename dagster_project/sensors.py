@@ -2,7 +2,9 @@
 
 Each tick reads the true high-water marks (from a fetch response: `end_offsets()` is wrong on
 the embedded broker) and the lake's offsets, and requests one run for everything new. The
-run key is the range, so a range is requested once; the cursor is the last requested end."""
+run key is the range, so a range is requested once; the cursor is the last requested end
+(per epoch). When the broker's log is behind the lake, the sensor skips with the command that
+starts a new epoch instead of requesting runs that would fail."""
 
 import json
 
@@ -37,7 +39,20 @@ def topic_sensor(topic: str, job: UnresolvedAssetJobDefinition) -> dg.SensorDefi
         except LakehouseError as exc:
             return dg.SkipReason(str(exc))
         lake = lake_offsets(settings, topic, marks)
-        requested = {int(p): o for p, o in json.loads(context.cursor or "{}").items()}
+        behind = {p: n for p, n in lake.next_offsets.items() if marks.get(p, 0) < n}
+        if behind:  # the broker lost its log (embedded restart): ingesting would fail
+            return dg.SkipReason(
+                f"{topic}: the broker's log ends at {marks} but the lake already holds offsets "
+                f"{behind} (epoch {lake.epoch}); the broker lost data. Run `lakehouse ingest "
+                f"--topic {topic} --new-epoch` to ingest its current log as a new epoch."
+            )
+        cursor = json.loads(context.cursor or "{}")
+        # The cursor is per epoch: after a new epoch, offsets restart at 0.
+        requested = (
+            {int(p): o for p, o in cursor.get("offsets", {}).items()}
+            if cursor.get("epoch") == lake.epoch
+            else {}
+        )
         start = {p: max(lake.next_offsets.get(p, 0), requested.get(p, 0)) for p in marks}
         if all(marks[p] <= start[p] for p in marks):
             return dg.SkipReason(f"{topic}: no new offsets (high-water marks {marks})")
@@ -56,7 +71,9 @@ def topic_sensor(topic: str, job: UnresolvedAssetJobDefinition) -> dg.SensorDefi
                     tags={"lakehouse/topic": topic, "lakehouse/range": span},
                 )
             ],
-            cursor=json.dumps({str(p): o for p, o in marks.items()}),
+            cursor=json.dumps(
+                {"epoch": lake.epoch, "offsets": {str(p): o for p, o in marks.items()}}
+            ),
         )
 
     return _sensor

@@ -11,10 +11,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
+import pyarrow as pa
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
+from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from lakehouse.errors import BrokerError
@@ -32,16 +33,45 @@ PRODUCER_TUNING = {
 }
 
 
-@dataclass(frozen=True)
-class Record:
-    """One Kafka record as read, before any parsing."""
+# One chunk of Kafka records as read, before any parsing: built column by column from the
+# consumer's records (no per-record Python object of our own: that was ~20 % of ingest time).
+HEADERS_TYPE = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
+RECORDS_SCHEMA = pa.schema(
+    [
+        pa.field("partition", pa.int32()),
+        pa.field("offset", pa.int64()),
+        pa.field("key", pa.binary()),
+        pa.field("value", pa.large_binary()),
+        pa.field("timestamp_ms", pa.int64()),
+        pa.field("headers", HEADERS_TYPE),
+    ]
+)
 
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp_ms: int
-    headers: list[tuple[str, bytes]]
+
+def records_table(messages: list[ConsumerRecord]) -> pa.Table:
+    """Arrow table (RECORDS_SCHEMA) of consumer records, one list comprehension per column."""
+    headers = [m.headers for m in messages]
+    if any(headers):
+        header_array = pa.array(
+            [[{"key": k, "value": v} for k, v in h] for h in headers], HEADERS_TYPE
+        )
+    else:  # the common case: no headers at all
+        header_array = pa.ListArray.from_arrays(
+            pa.array([0] * (len(messages) + 1), pa.int32()),
+            pa.array([], HEADERS_TYPE.value_type),
+            type=HEADERS_TYPE,
+        )
+    return pa.table(
+        [
+            pa.array([m.partition for m in messages], pa.int32()),
+            pa.array([m.offset for m in messages], pa.int64()),
+            pa.array([m.key for m in messages], pa.binary()),
+            pa.array([m.value for m in messages], pa.large_binary()),
+            pa.array([m.timestamp for m in messages], pa.int64()),
+            header_array,
+        ],
+        schema=RECORDS_SCHEMA,
+    )
 
 
 def _client_error(bootstrap: str, exc: Exception) -> BrokerError:
@@ -187,8 +217,8 @@ def read_range(
     max_records: int | None = None,
     idle_timeout_s: float = 10.0,
     **consumer_overrides: object,
-) -> Iterator[list[Record]]:
-    """Yield chunks of records for the half-open offset range [start[p], end[p]) per partition.
+) -> Iterator[pa.Table]:
+    """Yield chunks (Arrow tables, RECORDS_SCHEMA) of records for the half-open offset range [start[p], end[p]) per partition.
 
     assign + seek, never a group and never a commit. Stops when every partition reached its end,
     when `max_records` were yielded, or when nothing arrived for `idle_timeout_s` (the caller
@@ -215,21 +245,21 @@ def read_range(
                     return
                 continue
             last_data = time.monotonic()
-            chunk: list[Record] = []
+            chunk: list[ConsumerRecord] = []
             for tp, msgs in polled.items():
                 if tp.partition not in todo:
                     continue
                 hi = todo[tp.partition][1]
-                kept = [m for m in msgs if m.offset < hi][: remaining - len(chunk)]
-                chunk.extend(
-                    Record(m.partition, m.offset, m.key, m.value, m.timestamp, list(m.headers))
-                    for m in kept
-                )
+                if msgs[-1].offset < hi:  # the usual case: the whole fetch is in range
+                    kept = msgs[: remaining - len(chunk)]
+                else:
+                    kept = [m for m in msgs if m.offset < hi][: remaining - len(chunk)]
+                chunk.extend(kept)
                 if (kept and kept[-1].offset + 1 >= hi) or len(kept) < len(msgs):
                     del todo[tp.partition]
                     consumer.pause(tp)
             remaining -= len(chunk)
             if chunk:
-                yield chunk
+                yield records_table(chunk)
     finally:
         consumer.close()

@@ -78,6 +78,37 @@ def test_sensor_requests_the_new_range_once_and_never_consumes(
     assert isinstance(again, dg.SkipReason)
 
 
+def test_sensor_after_broker_restart_asks_for_a_new_epoch_then_restarts_at_zero(
+    settings: Settings, broker: EmbeddedBroker
+) -> None:
+    from dagster_project.definitions import defs
+    from dagster_project.resources import LakehouseResource
+    from ingestion.raw import ingest_batch, start_new_epoch
+
+    kafka_client.produce(broker.bootstrap, "orders", [(b"k%d" % i, b"{}") for i in range(60)])
+    ingest_batch(settings, "orders", broker.bootstrap)
+    sensor = defs.get_sensor_def("orders_new_offsets")
+    resources = {"lakehouse": LakehouseResource()}
+    caught_up = sensor(dg.build_sensor_context(resources=resources))
+    assert isinstance(caught_up, dg.SkipReason)
+    old_cursor = json.dumps({"epoch": 0, "offsets": {"0": 20, "1": 20, "2": 20}})
+
+    broker.stop()  # memory storage: the log is gone
+    broker.start()
+    broker.ensure_topics()
+    kafka_client.produce(broker.bootstrap, "orders", [(b"n%d" % i, b"{}") for i in range(6)])
+    behind = sensor(dg.build_sensor_context(cursor=old_cursor, resources=resources))
+    assert isinstance(behind, dg.SkipReason)
+    assert "--new-epoch" in (behind.skip_message or "")
+
+    start_new_epoch(settings, "orders", broker.bootstrap, "test restart")
+    result = sensor(dg.build_sensor_context(cursor=old_cursor, resources=resources))
+    [request] = result.run_requests
+    assert request.run_key.startswith("orders@1:")
+    ends = request.run_config["ops"]["raw_orders"]["config"]["end_offsets"]
+    assert sum(ends.values()) == 6
+
+
 def test_small_graph_materializes_with_checks_and_lineage(
     settings: Settings, broker: EmbeddedBroker
 ) -> None:
