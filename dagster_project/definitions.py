@@ -50,6 +50,8 @@ core_defs = dg.Definitions(
     executor=dg.in_process_executor,
 )
 
-DOMAIN_DEFS: list[dg.Definitions] = []
+from dagster_project import forecasting as supply_chain  # noqa: E402
+
+DOMAIN_DEFS: list[dg.Definitions] = [supply_chain.defs]
 
 defs = dg.Definitions.merge(core_defs, *DOMAIN_DEFS)

@@ -22,6 +22,11 @@ app = typer.Typer(
 )
 broker_app = typer.Typer(no_args_is_help=True, help="The embedded Kafka-protocol broker (tansu).")
 app.add_typer(broker_app, name="broker")
+from forecasting.cli import rop as _rop  # noqa: E402  (typer only at import)
+from forecasting.cli import supply_app  # noqa: E402
+
+app.command("rop")(_rop)
+app.add_typer(supply_app, name="supply")
 
 
 def _settings() -> Settings:
