@@ -51,7 +51,7 @@ def synthetic(n_series: int, n_days: int, seed: int = 1) -> pl.DataFrame:
             "sku": np.repeat([SKUS[k].sku for k in sku_of], days.size),
             "store_id": np.repeat([f"st{s:03d}" for s in store_of], days.size),
             "city": np.repeat([cities[s % 5] for s in store_of], days.size),
-            "ds": np.tile([_EPOCH + timedelta(int(x)) for x in days], n),
+            "ds": pl.Series(np.tile(days, n).astype(np.int32)).cast(pl.Date),
             "y": d.units.T.ravel().astype(float),
             "price": d.price.T.ravel(),
         }
