@@ -216,7 +216,8 @@ def materialize(
         typer.Argument(help="Dagster asset selection, e.g. 'key:raw_orders+' or 'group:gold'"),
     ] = None,
 ) -> None:
-    """Materialize assets through Dagster (default: the whole graph up to the current offsets)."""
+    """Materialize assets through Dagster (default: the whole streaming graph up to the current
+    offsets; nightly assets such as the supply-chain forecasts only when selected)."""
     from lakehouse.runner import materialize_selection
 
     settings = _settings()

@@ -55,6 +55,19 @@ def test_definitions_cover_the_whole_graph() -> None:
         dg.AssetKey("silver_orders") in graph.get(p).parent_keys
         for p in graph.get(dg.AssetKey("daily_sales")).parent_keys
     )
+    # the supply-chain dbt models read the Delta tables of the forecasting assets
+    for model, source in {
+        "sc_reorder_proposals": "reorder_proposals",
+        "sc_otif_daily": "eta_predictions",
+        "sc_supply_chain_kpis": "supply_chain_kpis",
+    }.items():
+        assert graph.get(dg.AssetKey(model)).parent_keys == {dg.AssetKey(source)}
+    # ... and are rebuilt by the nightly job, not by the 15-minute refresh
+    refresh = defs.resolve_job_def("refresh_gold").asset_layer.selected_asset_keys
+    nightly = defs.resolve_job_def("nightly_supply_chain").asset_layer.selected_asset_keys
+    assert dg.AssetKey("daily_sales") in refresh
+    assert dg.AssetKey("sc_reorder_proposals") not in refresh
+    assert dg.AssetKey("sc_reorder_proposals") in nightly
     checks = {c.name for c in graph.asset_check_keys}
     assert {"silver_orders_expectations", "daily_sales_expectations"} <= checks
     assert {s.name for s in defs.sensors} == {f"{t}_new_offsets" for t in TOPICS}

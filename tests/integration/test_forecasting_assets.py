@@ -8,13 +8,16 @@ from datetime import UTC, datetime
 import dagster as dg
 import polars as pl
 import pytest
+import yaml
 
+from dagster_project.assets.gold import dbt_resource, gold_dbt
 from dagster_project.assets.raw import RAW_ASSETS
 from dagster_project.assets.silver import SILVER_ASSETS
 from dagster_project.forecasting import SUPPLY_ASSETS, forecast_sane, rop_covers_mean
 from dagster_project.resources import LakehouseResource
 from forecasting.pipeline import read_gold
 from ingestion.broker import EmbeddedBroker
+from lake import gold
 from lakehouse.config import Settings
 from lakehouse.generate import backfill_supply
 
@@ -31,13 +34,15 @@ def test_supply_chain_assets_materialize(settings: Settings, broker: EmbeddedBro
         for name in ("forecast_backtest", "demand_forecast", "safety_stock", "reorder_proposals")
     }
     result = dg.materialize(
-        [*RAW_ASSETS, *SILVER_ASSETS, *SUPPLY_ASSETS, forecast_sane, rop_covers_mean],
-        resources={"lakehouse": LakehouseResource()},
+        [*RAW_ASSETS, *SILVER_ASSETS, *SUPPLY_ASSETS, gold_dbt, forecast_sane, rop_covers_mean],
+        resources={"lakehouse": LakehouseResource(), "dbt": dbt_resource()},
         run_config={"ops": ops},
+        # the supply-chain dbt models (group supply_chain) run after the assets they read
         selection=dg.AssetSelection.all()
         - dg.AssetSelection.assets(
             "raw_sessions", "raw_social_raw", "raw_transactions", "silver_sessions"
-        ),
+        )
+        - dg.AssetSelection.groups("gold", "gold_staging", "reference"),
     )
     assert result.success
     checks = result.get_asset_check_evaluations()
@@ -63,3 +68,23 @@ def test_supply_chain_assets_materialize(settings: Settings, broker: EmbeddedBro
     meta = result.asset_materializations_for_node("forecast_backtest")[0].metadata
     assert "champion_counts" in meta and meta["series"].value == 6
     assert read_gold(settings, "eta_predictions").height >= 0
+
+    # dbt published the forecasting Delta tables into the gold DuckDB file, with the column
+    # types the delta plugin uses for an empty table before the first nightly run
+    assert gold.read_gold(
+        settings, "select count(*) as n from sc_reorder_proposals"
+    ).to_pylist() == [{"n": 6}]
+    assert gold.read_gold(settings, "select count(*) as n from sc_otif_daily")["n"][0].as_py() > 0
+    kpi_rows = gold.read_gold(settings, "select kpi, value from sc_supply_chain_kpis").to_pylist()
+    assert {r["kpi"]: r["value"] for r in kpi_rows} == pytest.approx(kpis)
+    declared = yaml.safe_load(
+        (gold.DBT_PROJECT_DIR / "models/gold/supply_chain/_supply_chain.yml").read_text()
+    )
+    for source in declared["sources"][0]["tables"]:
+        types = gold.read_gold(
+            settings,
+            "select column_name, data_type from information_schema.columns "
+            f"where table_name = 'sc_{source['name']}' order by ordinal_position",
+        ).to_pylist()
+        expected = source["config"]["meta"]["empty_schema"]
+        assert {r["column_name"]: r["data_type"].lower() for r in types} == expected, source["name"]
