@@ -64,15 +64,19 @@ def _asset(name: str, deps: list[str], description: str):
     ["silver_orders", "silver_weather"],
     "Rolling-origin backtest (3 × 14 days) of SeasonalNaive, AutoETS, CrostonOptimized, TSB and "
     "the global LightGBM (optional Prophet): MAPE, sMAPE, MASE, bias per series and model; "
-    "champion per series = lowest MASE (gold forecast_backtest, forecast_champions).",
+    "champion per series = lowest MASE (gold forecast_backtest, forecast_champions). Registers "
+    "the global LightGBM in MLflow (champion only if it beats the current one on the last "
+    "window).",
 )
 def forecast_backtest(
     context: dg.AssetExecutionContext, config: SupplyConfig, lakehouse: LakehouseResource
 ) -> dg.MaterializeResult:
-    from forecasting.pipeline import run_backtest
+    from forecasting.pipeline import run_backtest, run_register_demand_model
 
     settings = lakehouse.settings()
     result = run_backtest(settings, _options(config))
+    promotion = run_register_demand_model(settings, _options(config))
+    context.log.info(promotion.describe())
     summary = result["summary"]
     counts = result["champion_counts"]
     metrics = {
@@ -91,6 +95,12 @@ def forecast_backtest(
             "seasonal_naive_mase": round(float(result["seasonal_naive_mase"]), 4),
             "accuracy": dg.MetadataValue.md(summary.to_pandas().round(3).to_markdown(index=False)),
             "mlflow_run_id": run_id,
+            "registered_model": f"{promotion.model_name} v{promotion.version}",
+            "promoted_to_champion": promotion.promoted,
+            "valid_wape": round(promotion.value, 4),
+            "champion_valid_wape": -1.0
+            if promotion.champion_value is None
+            else round(promotion.champion_value, 4),
         }
     )
 
@@ -190,6 +200,10 @@ def eta_predictions(
         "brier_base_rate": ev.brier_base_rate,
     }
     run_id = _track(settings, "eta", {"test_share": 0.2}, metrics)
+    from forecasting.model_registry import register_eta_model
+
+    promotion = register_eta_model(settings, result["validated"], result["test"])
+    context.log.info(promotion.describe())
     return dg.MaterializeResult(
         metadata={
             **{k: round(v, 4) for k, v in metrics.items()},
@@ -198,6 +212,8 @@ def eta_predictions(
                 ev.calibration.to_pandas().round(3).to_markdown(index=False)
             ),
             "mlflow_run_id": run_id,
+            "registered_model": f"{promotion.model_name} v{promotion.version}",
+            "promoted_to_champion": promotion.promoted,
         }
     )
 

@@ -72,9 +72,11 @@ def eta_features(ships: pl.DataFrame, weather: pl.DataFrame | None) -> pl.DataFr
         (pl.col("dep_hour").is_between(7, 9) | pl.col("dep_hour").is_between(16, 19))
         .cast(pl.Float64)
         .alias("rush"),
-        pl.col("carrier").cast(pl.Categorical).to_physical().alias("carrier_code"),
-        pl.col("route").cast(pl.Categorical).to_physical().alias("route_code"),
-        pl.col("supplier_id").cast(pl.Categorical).to_physical().alias("supplier_code"),
+        # codes by sorted value (stable across processes: registered models, see
+        # forecasting/model_registry.py)
+        (pl.col("carrier").rank("dense") - 1).cast(pl.Int64).alias("carrier_code"),
+        (pl.col("route").rank("dense") - 1).cast(pl.Int64).alias("route_code"),
+        (pl.col("supplier_id").rank("dense") - 1).cast(pl.Int64).alias("supplier_code"),
     )
     if weather is not None and weather.height:
         w = weather.select(
@@ -140,7 +142,8 @@ def train_eta(rows: pl.DataFrame, rounds: int = 200, seed: int = 11) -> EtaModel
     late = rows["late"].to_numpy()
 
     def fit(params: dict[str, object], target: np.ndarray) -> object:
-        return lgb.train({**common, **params}, lgb.Dataset(x, target), num_boost_round=rounds)
+        data = lgb.Dataset(x, target, feature_name=list(ETA_FEATURES))
+        return lgb.train({**common, **params}, data, num_boost_round=rounds)
 
     return EtaModels(
         fit({"objective": "quantile", "alpha": 0.5}, y),
@@ -160,12 +163,31 @@ class EtaEvaluation:
     n_test: int
 
 
-def evaluate_eta(
-    features: pl.DataFrame, test_share: float = 0.2
-) -> tuple[EtaModels, EtaEvaluation]:
+def split_eta(features: pl.DataFrame, test_share: float = 0.2) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(train, test): arrived shipments by departure time, the last `test_share` for test."""
     done = features.filter(pl.col("arrived_at").is_not_null()).sort("departed_at")
     split = int(done.height * (1 - test_share))
-    train, test = done[:split], done[split:]
+    return done[:split], done[split:]
+
+
+def mae_hours(model: object, test: pl.DataFrame) -> float:
+    """MAE (hours) of a transit-time regressor (the ETA median booster) on test rows."""
+    x = test.select(ETA_FEATURES).to_numpy().astype(np.float64)
+    pred = np.maximum(model.predict(x), 0.0)  # type: ignore[attr-defined]
+    return float(np.abs(pred - test["transit_h"].to_numpy()).mean())
+
+
+@dataclass(frozen=True)
+class EtaRun:
+    final: EtaModels  # refit on every arrived shipment: predicts the open ones
+    validated: EtaModels  # fit on the train split only: the one evaluated (and registered)
+    evaluation: EtaEvaluation
+    test: pl.DataFrame
+
+
+def evaluate_eta(features: pl.DataFrame, test_share: float = 0.2) -> EtaRun:
+    train, test = split_eta(features, test_share)
+    done = pl.concat([train, test])
     models = train_eta(train)
     pred = models.predict(test).with_columns(test.select("transit_h", "late", "promised_h"))
     base_rate = float(train["late"].mean())  # type: ignore[arg-type]
@@ -188,7 +210,7 @@ def evaluate_eta(
         calibration=calib,
         n_test=test.height,
     )
-    return train_eta(done), ev
+    return EtaRun(train_eta(done), models, ev, test)
 
 
 def eta_predictions(models: EtaModels, features: pl.DataFrame) -> pl.DataFrame:

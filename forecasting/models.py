@@ -93,8 +93,10 @@ def global_features(frame: pl.DataFrame) -> pl.DataFrame:
         pl.col("ds").dt.weekday().alias("dow"),
         pl.col("ds").dt.ordinal_day().alias("doy"),
         pl.col("ds").dt.month().alias("month"),
-        pl.col("sku").cast(pl.Categorical).to_physical().alias("sku_code"),
-        pl.col("store_id").cast(pl.Categorical).to_physical().alias("store_code"),
+        # codes by sorted value, not by first appearance: stable across processes, so a
+        # registered model scores new feature rows the way it was trained (model_registry.py)
+        (pl.col("sku").rank("dense") - 1).cast(pl.Int64).alias("sku_code"),
+        (pl.col("store_id").rank("dense") - 1).cast(pl.Int64).alias("store_code"),
     )
 
 

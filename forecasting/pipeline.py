@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -30,6 +31,9 @@ from ingestion.generators.catalog import SKUS
 from lake.tables import silver_uri
 from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError
+
+if TYPE_CHECKING:
+    from lakehouse.registry import Promotion
 
 GOLD_TABLES = (
     "forecast_backtest",
@@ -137,6 +141,15 @@ def run_backtest(settings: Settings, options: ForecastOptions) -> dict[str, obje
             summary.filter(pl.col("model") == "SeasonalNaive")["mase"].mean() or float("nan")  # type: ignore[arg-type]
         ),
     }
+
+
+def run_register_demand_model(settings: Settings, options: ForecastOptions) -> Promotion:
+    """Register tonight's global LightGBM; champion only if it beats the current champion on
+    the same (last backtest) window (forecasting/model_registry.py)."""
+    from forecasting.model_registry import register_demand_model
+
+    history, _ = demand_frame(settings, options)
+    return register_demand_model(settings, history, options.window)
 
 
 def run_forecast(settings: Settings, options: ForecastOptions) -> pl.DataFrame:
@@ -330,14 +343,20 @@ def run_eta(settings: Settings) -> dict[str, object]:
         )
     ships = shipment_table(events)
     feats = eta_features(ships, read_silver(settings, "silver_weather"))
-    models, ev = evaluate_eta(feats)
-    preds = eta_predictions(models, feats)
+    run = evaluate_eta(feats)
+    preds = eta_predictions(run.final, feats)
     write_gold(settings, "eta_predictions", preds)
     receipts = read_silver(settings, "silver_receipts")
     otif = otif_daily(ships, receipts) if receipts is not None else pl.DataFrame()
     if otif.height:
         write_gold(settings, "otif_daily", otif)
-    return {"evaluation": ev, "open_shipments": preds.height, "otif": otif}
+    return {
+        "evaluation": run.evaluation,
+        "open_shipments": preds.height,
+        "otif": otif,
+        "validated": run.validated,
+        "test": run.test,
+    }
 
 
 def run_kpis(settings: Settings) -> pl.DataFrame:

@@ -67,6 +67,11 @@ def test_supply_chain_assets_materialize(settings: Settings, broker: EmbeddedBro
     assert 0 <= kpis["otif_rate"] <= 1
     meta = result.asset_materializations_for_node("forecast_backtest")[0].metadata
     assert "champion_counts" in meta and meta["series"].value == 6
+    # first night on a fresh registry: both models registered and promoted
+    assert meta["registered_model"].value == "supply_demand_lightgbm_global v1"
+    eta_meta = result.asset_materializations_for_node("eta_predictions")[0].metadata
+    assert eta_meta["registered_model"].value == "supply_eta_transit_median v1"
+    assert meta["promoted_to_champion"].value and eta_meta["promoted_to_champion"].value
     assert read_gold(settings, "eta_predictions").height >= 0
 
     # dbt published the forecasting Delta tables into the gold DuckDB file, with the column
