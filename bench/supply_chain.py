@@ -3,8 +3,10 @@ generator's demand model), fit + 28-day forecast, and a 3 × 14-day rolling-orig
 for the accuracy table. Peers measured in the same run: SeasonalNaive (accuracy), Prophet
 (time per series, on `--prophet-series` series).
 
-    PYTHONPATH=. .venv/bin/python -c "import runpy; runpy.run_path('bench/forecasting.py', run_name='__main__')"
-(bench/forecasting.py shadows the package when run as a script.)
+    .venv/bin/python bench/supply_chain.py [--series 1000 --days 730 --prophet-series 10]
+
+(Named supply_chain.py, not forecasting.py: a script's folder comes first on sys.path, and a
+bench/forecasting.py would shadow the `forecasting` package.)
 """
 
 from __future__ import annotations
@@ -59,10 +61,14 @@ def synthetic(n_series: int, n_days: int, seed: int = 1) -> pl.DataFrame:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--series", type=int, default=1000)
-    parser.add_argument("--days", type=int, default=730)
-    parser.add_argument("--prophet-series", type=int, default=10)
+    parser = argparse.ArgumentParser(
+        description="Demand forecasting benchmark: fit time and backtest accuracy per model."
+    )
+    parser.add_argument("--series", type=int, default=1000, help="SKU×store series")
+    parser.add_argument("--days", type=int, default=730, help="days of history")
+    parser.add_argument(
+        "--prophet-series", type=int, default=10, help="series timed with Prophet (the peer)"
+    )
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()} (shared with other agents' work during the run)")
     t = time.perf_counter()
