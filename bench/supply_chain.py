@@ -60,6 +60,37 @@ def synthetic(n_series: int, n_days: int, seed: int = 1) -> pl.DataFrame:
     )
 
 
+def eta_benchmark(n_days: int, seed: int = 42) -> None:
+    """The ETA asset's evaluation (forecasting.eta.evaluate_eta: train on the first 80 % of
+    arrived shipments by departure, test on the last 20 %) on generated history, without the
+    broker: the generator's shipments and weather tables have the silver columns."""
+    from forecasting.eta import eta_features, evaluate_eta, shipment_table
+    from ingestion.generators.supply import generate_supply_history
+
+    t = time.perf_counter()
+    end = date(2026, 11, 25)
+    history = generate_supply_history(end - timedelta(days=n_days), end, seed, scale=0.01)
+    weather = history.table("weather").with_columns(pl.col("ts").dt.date().alias("weather_date"))
+    ships = shipment_table(history.table("shipments"))
+    feats = eta_features(ships, weather)
+    print(f"data: {ships.height} shipments over {n_days} days ({time.perf_counter() - t:.1f}s)")
+    t = time.perf_counter()
+    ev = evaluate_eta(feats).evaluation
+    print(f"train + evaluate (3 LightGBM models, twice): {time.perf_counter() - t:.1f}s")
+    print(f"test shipments: {ev.n_test}")
+    print(
+        f"ETA MAE: model {ev.mae_hours:.2f} h, peer 'arrives when promised' "
+        f"{ev.mae_promised_hours:.2f} h ({ev.mae_hours / ev.mae_promised_hours - 1:+.0%})"
+    )
+    print(f"p90 coverage: {ev.p90_coverage:.1%} (target 90 %)")
+    print(
+        f"P(late) Brier: model {ev.brier:.4f}, peer base rate {ev.brier_base_rate:.4f} "
+        f"(skill {1 - ev.brier / ev.brier_base_rate:+.1%})"
+    )
+    print("calibration by P(late) decile:")
+    print(ev.calibration)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description="Demand forecasting benchmark: fit time and backtest accuracy per model."
@@ -69,8 +100,18 @@ def main() -> None:
     parser.add_argument(
         "--prophet-series", type=int, default=10, help="series timed with Prophet (the peer)"
     )
+    parser.add_argument(
+        "--eta",
+        action="store_true",
+        help="instead: ETA evaluation (MAE hours vs promised time, Brier vs base rate, "
+        "calibration) on the supply generator's shipments",
+    )
+    parser.add_argument("--eta-days", type=int, default=365, help="days of shipments (--eta)")
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()} (shared with other agents' work during the run)")
+    if args.eta:
+        eta_benchmark(args.eta_days)
+        return
     t = time.perf_counter()
     frame = calendar_features(synthetic(args.series, args.days))
     n = frame["unique_id"].n_unique()

@@ -107,6 +107,7 @@ def eta_features(ships: pl.DataFrame, weather: pl.DataFrame | None) -> pl.DataFr
         by="carrier",
         strategy="backward",
         allow_exact_matches=False,
+        check_sortedness=False,  # both sides sorted just above; polars cannot check with `by`
     )
     return out.drop("t")
 
