@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from forecasting.simulate import SimulationResult, compare_policies
+from forecasting.simulate import PolicyComparison, SimulationResult, compare_policies
 from ingestion.generators.catalog import SKUS
 from ingestion.generators.supply import N_STORES, SUPPLIERS, catalog_demand
 
@@ -60,8 +60,10 @@ def weekly_forecasts(history: np.ndarray, promo: np.ndarray, weeks: int) -> np.n
     return out
 
 
-def replay(weeks: int = 8, seed: int = 42, history_days: int = 365, scale: float = 0.01):
-    """(forecast-driven, naive) simulation results on the last `weeks` weeks."""
+def replay(
+    weeks: int = 8, seed: int = 42, history_days: int = 365, scale: float = 0.01
+) -> PolicyComparison:
+    """Forecast-driven vs naive (as is, and at equal service) on the last `weeks` weeks."""
     end = datetime.now(UTC).date()
     first = end - timedelta(days=history_days)
     days = np.arange(
@@ -87,7 +89,28 @@ def replay(weeks: int = 8, seed: int = 42, history_days: int = 365, scale: float
     return compare_policies(actual, mu, sigma, np.ceil(lead_mean), lead_sd, cost, trailing)
 
 
-def describe(fc: SimulationResult, naive: SimulationResult) -> str:
+def describe(result: PolicyComparison) -> str:
+    fc, naive, equal = result.forecast, result.naive, result.naive_equal_service
+    lines = [_table(fc, naive, equal), _verdict(fc, naive)]
+    if not result.matched:
+        lines.append(
+            f"equal service: the naive rule does not reach {fc.stockout_rate:.2%} stock-outs "
+            f"even with a reorder-point buffer of {result.naive_equal_service_buffer:.1f}"
+        )
+        return "\n".join(lines)
+    wc = fc.working_capital / equal.working_capital - 1
+    winner = "forecast-driven policy" if wc < 0 else "naive fixed policy"
+    lines.append(
+        f"at equal service (naive reorder point buffer {result.naive_equal_service_buffer:.0%} "
+        f"over lead-time demand: stock-outs {equal.stockout_rate:.2%} vs {fc.stockout_rate:.2%}"
+        f"): {winner} needs less working capital — forecast {wc:+.1%} vs naive "
+        f"({fc.working_capital:,.0f} € vs {equal.working_capital:,.0f} €), inventory turns "
+        f"{fc.inventory_turns:.1f} vs {equal.inventory_turns:.1f}"
+    )
+    return "\n".join(lines)
+
+
+def _table(fc: SimulationResult, naive: SimulationResult, equal: SimulationResult) -> str:
     rows = [
         ("stock-out rate (series-days)", "stockout_rate", "{:.2%}"),
         ("fill rate", "fill_rate", "{:.2%}"),
@@ -97,11 +120,14 @@ def describe(fc: SimulationResult, naive: SimulationResult) -> str:
         ("working capital €", "working_capital", "{:,.0f}"),
         ("orders placed", "orders_placed", "{:d}"),
     ]
-    lines = [f"{'KPI':32} {'forecast':>12} {'naive fixed':>12}"]
+    lines = [f"{'KPI':32} {'forecast':>12} {'naive fixed':>12} {'naive, =service':>16}"]
     for label, attr, fmt in rows:
-        lines.append(
-            f"{label:32} {fmt.format(getattr(fc, attr)):>12} {fmt.format(getattr(naive, attr)):>12}"
-        )
+        cells = [fmt.format(getattr(r, attr)) for r in (fc, naive, equal)]
+        lines.append(f"{label:32} {cells[0]:>12} {cells[1]:>12} {cells[2]:>16}")
+    return "\n".join(lines)
+
+
+def _verdict(fc: SimulationResult, naive: SimulationResult) -> str:
     wc = fc.working_capital / naive.working_capital - 1
     so = fc.stockout_rate - naive.stockout_rate
     if wc <= 0 and so <= 0:
@@ -110,15 +136,13 @@ def describe(fc: SimulationResult, naive: SimulationResult) -> str:
         winner = "forecast-driven policy: fewer stock-outs, at a working-capital cost"
     else:
         winner = "naive policy: fewer stock-outs"
-    lines.append(
+    return (
         f"{winner}: stock-out rate {so * 100:+.2f} points "
         f"({so / max(naive.stockout_rate, 1e-12):+.0%}), working capital {wc:+.1%} vs naive fixed"
     )
-    return "\n".join(lines)
 
 
 def replay_report(weeks: int = 8, seed: int = 42) -> str:
-    fc, naive = replay(weeks, seed)
     return f"replay of the last {weeks} weeks, {len(SKUS) * N_STORES} series\n" + describe(
-        fc, naive
+        replay(weeks, seed)
     )

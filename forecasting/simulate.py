@@ -11,6 +11,10 @@ Policies compared on the same demand and lead times:
   trailing mean demand (ROP = mean·lead·(1 + `naive_buffer`), order quantity = mean·
   review_days·(1 + `naive_buffer`)) — what a spreadsheet without forecasts does.
 
+Like-for-like: the naive rule's reorder-point buffer is then tuned (bisection) until its
+stock-out rate is no higher than the forecast policy's; working capital and turns of the two
+are compared at that equal service level.
+
 KPIs: stock-out rate (share of series-days with unmet demand), fill rate, mean stock (units
 and € at unit cost), inventory turns (annualised COGS / mean stock value), working capital €
 (mean stock value + value on order).
@@ -99,6 +103,63 @@ def simulate(
     )
 
 
+@dataclass(frozen=True)
+class PolicyComparison:
+    forecast: SimulationResult
+    naive: SimulationResult  # the spreadsheet rule, buffer `naive_buffer` on ROP and quantity
+    naive_equal_service: SimulationResult  # naive rule with its ROP buffer tuned to match
+    naive_equal_service_buffer: float  # that buffer b: ROP = mean·lead·(1 + b)
+    matched: bool  # False when even the largest buffer tried misses the forecast's stock-outs
+
+
+def naive_matching_service(
+    demand: np.ndarray,
+    lead_days: np.ndarray,
+    unit_cost: np.ndarray,
+    initial_on_hand: np.ndarray,
+    trailing_mean: np.ndarray,
+    target_stockout_rate: float,
+    review_days: float = 7.0,
+    max_buffer: float = 8.0,
+    steps: int = 25,
+) -> tuple[SimulationResult, float, bool]:
+    """The naive fixed policy at (at least) a target service level: order quantity fixed at
+    trailing mean · review_days, reorder point mean · lead · (1 + b) with the smallest buffer b
+    (bisection over [0, max_buffer]) whose stock-out rate is ≤ the target. Stock-outs fall as
+    b grows (more safety stock). Returns (result, b, matched)."""
+    lead = np.asarray(lead_days, dtype=np.float64)
+    qty = np.maximum(ceil_units(trailing_mean * review_days), 1)
+
+    def run(buffer: float) -> SimulationResult:
+        rop = ceil_units(trailing_mean * lead * (1 + buffer))
+        return simulate(
+            demand,
+            rop,
+            rop + qty,
+            lead.astype(np.int64),
+            unit_cost,
+            initial_on_hand,
+            "naive_equal_service",
+            fixed_quantity=qty,
+        )
+
+    best = run(max_buffer)
+    if best.stockout_rate > target_stockout_rate:
+        return best, max_buffer, False
+    low, high = 0.0, max_buffer
+    first = run(low)
+    if first.stockout_rate <= target_stockout_rate:
+        return first, low, True
+    for _ in range(steps):
+        mid = (low + high) / 2
+        result = run(mid)
+        if result.stockout_rate <= target_stockout_rate:
+            high, best = mid, result
+        else:
+            low = mid
+    return best, high, True
+
+
 def compare_policies(
     demand: np.ndarray,
     mu_d: np.ndarray,
@@ -110,9 +171,11 @@ def compare_policies(
     z: float = 1.65,
     review_days: float = 7.0,
     naive_buffer: float = 0.5,
-) -> tuple[SimulationResult, SimulationResult]:
-    """(forecast-driven, naive fixed) on the same demand [days, series]. mu_d and sigma_d
-    are the forecast's daily mean and error sd, [days, series] (as known each morning)."""
+) -> PolicyComparison:
+    """Forecast-driven vs naive fixed on the same demand [days, series], plus the naive rule
+    tuned to the forecast policy's stock-out rate (like-for-like working capital). mu_d and
+    sigma_d are the forecast's daily mean and error sd, [days, series] (as known each
+    morning)."""
     from forecasting.inventory import reorder_point
 
     lead = np.asarray(lead_days, dtype=np.float64)
@@ -132,7 +195,17 @@ def compare_policies(
         "naive_fixed",
         fixed_quantity=naive_q,
     )
-    return fc, naive
+    matched, buffer, ok = naive_matching_service(
+        demand, lead, unit_cost, start, trailing_mean, fc.stockout_rate, review_days
+    )
+    return PolicyComparison(fc, naive, matched, buffer, ok)
 
 
-__all__ = ["SimulationResult", "compare_policies", "order_up_to_quantity", "simulate"]
+__all__ = [
+    "PolicyComparison",
+    "SimulationResult",
+    "compare_policies",
+    "naive_matching_service",
+    "order_up_to_quantity",
+    "simulate",
+]

@@ -15,7 +15,7 @@ from forecasting.inventory import (
     stockout_day,
     z_from_service_level,
 )
-from forecasting.simulate import simulate
+from forecasting.simulate import naive_matching_service, simulate
 from lakehouse.errors import ConfigError
 
 
@@ -115,3 +115,23 @@ def test_simulation_small_case_with_known_answer() -> None:
     assert res.mean_stock_value == pytest.approx(3.5)
     # order on day1 (position 0) and day3 (position 0)
     assert res.orders_placed == 2
+
+
+def test_naive_policy_tuned_to_equal_service_uses_the_smallest_buffer() -> None:
+    rng = np.random.default_rng(4)
+    demand = rng.poisson(10, (84, 30)).astype(float)
+    lead, cost = np.full(30, 3), np.full(30, 2.0)
+    trailing = np.full(30, 10.0)
+    start = np.full(30, 60)
+    untuned, _, _ = naive_matching_service(demand, lead, cost, start, trailing, 1.0)
+    target = 0.01
+    assert untuned.stockout_rate > target  # no buffer: ROP = lead-time mean, frequent misses
+    tuned, buffer, matched = naive_matching_service(demand, lead, cost, start, trailing, target)
+    assert matched and 0 < buffer < 8
+    assert tuned.stockout_rate <= target
+    # the bisection's answer is (nearly) the smallest buffer that reaches the target
+    below, _, _ = naive_matching_service(
+        demand, lead, cost, start, trailing, target, max_buffer=buffer * 0.9
+    )
+    assert below.stockout_rate > target
+    assert tuned.working_capital > untuned.working_capital  # service costs stock
