@@ -1,4 +1,5 @@
-"""`lakehouse rop` (the seed's worked example) and `lakehouse supply ...` commands."""
+"""`lakehouse rop` (the seed's worked example) and `lakehouse supply simulate`. The nightly assets
+run with `lakehouse materialize group:supply_chain` (no command of their own)."""
 
 from __future__ import annotations
 
@@ -39,12 +40,3 @@ def simulate_cmd(
     from forecasting.replay import replay_report
 
     print(replay_report(weeks=weeks, seed=seed))
-
-
-@supply_app.command("run")
-def run_cmd() -> None:
-    """Run the nightly supply-chain assets now (backtest → forecast → ROP → proposals → ETA)."""
-    from lakehouse.config import Settings
-    from lakehouse.runner import materialize_selection
-
-    print(materialize_selection(Settings.from_env(), "group:supply_chain"))

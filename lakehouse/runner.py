@@ -31,7 +31,7 @@ def materialize_selection(settings: Settings, selection: str | None = None) -> s
     graph = defs.resolve_asset_graph()
     # Default: the streaming graph (raw → silver → gold). Nightly assets (model training,
     # forecasts) and what is built from them need data of their own and run on their
-    # schedule or when selected (`lakehouse supply run`, 'group:supply_chain').
+    # schedule or when selected (`lakehouse materialize group:supply_chain`).
     keys = (
         dg.AssetSelection.all() - dg.AssetSelection.tag(NIGHTLY_TAG, "nightly").downstream()
     ).resolve(graph)
