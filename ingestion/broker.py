@@ -21,7 +21,18 @@ from ingestion import kafka_client
 from lakehouse.config import Settings
 from lakehouse.errors import BrokerError
 
-TOPICS = ("orders", "sessions", "inventory", "social_raw", "transactions")
+TOPICS = (
+    "orders",
+    "sessions",
+    "inventory",
+    "social_raw",
+    "transactions",
+    "purchase_orders",
+    "receipts",
+    "shipments",
+    "shipment_readings",
+    "weather",
+)
 
 
 def tansu_binary() -> Path:

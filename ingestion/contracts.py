@@ -38,6 +38,12 @@ CONTRACTS: dict[str, TopicContract] = {
         TopicContract("inventory", 1, ("sku", "store_id"), "ts"),
         TopicContract("social_raw", 1, ("post_id",), "ts"),
         TopicContract("transactions", 1, ("transaction_id",), "timestamp"),
+        # supply chain (forecasting/): suppliers, transport, weather
+        TopicContract("purchase_orders", 1, ("po_id",), "ts"),
+        TopicContract("receipts", 1, ("receipt_id",), "ts"),
+        TopicContract("shipments", 1, ("shipment_id",), "ts"),
+        TopicContract("shipment_readings", 1, ("shipment_id",), "ts"),
+        TopicContract("weather", 1, ("city", "ts"), "ts"),
     )
 }
 

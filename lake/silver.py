@@ -108,6 +108,85 @@ def _inventory_sql(_: str) -> str:
     """
 
 
+def _json_sql(fields: dict[str, str], select: str, key: str) -> Callable[[str], str]:
+    """Generic silver SQL for a flat event: parse `fields` (name -> DuckDB type), project
+    `select`, keep the first delivery of each `key`."""
+    spec = "{" + ",".join(f'"{n}":"VARCHAR"' for n in fields) + "}"
+
+    def sql(_: str) -> str:
+        return f"""
+        WITH parsed AS (SELECT from_json(value, '{spec}') AS j, {_LINEAGE_SQL} FROM raw_batch)
+        SELECT {select}, source_epoch, source_partition, source_offset, ingested_at
+        FROM parsed
+        QUALIFY row_number() OVER (PARTITION BY {key}
+                                   ORDER BY source_epoch, source_partition, source_offset) = 1
+        """
+
+    return sql
+
+
+_PO = {
+    "po_id": "VARCHAR",
+    "ts": "TIMESTAMPTZ",
+    "supplier_id": "VARCHAR",
+    "sku": "VARCHAR",
+    "store_id": "VARCHAR",
+    "qty": "BIGINT",
+    "unit_cost": "DOUBLE",
+    "expected_at": "TIMESTAMPTZ",
+}
+_RECEIPT = {
+    "receipt_id": "VARCHAR",
+    "po_id": "VARCHAR",
+    "ts": "TIMESTAMPTZ",
+    "supplier_id": "VARCHAR",
+    "sku": "VARCHAR",
+    "store_id": "VARCHAR",
+    "qty_ordered": "BIGINT",
+    "qty_received": "BIGINT",
+}
+_SHIPMENT = {
+    "shipment_id": "VARCHAR",
+    "status": "VARCHAR",
+    "ts": "TIMESTAMPTZ",
+    "po_id": "VARCHAR",
+    "supplier_id": "VARCHAR",
+    "carrier": "VARCHAR",
+    "route": "VARCHAR",
+    "origin": "VARCHAR",
+    "destination": "VARCHAR",
+    "distance_km": "DOUBLE",
+    "departed_at": "TIMESTAMPTZ",
+    "promised_at": "TIMESTAMPTZ",
+    "arrived_at": "TIMESTAMPTZ",
+    "dock_saturation": "DOUBLE",
+    "qty": "BIGINT",
+}
+_READING = {
+    "shipment_id": "VARCHAR",
+    "ts": "TIMESTAMPTZ",
+    "temperature_c": "DOUBLE",
+    "lat": "DOUBLE",
+    "lon": "DOUBLE",
+}
+_WEATHER = {
+    "city": "VARCHAR",
+    "ts": "TIMESTAMPTZ",
+    "temp_c": "DOUBLE",
+    "precip_mm": "DOUBLE",
+    "wind_kmh": "DOUBLE",
+}
+
+
+def _with_date(fields: dict[str, str], date_name: str, after: str) -> str:
+    cols = []
+    for n, t in fields.items():
+        cols.append(f"j.{n}::{t} AS {n}")
+        if n == after:
+            cols.append(f"(j.ts::TIMESTAMPTZ)::DATE AS {date_name}")
+    return ", ".join(cols)
+
+
 @dataclass(frozen=True)
 class SilverSpec:
     name: str
@@ -135,6 +214,41 @@ SPECS: dict[str, SilverSpec] = {
         ("sku", "store_id", "ts", "update_type"),
         "update_date",
         _inventory_sql,
+    ),
+    "silver_purchase_orders": SilverSpec(
+        "silver_purchase_orders",
+        "purchase_orders",
+        ("po_id",),
+        "order_date",
+        _json_sql(_PO, _with_date(_PO, "order_date", "ts"), "po_id"),
+    ),
+    "silver_receipts": SilverSpec(
+        "silver_receipts",
+        "receipts",
+        ("receipt_id",),
+        "receipt_date",
+        _json_sql(_RECEIPT, _with_date(_RECEIPT, "receipt_date", "ts"), "receipt_id"),
+    ),
+    "silver_shipments": SilverSpec(
+        "silver_shipments",
+        "shipments",
+        ("shipment_id", "status"),
+        "event_date",
+        _json_sql(_SHIPMENT, _with_date(_SHIPMENT, "event_date", "ts"), "shipment_id, status"),
+    ),
+    "silver_shipment_readings": SilverSpec(
+        "silver_shipment_readings",
+        "shipment_readings",
+        ("shipment_id", "ts"),
+        "reading_date",
+        _json_sql(_READING, _with_date(_READING, "reading_date", "ts"), "shipment_id, ts"),
+    ),
+    "silver_weather": SilverSpec(
+        "silver_weather",
+        "weather",
+        ("city", "ts"),
+        "weather_date",
+        _json_sql(_WEATHER, _with_date(_WEATHER, "weather_date", "ts"), "city, ts"),
     ),
 }
 

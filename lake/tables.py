@@ -117,11 +117,79 @@ SILVER_INVENTORY_CURRENT_SCHEMA = pa.schema(
     ]
 )
 
+
+def _supply_schema(*fields: tuple[str, pa.DataType, bool]) -> pa.schema:
+    return pa.schema([pa.field(n, t, nullable=not req) for n, t, req in fields] + _LINEAGE)
+
+
+# supply chain (forecasting/): one row per event, key in SUPPLY silver specs (lake/silver.py)
+SILVER_PURCHASE_ORDERS_SCHEMA = _supply_schema(
+    ("po_id", pa.string(), True),
+    ("ts", UTC_TS, True),
+    ("order_date", pa.date32(), True),
+    ("supplier_id", pa.string(), True),
+    ("sku", pa.string(), True),
+    ("store_id", pa.string(), True),
+    ("qty", pa.int64(), True),
+    ("unit_cost", pa.float64(), True),
+    ("expected_at", UTC_TS, False),
+)
+SILVER_RECEIPTS_SCHEMA = _supply_schema(
+    ("receipt_id", pa.string(), True),
+    ("po_id", pa.string(), True),
+    ("ts", UTC_TS, True),
+    ("receipt_date", pa.date32(), True),
+    ("supplier_id", pa.string(), True),
+    ("sku", pa.string(), True),
+    ("store_id", pa.string(), True),
+    ("qty_ordered", pa.int64(), True),
+    ("qty_received", pa.int64(), True),
+)
+SILVER_SHIPMENTS_SCHEMA = _supply_schema(
+    ("shipment_id", pa.string(), True),
+    ("status", pa.string(), True),
+    ("ts", UTC_TS, True),
+    ("event_date", pa.date32(), True),
+    ("po_id", pa.string(), True),
+    ("supplier_id", pa.string(), True),
+    ("carrier", pa.string(), True),
+    ("route", pa.string(), True),
+    ("origin", pa.string(), True),
+    ("destination", pa.string(), True),
+    ("distance_km", pa.float64(), True),
+    ("departed_at", UTC_TS, True),
+    ("promised_at", UTC_TS, True),
+    ("arrived_at", UTC_TS, False),
+    ("dock_saturation", pa.float64(), True),
+    ("qty", pa.int64(), True),
+)
+SILVER_SHIPMENT_READINGS_SCHEMA = _supply_schema(
+    ("shipment_id", pa.string(), True),
+    ("ts", UTC_TS, True),
+    ("reading_date", pa.date32(), True),
+    ("temperature_c", pa.float64(), True),
+    ("lat", pa.float64(), True),
+    ("lon", pa.float64(), True),
+)
+SILVER_WEATHER_SCHEMA = _supply_schema(
+    ("city", pa.string(), True),
+    ("ts", UTC_TS, True),
+    ("weather_date", pa.date32(), True),
+    ("temp_c", pa.float64(), True),
+    ("precip_mm", pa.float64(), True),
+    ("wind_kmh", pa.float64(), True),
+)
+
 SILVER_TABLES = {
     "silver_orders": ("orders", SILVER_ORDERS_SCHEMA),
     "silver_sessions": ("sessions", SILVER_SESSIONS_SCHEMA),
     "silver_inventory": ("inventory", SILVER_INVENTORY_SCHEMA),
     "silver_inventory_current": ("inventory_current", SILVER_INVENTORY_CURRENT_SCHEMA),
+    "silver_purchase_orders": ("purchase_orders", SILVER_PURCHASE_ORDERS_SCHEMA),
+    "silver_receipts": ("receipts", SILVER_RECEIPTS_SCHEMA),
+    "silver_shipments": ("shipments", SILVER_SHIPMENTS_SCHEMA),
+    "silver_shipment_readings": ("shipment_readings", SILVER_SHIPMENT_READINGS_SCHEMA),
+    "silver_weather": ("weather", SILVER_WEATHER_SCHEMA),
 }
 
 

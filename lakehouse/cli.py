@@ -22,6 +22,11 @@ app = typer.Typer(
 )
 broker_app = typer.Typer(no_args_is_help=True, help="The embedded Kafka-protocol broker (tansu).")
 app.add_typer(broker_app, name="broker")
+from forecasting.cli import rop as _rop  # noqa: E402  (typer only at import)
+from forecasting.cli import supply_app  # noqa: E402
+
+app.command("rop")(_rop)
+app.add_typer(supply_app, name="supply")
 
 
 def _settings() -> Settings:
@@ -75,6 +80,7 @@ SeedOpt = Annotated[int, typer.Option(help="random seed: same seed and window, s
 ScaleOpt = Annotated[
     float, typer.Option(min=0.0001, help="rate multiplier (1 = Annex B: 50-200 orders/min)")
 ]
+SUPPLY_DEFAULT_SCALE = 0.01  # daily-aggregate history: A123 in Paris sells ~400 units/day
 
 
 class GenerateKind(StrEnum):
@@ -83,12 +89,22 @@ class GenerateKind(StrEnum):
     orders = "orders"
     inventory = "inventory"
     all = "all"
+    supply = "supply"
 
 
 GENERATED = {
     GenerateKind.orders: ("orders", "sessions"),
     GenerateKind.inventory: ("inventory",),
     GenerateKind.all: ("orders", "sessions", "inventory"),
+    GenerateKind.supply: (
+        "orders",
+        "inventory",
+        "purchase_orders",
+        "receipts",
+        "shipments",
+        "shipment_readings",
+        "weather",
+    ),
 }
 
 
@@ -98,7 +114,9 @@ def generate(
         GenerateKind,
         typer.Argument(
             help="orders (+ sessions; Annex B: 5 cities, 20 SKUs, 50-200/min), inventory "
-            "(initial stock, then 5-minute updates consistent with the same orders), or all"
+            "(initial stock, then 5-minute updates consistent with the same orders), all, or "
+            "supply (history only: daily-aggregate orders, stock snapshots, purchase orders, "
+            "receipts, shipments, readings, weather; default --scale 0.01)"
         ),
     ],
     minutes: Annotated[
@@ -108,24 +126,34 @@ def generate(
         float, typer.Option(min=0.01, help="live: simulated minutes per real minute")
     ] = 1.0,
     seed: SeedOpt = 42,
-    scale: ScaleOpt = 1.0,
+    scale: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0001,
+            help="rate multiplier (1 = Annex B: 50-200 orders/min; default 1, supply 0.01)",
+        ),
+    ] = None,
     backfill_days: Annotated[
         float | None,
         typer.Option(min=0.01, help="history: days ending now, sent as fast as possible"),
     ] = None,
 ) -> None:
     """Produce realistic events to Kafka: live (--minutes, --speed) or history (--backfill-days)."""
-    from lakehouse.generate import backfill, live
+    from lakehouse.generate import backfill, backfill_supply, live
 
     if (minutes is None) == (backfill_days is None):
         raise ConfigError("give exactly one of --minutes (live) or --backfill-days (history)")
+    if kind is GenerateKind.supply and backfill_days is None:
+        raise ConfigError("supply is a history generator: use --backfill-days (e.g. 730)")
     topics = GENERATED[kind]
     bootstrap = _bootstrap(_settings())
-    if backfill_days is not None:
-        sent = backfill(bootstrap, backfill_days, seed, scale, topics)
+    if kind is GenerateKind.supply:
+        sent = backfill_supply(bootstrap, backfill_days or 0, seed, scale or SUPPLY_DEFAULT_SCALE)
+    elif backfill_days is not None:
+        sent = backfill(bootstrap, backfill_days, seed, scale or 1.0, topics)
     else:
         print(f"sending {minutes} simulated minutes at speed x{speed} (Ctrl-C stops)")
-        sent = live(bootstrap, minutes or 0, speed, seed, scale, topics)
+        sent = live(bootstrap, minutes or 0, speed, seed, scale or 1.0, topics)
     print("sent " + ", ".join(f"{n} {t}" for t, n in sent.items()) + f" to {bootstrap}")
     print("next: `lakehouse materialize` (or `make ui` and let the sensors pick them up)")
 
@@ -188,7 +216,8 @@ def materialize(
         typer.Argument(help="Dagster asset selection, e.g. 'key:raw_orders+' or 'group:gold'"),
     ] = None,
 ) -> None:
-    """Materialize assets through Dagster (default: the whole graph up to the current offsets)."""
+    """Materialize assets through Dagster (default: the whole streaming graph up to the current
+    offsets; nightly assets such as the supply-chain forecasts only when selected)."""
     from lakehouse.runner import materialize_selection
 
     settings = _settings()

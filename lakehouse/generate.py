@@ -78,6 +78,24 @@ def backfill(
     return kafka_client.produce_records(bootstrap, records, progress_every=100_000)
 
 
+def backfill_supply(
+    bootstrap: str, days: float, seed: int, scale: float, end: datetime | None = None
+) -> dict[str, int]:
+    """Daily-aggregate supply history (ingestion/generators/supply.py): `days` whole days ending
+    at today's midnight UTC — one order per store and day, daily stock snapshots (last 28 days),
+    purchase orders, receipts, shipments (+ readings of the last 14 days) and weather."""
+    from ingestion.generators.supply import HISTORY_TOPICS, generate_supply_history, history_window
+
+    if days < 1:
+        raise ConfigError(f"--backfill-days {days} is invalid: supply history needs >= 1 day")
+    first, last = history_window(int(days), end)
+    history = generate_supply_history(first, last, seed, scale)
+    records = (
+        (topic, key, value) for topic in HISTORY_TOPICS for key, value in history.messages(topic)
+    )
+    return kafka_client.produce_records(bootstrap, records, progress_every=100_000)
+
+
 def live(
     bootstrap: str,
     minutes: float,

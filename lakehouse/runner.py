@@ -8,7 +8,9 @@ from lakehouse.errors import ConfigError, LakehouseError
 
 def materialize_selection(settings: Settings, selection: str | None = None) -> str:
     """Run the selected assets (and their checks) in-process against the lakehouse's Dagster
-    instance, so runs, metadata and lineage show in the UI. Returns a one-paragraph summary."""
+    instance, so runs, metadata and lineage show in the UI. Returns a one-paragraph summary.
+    No selection: every asset except the nightly ones (tag `lakehouse/cadence: nightly`) and
+    their downstream."""
     from lake.gold import MANIFEST_PATH, prepare_manifest
     from lakehouse.instance import ensure_dagster_home
 
@@ -24,9 +26,15 @@ def materialize_selection(settings: Settings, selection: str | None = None) -> s
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
     from dagster_project.definitions import defs
+    from dagster_project.sensors import NIGHTLY_TAG
 
     graph = defs.resolve_asset_graph()
-    keys = None
+    # Default: the streaming graph (raw → silver → gold). Nightly assets (model training,
+    # forecasts) and what is built from them need data of their own and run on their
+    # schedule or when selected (`lakehouse materialize group:supply_chain`).
+    keys = (
+        dg.AssetSelection.all() - dg.AssetSelection.tag(NIGHTLY_TAG, "nightly").downstream()
+    ).resolve(graph)
     if selection:
         try:
             keys = dg.AssetSelection.from_string(selection).resolve(graph)
@@ -41,7 +49,7 @@ def materialize_selection(settings: Settings, selection: str | None = None) -> s
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(
             instance=instance,
-            asset_selection=sorted(keys) if keys else None,
+            asset_selection=sorted(keys),
             raise_on_error=False,
             # the CLI prints its own summary; step logs stay in the instance (see `make ui`)
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},

@@ -25,18 +25,33 @@ if not MANIFEST_PATH.exists():
     )
 
 
+def _meta_asset_key(dbt_resource_props: Mapping[str, Any]) -> list[str] | None:
+    """`meta.dagster.asset_key` of a source (dbt ≥ 1.10 keeps meta under `config`)."""
+    for meta in (dbt_resource_props.get("config", {}).get("meta"), dbt_resource_props.get("meta")):
+        key = ((meta or {}).get("dagster") or {}).get("asset_key")
+        if key:
+            return list(key)
+    return None
+
+
 class LakehouseDbtTranslator(DagsterDbtTranslator):
-    """dbt sources `silver.<table>` are the silver assets; models keep their names."""
+    """A dbt source is the asset that writes its Delta table: `meta.dagster.asset_key` when
+    declared (silver tables, the supply-chain gold tables written by the forecasting assets),
+    else `silver_<table>`. Models keep their names; the supply-chain models join the
+    `supply_chain` group (they are built by the nightly job, see dagster_project/forecasting.py)."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         if dbt_resource_props["resource_type"] == "source":
-            return dg.AssetKey(f"silver_{dbt_resource_props['name']}")
+            key = _meta_asset_key(dbt_resource_props)
+            return dg.AssetKey(key or f"silver_{dbt_resource_props['name']}")
         return dg.AssetKey(dbt_resource_props["name"])
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         fqn = dbt_resource_props.get("fqn", [])
         if dbt_resource_props["resource_type"] == "seed":
             return "reference"
+        if "gold" in fqn and "supply_chain" in fqn:
+            return "supply_chain"
         return "gold" if "gold" in fqn else "gold_staging"
 
     def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:

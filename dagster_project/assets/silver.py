@@ -17,6 +17,11 @@ DESCRIPTIONS = {
     "silver_sessions": "One row per shopping session (MERGE on session_id), customer pseudonymised.",
     "silver_inventory": "Every stock update per SKU × store (MERGE on sku, store_id, ts, type).",
     "silver_inventory_current": "Latest stock update per SKU × store (upsert by event time).",
+    "silver_purchase_orders": "Purchase orders to suppliers (MERGE on po_id), by order_date.",
+    "silver_receipts": "Goods receipts against purchase orders (MERGE on receipt_id).",
+    "silver_shipments": "Shipment status events departed/arrived (MERGE on shipment_id, status).",
+    "silver_shipment_readings": "In-transit temperature/position readings (shipment_id, ts).",
+    "silver_weather": "Daily weather per city (MERGE on city, ts).",
 }
 
 

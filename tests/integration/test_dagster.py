@@ -42,16 +42,39 @@ def test_definitions_cover_the_whole_graph() -> None:
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description, f"{key} has no description"
-        assert node.group_name in {"raw", "silver", "gold", "gold_staging", "reference"}
+        assert node.group_name in {
+            "raw",
+            "silver",
+            "gold",
+            "gold_staging",
+            "reference",
+            "supply_chain",
+        }
     # gold depends on silver through the dbt sources
     assert dg.AssetKey("silver_orders") in graph.get(dg.AssetKey("daily_sales")).parent_keys or any(
         dg.AssetKey("silver_orders") in graph.get(p).parent_keys
         for p in graph.get(dg.AssetKey("daily_sales")).parent_keys
     )
+    # the supply-chain dbt models read the Delta tables of the forecasting assets
+    for model, source in {
+        "sc_reorder_proposals": "reorder_proposals",
+        "sc_otif_daily": "eta_predictions",
+        "sc_supply_chain_kpis": "supply_chain_kpis",
+    }.items():
+        assert graph.get(dg.AssetKey(model)).parent_keys == {dg.AssetKey(source)}
+    # ... and are rebuilt by the nightly job, not by the 15-minute refresh
+    refresh = defs.resolve_job_def("refresh_gold").asset_layer.selected_asset_keys
+    nightly = defs.resolve_job_def("nightly_supply_chain").asset_layer.selected_asset_keys
+    assert dg.AssetKey("daily_sales") in refresh
+    assert dg.AssetKey("sc_reorder_proposals") not in refresh
+    assert dg.AssetKey("sc_reorder_proposals") in nightly
     checks = {c.name for c in graph.asset_check_keys}
     assert {"silver_orders_expectations", "daily_sales_expectations"} <= checks
     assert {s.name for s in defs.sensors} == {f"{t}_new_offsets" for t in TOPICS}
-    assert [s.name for s in defs.schedules] == ["refresh_gold_every_15_minutes"]
+    assert {s.name for s in defs.schedules} == {
+        "refresh_gold_every_15_minutes",
+        "nightly_supply_chain_at_2am",
+    }
 
 
 def test_sensor_requests_the_new_range_once_and_never_consumes(

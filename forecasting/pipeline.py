@@ -1,0 +1,401 @@
+"""The supply-chain steps over the lake: read silver, compute, write gold Delta tables.
+
+Gold tables (Delta, overwritten each nightly run) under `<lake>/gold/`:
+forecast_backtest (metrics per series × model), forecast_champions, demand_forecast
+(28 days, champion, 80/95 % intervals), demand_forecast_hierarchy (sku×store → store → city →
+total), safety_stock, reorder_point, reorder_proposals, eta_predictions, otif_daily,
+supply_chain_kpis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import numpy as np
+import polars as pl
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+
+from forecasting import backtest as bt
+from forecasting.demand import calendar_features, daily_demand, future_frame
+from forecasting.inventory import (
+    order_up_to_quantity,
+    reorder_point,
+    stockout_day,
+    z_from_service_level,
+)
+from forecasting.models import Candidate, default_candidates
+from ingestion.generators.catalog import SKUS
+from lake.tables import silver_uri
+from lakehouse.config import Settings
+from lakehouse.errors import LakehouseError
+
+if TYPE_CHECKING:
+    from lakehouse.registry import Promotion
+
+GOLD_TABLES = (
+    "forecast_backtest",
+    "forecast_champions",
+    "demand_forecast",
+    "demand_forecast_hierarchy",
+    "safety_stock",
+    "reorder_point",
+    "reorder_proposals",
+    "eta_predictions",
+    "otif_daily",
+    "supply_chain_kpis",
+)
+
+
+@dataclass(frozen=True)
+class ForecastOptions:
+    horizon: int = 28
+    n_windows: int = 3
+    window: int = 14
+    service_level: float = 0.95
+    z: float | None = None  # overrides the service level
+    lead_window_days: int = 14  # μ_d = mean daily forecast over the next 14 days
+    review_days: float = 7.0
+    with_prophet: bool = False
+    max_series: int | None = None  # keep the first N series (tests, demos)
+
+    @property
+    def z_value(self) -> float:
+        return self.z if self.z is not None else z_from_service_level(self.service_level)
+
+
+def gold_uri(settings: Settings, name: str) -> str:
+    return settings.table_uri("gold", name)
+
+
+def read_silver(settings: Settings, name: str) -> pl.DataFrame | None:
+    try:
+        table = DeltaTable(
+            silver_uri(settings, name), storage_options=settings.storage_options or None
+        )
+    except TableNotFoundError:
+        return None
+    return pl.from_arrow(table.to_pyarrow_table())  # type: ignore[return-value]
+
+
+def read_gold(settings: Settings, name: str) -> pl.DataFrame:
+    try:
+        table = DeltaTable(
+            gold_uri(settings, name), storage_options=settings.storage_options or None
+        )
+    except TableNotFoundError:
+        raise LakehouseError(
+            f"gold table {name} does not exist yet: materialize it first"
+        ) from None
+    return pl.from_arrow(table.to_pyarrow_table())  # type: ignore[return-value]
+
+
+def write_gold(settings: Settings, name: str, frame: pl.DataFrame) -> str:
+    uri = gold_uri(settings, name)
+    data = frame.with_columns(pl.col(pl.String).cast(pl.String)).to_arrow()
+    write_deltalake(
+        uri,
+        data,
+        mode="overwrite",
+        schema_mode="overwrite",
+        storage_options=settings.storage_options or None,
+    )
+    return uri
+
+
+def demand_frame(settings: Settings, options: ForecastOptions) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(history with features, future exogenous rows) from silver_orders and silver_weather."""
+    orders = read_silver(settings, "silver_orders")
+    if orders is None or orders.height == 0:
+        raise LakehouseError("silver_orders is empty: run `lakehouse generate supply` and ingest")
+    weather = read_silver(settings, "silver_weather")
+    daily = daily_demand(orders)
+    if options.max_series:
+        keep = sorted(daily["unique_id"].unique().to_list())[: options.max_series]
+        daily = daily.filter(pl.col("unique_id").is_in(keep))
+    history = calendar_features(daily, weather)
+    return history, future_frame(history, options.horizon, weather)
+
+
+def candidates(options: ForecastOptions) -> list[Candidate]:
+    return default_candidates(with_prophet=options.with_prophet)
+
+
+def run_backtest(settings: Settings, options: ForecastOptions) -> dict[str, object]:
+    history, _ = demand_frame(settings, options)
+    _, scores, champ = bt.select_champions(
+        history, candidates(options), options.n_windows, options.window
+    )
+    write_gold(settings, "forecast_backtest", scores)
+    write_gold(settings, "forecast_champions", champ)
+    summary = bt.summarise(scores, champ)
+    return {
+        "series": champ.height,
+        "champion_counts": bt.champion_counts(champ),
+        "summary": summary,
+        "champion_mase": bt.mean_metric(champ, "mase"),
+        "champion_mape": bt.mean_metric(champ, "mape"),
+        "seasonal_naive_mase": float(
+            summary.filter(pl.col("model") == "SeasonalNaive")["mase"].mean() or float("nan")  # type: ignore[arg-type]
+        ),
+    }
+
+
+def run_register_demand_model(settings: Settings, options: ForecastOptions) -> Promotion:
+    """Register tonight's global LightGBM; champion only if it beats the current champion on
+    the same (last backtest) window (forecasting/model_registry.py)."""
+    from forecasting.model_registry import register_demand_model
+
+    history, _ = demand_frame(settings, options)
+    return register_demand_model(settings, history, options.window)
+
+
+def run_forecast(settings: Settings, options: ForecastOptions) -> pl.DataFrame:
+    history, future = demand_frame(settings, options)
+    champ = read_gold(settings, "forecast_champions")
+    fc = bt.final_forecast(history, future, candidates(options), champ, options.horizon)
+    write_gold(settings, "demand_forecast", fc)
+    write_gold(settings, "demand_forecast_hierarchy", bt.reconcile(fc))
+    return fc
+
+
+def lead_time_stats(settings: Settings) -> pl.DataFrame:
+    """μ_L, σ_L (days) per SKU × store from receipts (receipt ts − order ts), falling back to
+    the supplier's figures, then to the catalogue's nominal lead time with σ_L = 0."""
+    po = read_silver(settings, "silver_purchase_orders")
+    rc = read_silver(settings, "silver_receipts")
+    nominal = pl.DataFrame(
+        {"sku": [s.sku for s in SKUS], "nominal": [float(s.lead_time_days) for s in SKUS]}
+    )
+    if po is None or rc is None or rc.height == 0:
+        return nominal.with_columns(
+            pl.lit(None, pl.String).alias("store_id"),
+            pl.col("nominal").alias("mu_l"),
+            pl.lit(0.0).alias("sigma_l"),
+            pl.lit(0).alias("receipts"),
+        )
+    lead = rc.join(po.select("po_id", pl.col("ts").alias("ordered_at")), on="po_id").with_columns(
+        ((pl.col("ts") - pl.col("ordered_at")).dt.total_seconds() / 86400).alias("lead_days")
+    )
+    per_series = lead.group_by("sku", "store_id", "supplier_id").agg(
+        pl.col("lead_days").mean().alias("mu_series"),
+        pl.col("lead_days").std().alias("sd_series"),
+        pl.len().alias("receipts"),
+    )
+    per_supplier = lead.group_by("supplier_id").agg(
+        pl.col("lead_days").mean().alias("mu_sup"), pl.col("lead_days").std().alias("sd_sup")
+    )
+    return (
+        per_series.join(per_supplier, on="supplier_id")
+        .join(nominal, on="sku", how="left")
+        .with_columns(
+            pl.when(pl.col("receipts") >= 5).then("mu_series").otherwise("mu_sup").alias("mu_l"),
+            pl.when(pl.col("receipts") >= 5)
+            .then("sd_series")
+            .otherwise("sd_sup")
+            .fill_null(0.0)
+            .alias("sigma_l"),
+        )
+        .select("sku", "store_id", "supplier_id", "mu_l", "sigma_l", "receipts")
+    )
+
+
+def run_safety_stock(settings: Settings, options: ForecastOptions) -> pl.DataFrame:
+    fc = read_gold(settings, "demand_forecast")
+    champ = read_gold(settings, "forecast_champions")
+    start = fc["ds"].min()
+    mu_d = (
+        fc.filter(pl.col("ds") < start + timedelta(days=options.lead_window_days))
+        .group_by("unique_id", "sku", "store_id")
+        .agg(pl.col("yhat").mean().alias("mu_d"))
+    )
+    lead = lead_time_stats(settings)
+    joined = mu_d.join(champ.select("unique_id", "sigma_d", "champion"), on="unique_id")
+    if lead["store_id"].null_count() == lead.height:
+        joined = joined.join(lead.drop("store_id"), on="sku", how="left")
+    else:
+        joined = joined.join(lead, on=["sku", "store_id"], how="left")
+    joined = joined.with_columns(
+        pl.col("mu_l").fill_null(strategy="mean"), pl.col("sigma_l").fill_null(0.0)
+    )
+    rp = reorder_point(
+        joined["mu_d"].to_numpy(),
+        joined["sigma_d"].to_numpy(),
+        joined["mu_l"].to_numpy(),
+        joined["sigma_l"].to_numpy(),
+        options.z_value,
+    )
+    out = joined.with_columns(
+        pl.lit(options.z_value).alias("z"),
+        pl.Series("sigma", rp.sigma),
+        pl.Series("safety_stock_exact", rp.safety_stock_exact),
+        pl.Series("safety_stock", rp.safety_stock),
+    ).sort("unique_id")
+    write_gold(settings, "safety_stock", out)
+    return out
+
+
+def run_reorder_point(settings: Settings) -> pl.DataFrame:
+    ss = read_gold(settings, "safety_stock")
+    mu = ss["mu_d"].to_numpy() * ss["mu_l"].to_numpy()
+    out = ss.with_columns(
+        pl.Series("mu", mu),
+        (pl.Series(np.ceil(mu - 1e-9)).cast(pl.Int64) + pl.col("safety_stock")).alias("rop"),
+    )
+    write_gold(settings, "reorder_point", out)
+    return out
+
+
+def run_reorder_proposals(settings: Settings, options: ForecastOptions) -> pl.DataFrame:
+    rop = read_gold(settings, "reorder_point")
+    stock = read_silver(settings, "silver_inventory_current")
+    if stock is None:
+        stock = pl.DataFrame(
+            schema={
+                "sku": pl.String,
+                "store_id": pl.String,
+                "on_hand": pl.Int64,
+                "on_order": pl.Int64,
+            }
+        )
+    fc = read_gold(settings, "demand_forecast")
+    joined = (
+        rop.join(
+            stock.select("sku", "store_id", "on_hand", "on_order"),
+            on=["sku", "store_id"],
+            how="left",
+        )
+        .with_columns(pl.col("on_hand").fill_null(0), pl.col("on_order").fill_null(0))
+        .sort("unique_id")
+    )
+    qty = order_up_to_quantity(
+        joined["on_hand"].to_numpy(),
+        joined["on_order"].to_numpy(),
+        joined["rop"].to_numpy(),
+        joined["mu_d"].to_numpy(),
+        options.review_days,
+    )
+    _ids, matrix = _forecast_matrix(fc, joined["unique_id"].to_list())
+    day = stockout_day(joined["on_hand"].to_numpy(), matrix)
+    first = fc["ds"].min()
+    out = (
+        joined.with_columns(
+            (pl.col("on_hand") + pl.col("on_order")).alias("position"),
+            pl.Series("proposed_qty", qty),
+            pl.Series("stockout_in_days", day),
+        )
+        .with_columns(
+            (pl.col("position") <= pl.col("rop")).alias("reorder_now"),
+            pl.when(pl.col("stockout_in_days") > 0)
+            .then(pl.lit(first) + pl.duration(days=pl.col("stockout_in_days") - 1))
+            .alias("predicted_stockout_date"),
+            (pl.col("rop") + pl.col("mu_d") * options.review_days)
+            .ceil()
+            .cast(pl.Int64)
+            .alias("order_up_to"),
+        )
+        .select(
+            "sku",
+            "store_id",
+            "supplier_id",
+            "on_hand",
+            "on_order",
+            "position",
+            "mu_d",
+            "sigma_d",
+            "mu_l",
+            "sigma_l",
+            "safety_stock",
+            "rop",
+            "order_up_to",
+            "reorder_now",
+            "proposed_qty",
+            "predicted_stockout_date",
+            "champion",
+        )
+    )
+    write_gold(settings, "reorder_proposals", out)
+    return out
+
+
+def _forecast_matrix(fc: pl.DataFrame, ids: list[str]) -> tuple[list[str], np.ndarray]:
+    wide = fc.pivot(on="ds", index="unique_id", values="yhat", sort_columns=True)
+    order = pl.DataFrame({"unique_id": ids})
+    wide = order.join(wide, on="unique_id", how="left").fill_null(0.0)
+    return ids, wide.drop("unique_id").to_numpy().astype(float)
+
+
+def run_eta(settings: Settings) -> dict[str, object]:
+    from forecasting.eta import (
+        eta_features,
+        eta_predictions,
+        evaluate_eta,
+        otif_daily,
+        shipment_table,
+    )
+
+    events = read_silver(settings, "silver_shipments")
+    if events is None or events.height == 0:
+        raise LakehouseError(
+            "silver_shipments is empty: run `lakehouse generate supply` and ingest"
+        )
+    ships = shipment_table(events)
+    feats = eta_features(ships, read_silver(settings, "silver_weather"))
+    run = evaluate_eta(feats)
+    preds = eta_predictions(run.final, feats)
+    write_gold(settings, "eta_predictions", preds)
+    receipts = read_silver(settings, "silver_receipts")
+    otif = otif_daily(ships, receipts) if receipts is not None else pl.DataFrame()
+    if otif.height:
+        write_gold(settings, "otif_daily", otif)
+    return {
+        "evaluation": run.evaluation,
+        "open_shipments": preds.height,
+        "otif": otif,
+        "validated": run.validated,
+        "test": run.test,
+    }
+
+
+def run_kpis(settings: Settings) -> pl.DataFrame:
+    """One row of headline KPIs (definitions in dbt/models/gold/supply_chain/)."""
+    champ = read_gold(settings, "forecast_champions")
+    props = read_gold(settings, "reorder_proposals")
+    rows: dict[str, float] = {
+        "forecast_mape_pct": bt.mean_metric(champ, "mape"),
+        "forecast_mase": bt.mean_metric(champ, "mase"),
+        "series": float(champ.height),
+        "reorder_proposals": float(props["reorder_now"].sum()),
+        "predicted_stockouts_28d": float(props["predicted_stockout_date"].is_not_null().sum()),
+    }
+    inv = read_silver(settings, "silver_inventory")
+    po = read_silver(settings, "silver_purchase_orders")
+    cost = (
+        po.group_by("sku").agg(pl.col("unit_cost").mean())
+        if po is not None
+        else pl.DataFrame(
+            {"sku": [s.sku for s in SKUS], "unit_cost": [s.base_price * 0.45 for s in SKUS]}
+        )
+    )
+    if inv is not None and inv.height:
+        snaps = inv.filter(pl.col("update_type") == "snapshot").join(cost, on="sku", how="left")
+        days = max(snaps["update_date"].n_unique(), 1)
+        rows["stockout_rate"] = float((snaps["on_hand"] == 0).mean() or 0.0)  # type: ignore[arg-type]
+        rows["mean_stock_units"] = float(snaps["on_hand"].mean() or 0.0)  # type: ignore[arg-type]
+        stock_value = float((snaps["on_hand"] * snaps["unit_cost"]).sum()) / days
+        wc = float(((snaps["on_hand"] + snaps["on_order"]) * snaps["unit_cost"]).sum()) / days
+        cogs = float((snaps["sold_qty"] * snaps["unit_cost"]).sum()) / days * 365
+        rows["mean_stock_value_eur"] = stock_value
+        rows["working_capital_eur"] = wc
+        rows["inventory_turns"] = cogs / stock_value if stock_value else float("nan")
+    try:
+        otif = read_gold(settings, "otif_daily")
+        total = float(otif["deliveries"].sum())
+        rows["otif_rate"] = float((otif["otif_rate"] * otif["deliveries"]).sum()) / total
+    except LakehouseError:
+        pass
+    out = pl.DataFrame({"kpi": list(rows), "value": list(rows.values())})
+    write_gold(settings, "supply_chain_kpis", out)
+    return out

@@ -1,0 +1,95 @@
+"""The supply-chain assets materialize on small generated data: broker → raw → silver →
+backtest → forecast → safety stock → ROP → proposals → ETA → KPIs, with their checks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import polars as pl
+import pytest
+import yaml
+
+from dagster_project.assets.gold import dbt_resource, gold_dbt
+from dagster_project.assets.raw import RAW_ASSETS
+from dagster_project.assets.silver import SILVER_ASSETS
+from dagster_project.forecasting import SUPPLY_ASSETS, forecast_sane, rop_covers_mean
+from dagster_project.resources import LakehouseResource
+from forecasting.pipeline import read_gold
+from ingestion.broker import EmbeddedBroker
+from lake import gold
+from lakehouse.config import Settings
+from lakehouse.generate import backfill_supply
+
+pytestmark = pytest.mark.integration
+END = datetime(2026, 11, 2, tzinfo=UTC)
+
+
+def test_supply_chain_assets_materialize(settings: Settings, broker: EmbeddedBroker) -> None:
+    sent = backfill_supply(settings.bootstrap, 130, seed=5, scale=0.01, end=END)
+    assert sent["orders"] == 130 * 5 and sent["shipments"] > 0
+    config = {"max_series": 6}
+    ops = {
+        name: {"config": config}
+        for name in ("forecast_backtest", "demand_forecast", "safety_stock", "reorder_proposals")
+    }
+    result = dg.materialize(
+        [*RAW_ASSETS, *SILVER_ASSETS, *SUPPLY_ASSETS, gold_dbt, forecast_sane, rop_covers_mean],
+        resources={"lakehouse": LakehouseResource(), "dbt": dbt_resource()},
+        run_config={"ops": ops},
+        # the supply-chain dbt models (group supply_chain) run after the assets they read
+        selection=dg.AssetSelection.all()
+        - dg.AssetSelection.assets(
+            "raw_sessions", "raw_social_raw", "raw_transactions", "silver_sessions"
+        )
+        - dg.AssetSelection.groups("gold", "gold_staging", "reference"),
+    )
+    assert result.success
+    checks = result.get_asset_check_evaluations()
+    assert checks and all(c.passed for c in checks)
+    fc = read_gold(settings, "demand_forecast")
+    assert fc["unique_id"].n_unique() == 6 and fc.height == 6 * 28
+    assert fc["yhat"].min() >= 0
+    props = read_gold(settings, "reorder_proposals")
+    assert props.height == 6
+    assert (props["rop"] >= props["safety_stock"]).all()
+    due = props.filter(pl.col("reorder_now"))
+    assert (due["proposed_qty"] > 0).all()
+    assert (props.filter(~pl.col("reorder_now"))["proposed_qty"] == 0).all()
+    kpis = dict(read_gold(settings, "supply_chain_kpis").iter_rows())
+    assert {
+        "forecast_mape_pct",
+        "stockout_rate",
+        "inventory_turns",
+        "working_capital_eur",
+        "otif_rate",
+    } <= set(kpis)
+    assert 0 <= kpis["otif_rate"] <= 1
+    meta = result.asset_materializations_for_node("forecast_backtest")[0].metadata
+    assert "champion_counts" in meta and meta["series"].value == 6
+    # first night on a fresh registry: both models registered and promoted
+    assert meta["registered_model"].value == "supply_demand_lightgbm_global v1"
+    eta_meta = result.asset_materializations_for_node("eta_predictions")[0].metadata
+    assert eta_meta["registered_model"].value == "supply_eta_transit_median v1"
+    assert meta["promoted_to_champion"].value and eta_meta["promoted_to_champion"].value
+    assert read_gold(settings, "eta_predictions").height >= 0
+
+    # dbt published the forecasting Delta tables into the gold DuckDB file, with the column
+    # types the delta plugin uses for an empty table before the first nightly run
+    assert gold.read_gold(
+        settings, "select count(*) as n from sc_reorder_proposals"
+    ).to_pylist() == [{"n": 6}]
+    assert gold.read_gold(settings, "select count(*) as n from sc_otif_daily")["n"][0].as_py() > 0
+    kpi_rows = gold.read_gold(settings, "select kpi, value from sc_supply_chain_kpis").to_pylist()
+    assert {r["kpi"]: r["value"] for r in kpi_rows} == pytest.approx(kpis)
+    declared = yaml.safe_load(
+        (gold.DBT_PROJECT_DIR / "models/gold/supply_chain/_supply_chain.yml").read_text()
+    )
+    for source in declared["sources"][0]["tables"]:
+        types = gold.read_gold(
+            settings,
+            "select column_name, data_type from information_schema.columns "
+            f"where table_name = 'sc_{source['name']}' order by ordinal_position",
+        ).to_pylist()
+        expected = source["config"]["meta"]["empty_schema"]
+        assert {r["column_name"]: r["data_type"].lower() for r in types} == expected, source["name"]
