@@ -21,7 +21,7 @@ from ingestion import kafka_client
 from lakehouse.config import Settings
 from lakehouse.errors import BrokerError
 
-TOPICS = ("orders", "sessions", "inventory", "social_raw", "transactions")
+TOPICS = ("orders", "sessions", "inventory", "social_raw", "transactions", "fraud_labels")
 
 
 def tansu_binary() -> Path:

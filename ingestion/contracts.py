@@ -38,6 +38,7 @@ CONTRACTS: dict[str, TopicContract] = {
         TopicContract("inventory", 1, ("sku", "store_id"), "ts"),
         TopicContract("social_raw", 1, ("post_id",), "ts"),
         TopicContract("transactions", 1, ("transaction_id",), "timestamp"),
+        TopicContract("fraud_labels", 1, ("transaction_id",), "reported_at"),
     )
 }
 
