@@ -15,6 +15,7 @@ from dagster_project.assets.gold import dbt_resource, gold_dbt
 from dagster_project.assets.raw import RAW_ASSETS
 from dagster_project.assets.silver import SILVER_ASSETS
 from dagster_project.checks import QUALITY_CHECKS
+from dagster_project.fraud import defs as fraud_defs
 from dagster_project.resources import LakehouseResource
 from dagster_project.sensors import INGEST_JOBS, SENSORS
 
@@ -50,6 +51,6 @@ core_defs = dg.Definitions(
     executor=dg.in_process_executor,
 )
 
-DOMAIN_DEFS: list[dg.Definitions] = []
+DOMAIN_DEFS: list[dg.Definitions] = [fraud_defs]
 
 defs = dg.Definitions.merge(core_defs, *DOMAIN_DEFS)

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from fraud.cli import fraud_app
 from lakehouse.config import Settings
 from lakehouse.errors import ConfigError, LakehouseError
 
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 broker_app = typer.Typer(no_args_is_help=True, help="The embedded Kafka-protocol broker (tansu).")
 app.add_typer(broker_app, name="broker")
+app.add_typer(fraud_app, name="fraud")
 
 
 def _settings() -> Settings:
@@ -82,12 +84,14 @@ class GenerateKind(StrEnum):
 
     orders = "orders"
     inventory = "inventory"
+    transactions = "transactions"
     all = "all"
 
 
 GENERATED = {
     GenerateKind.orders: ("orders", "sessions"),
     GenerateKind.inventory: ("inventory",),
+    GenerateKind.transactions: ("transactions", "fraud_labels"),
     GenerateKind.all: ("orders", "sessions", "inventory"),
 }
 
@@ -98,7 +102,9 @@ def generate(
         GenerateKind,
         typer.Argument(
             help="orders (+ sessions; Annex B: 5 cities, 20 SKUs, 50-200/min), inventory "
-            "(initial stock, then 5-minute updates consistent with the same orders), or all"
+            "(initial stock, then 5-minute updates consistent with the same orders), "
+            "transactions (+ fraud_labels: card payments with labelled fraud scenarios, "
+            "chargebacks days later; 20 payments/min at scale 1), or all (retail topics)"
         ),
     ],
     minutes: Annotated[
@@ -113,6 +119,9 @@ def generate(
         float | None,
         typer.Option(min=0.01, help="history: days ending now, sent as fast as possible"),
     ] = None,
+    fraud_rate: Annotated[
+        float, typer.Option(min=0.002, max=0.02, help="transactions: share of fraudulent payments")
+    ] = 0.01,
 ) -> None:
     """Produce realistic events to Kafka: live (--minutes, --speed) or history (--backfill-days)."""
     from lakehouse.generate import backfill, live
@@ -122,10 +131,10 @@ def generate(
     topics = GENERATED[kind]
     bootstrap = _bootstrap(_settings())
     if backfill_days is not None:
-        sent = backfill(bootstrap, backfill_days, seed, scale, topics)
+        sent = backfill(bootstrap, backfill_days, seed, scale, topics, fraud_rate=fraud_rate)
     else:
         print(f"sending {minutes} simulated minutes at speed x{speed} (Ctrl-C stops)")
-        sent = live(bootstrap, minutes or 0, speed, seed, scale, topics)
+        sent = live(bootstrap, minutes or 0, speed, seed, scale, topics, fraud_rate=fraud_rate)
     print("sent " + ", ".join(f"{n} {t}" for t, n in sent.items()) + f" to {bootstrap}")
     print("next: `lakehouse materialize` (or `make ui` and let the sensors pick them up)")
 

@@ -17,6 +17,15 @@ DESCRIPTIONS = {
     "silver_sessions": "One row per shopping session (MERGE on session_id), customer pseudonymised.",
     "silver_inventory": "Every stock update per SKU × store (MERGE on sku, store_id, ts, type).",
     "silver_inventory_current": "Latest stock update per SKU × store (upsert by event time).",
+    "silver_transactions": (
+        "One row per card transaction (seed schema, typed: UTC ts, double amount), MERGE on "
+        "transaction_id; card_hash, account_id and ip replaced by HMAC-SHA256 pseudonyms "
+        "(card_hash, account_hash, ip_hash); partitioned by tx_date."
+    ),
+    "silver_fraud_labels": (
+        "Confirmed fraud labels (chargebacks, resolved disputes) as reported: MERGE on "
+        "(transaction_id, reported_at); partitioned by report_date."
+    ),
 }
 
 
