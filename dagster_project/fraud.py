@@ -111,7 +111,7 @@ def fraud_decisions_valid(lakehouse: LakehouseResource) -> dg.AssetCheckResult:
     tags=NIGHTLY,
     description=(
         "Nightly retraining on every label known so far: temporal split (fit | calibrate | gap | "
-        "validation | label maturity), LightGBM + isotonic calibration + IsolationForest, "
+        "validation | label maturity), LightGBM + Platt calibration + IsolationForest, "
         "evaluated against rules-only and IsolationForest-only, registered in MLflow and promoted "
         "to `champion` only if it beats the current champion's AP on the same window."
     ),

@@ -14,7 +14,7 @@ see `fraud.pseudonyms`), `device_id`, `merchant_id`, `merchant_category`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -278,17 +278,34 @@ def _card_history(
     start = np.searchsorted(keys, keys - ZSCORE_WINDOW_US, side="right")
     pos = np.arange(order.size)
     a = amount[order]
-    s1 = np.concatenate([[0.0], np.cumsum(a)])
-    s2 = np.concatenate([[0.0], np.cumsum(a * a)])
     k = (pos - start).astype(np.float64)  # previous transactions in the window
+    # two-pass mean/std over each window, looped over lags and vectorised over rows (the
+    # same arithmetic as the online path; cumulative sums would lose digits to cancellation)
+    total = np.zeros(order.size)
+    for rows, lag in _lags(pos, start):
+        total[rows] += a[rows - lag]
     with np.errstate(divide="ignore", invalid="ignore"):
-        mean = (s1[pos] - s1[start]) / k
-        var = np.maximum((s2[pos] - s2[start]) / k - mean * mean, 0.0)
+        mean = total / k
+    squares = np.zeros(order.size)
+    for rows, lag in _lags(pos, start):
+        squares[rows] += (a[rows - lag] - mean[rows]) ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = squares / k
     z = np.where(k >= 2, zscore(a, mean, np.sqrt(var)), np.nan)
     out["amount_zscore_7d"] = np.full(n, np.nan)
     out["amount_zscore_7d"][order] = z
     out["card_tx_7d"] = np.full(n, np.nan)
     out["card_tx_7d"][order] = k
+
+
+def _lags(pos: np.ndarray, start: np.ndarray) -> Iterator[tuple[np.ndarray, int]]:
+    """(rows whose window reaches back `lag` rows, lag) for lag = 1, 2, … (previous rows only)."""
+    lag = 1
+    rows = pos[pos - lag >= start]
+    while rows.size:
+        yield rows, lag
+        lag += 1
+        rows = rows[rows - lag >= start[rows]]
 
 
 def _risk(

@@ -1,4 +1,4 @@
-"""The fraud model bundle: LightGBM (class-weighted) + isotonic calibration + IsolationForest,
+"""The fraud model bundle: LightGBM (class-weighted) + Platt calibration + IsolationForest,
 saved as plain files (booster text, arrays, joblib) inside an MLflow model.
 
 `score` returns the calibrated probability, the anomaly score and the TreeSHAP contributions
@@ -72,7 +72,10 @@ class FraudModel:
         return np.asarray(self.booster.predict(x, raw_score=True, num_threads=1))
 
     def calibrate(self, margin: np.ndarray) -> np.ndarray:
-        return np.clip(np.interp(margin, self.calibration_x, self.calibration_y), 0.0, 1.0)
+        """Platt scaling: sigmoid(a · margin + b), fitted on the calibration slice (smooth and
+        strictly increasing, so the ranking of the booster is kept)."""
+        a, b = float(self.calibration_x[0]), float(self.calibration_x[1])
+        return 1.0 / (1.0 + np.exp(-(a * np.asarray(margin) + b)))
 
     def anomaly(self, x: np.ndarray) -> np.ndarray:
         filled = np.where(np.isnan(x), self.iforest_fill, x)
@@ -157,10 +160,10 @@ def fit(
     features: list[str] = FEATURES,
 ) -> FraudModel:
     """LightGBM with class weighting (scale_pos_weight = sqrt(neg/pos)) on the fit slice,
-    isotonic calibration on the later calibration slice, IsolationForest on the fit slice."""
+    Platt calibration on the later calibration slice, IsolationForest on the fit slice."""
     import lightgbm
     from sklearn.ensemble import IsolationForest
-    from sklearn.isotonic import IsotonicRegression
+    from sklearn.linear_model import LogisticRegression
 
     positives = max(int(y_fit.sum()), 1)
     params = {
@@ -177,9 +180,12 @@ def fit(
         callbacks=[lightgbm.early_stopping(20, verbose=False)] if y_calibrate.sum() else [],
     )
     margin = booster.predict(x_calibrate, raw_score=True)
-    iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(margin, y_calibrate)
-    cal_x = np.asarray(iso.X_thresholds_, dtype=np.float64)
-    cal_y = np.asarray(iso.y_thresholds_, dtype=np.float64)
+    if 0 < y_calibrate.sum() < y_calibrate.size:
+        platt = LogisticRegression(C=1e4).fit(margin.reshape(-1, 1), y_calibrate)
+        cal_x = np.array([float(platt.coef_[0, 0]), float(platt.intercept_[0])])
+    else:  # no positive (or negative) in the calibration slice: undo the class weighting
+        cal_x = np.array([1.0, -float(np.log(params["scale_pos_weight"]))])
+    cal_y = np.zeros(0)
     fill = np.nanmedian(np.where(np.isnan(x_fit), np.nan, x_fit), axis=0)
     fill = np.where(np.isnan(fill), -1.0, fill)
     iforest = IsolationForest(n_estimators=50, max_samples=256, random_state=7, n_jobs=1)

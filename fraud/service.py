@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from fraud.api import LabelIn, TransactionIn  # module level: FastAPI resolves the hints
 from fraud.features import online_features
 from fraud.model import FraudModel
 from fraud.rules import DECISIONS, DecisionConfig, load_config
@@ -32,7 +33,12 @@ log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 
-def ensure_champion(settings: Settings, say: Callable[[str], object] = print) -> FraudModel:
+def ensure_champion(
+    settings: Settings,
+    say: Callable[[str], object] = print,
+    days: float = 35,
+    scale: float = 0.1,
+) -> FraudModel:
     """The champion; on a fresh registry, first train one on simulated data (saying so)."""
     from fraud.training import champion_model, simulated_history, train_and_register
 
@@ -40,10 +46,10 @@ def ensure_champion(settings: Settings, say: Callable[[str], object] = print) ->
     if model is not None:
         return model
     say(
-        "no fraud model in the registry yet: training a first champion on 35 days of simulated "
-        "transactions (lakehouse generate transactions' simulator), then serving it"
+        f"no fraud model in the registry yet: training a first champion on {days:g} days of "
+        "simulated transactions (the `lakehouse generate transactions` simulator) first"
     )
-    tx, labels, end = simulated_history(settings)
+    tx, labels, end = simulated_history(settings, days, scale)
     result = train_and_register(settings, tx, labels, end, source="simulated")
     say(result.promotion)
     model = champion_model(settings)
@@ -149,7 +155,7 @@ class DecisionEngine:
         from lakehouse.registry import champion_version
 
         version = champion_version(MlflowClient(), MODEL_NAME)
-        if version is None or version == self.model.version:
+        if version is None or str(version) == self.model.version:
             return False
         model = load_registered(self.settings, version)
         with self.lock:
@@ -163,8 +169,6 @@ def create_app(engine: DecisionEngine, reload_seconds: float = 30.0) -> Any:
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, PlainTextResponse
-
-    from fraud.api import LabelIn, TransactionIn
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):

@@ -76,7 +76,7 @@ def silver_from_events(events: pl.DataFrame, pii_key: str) -> pl.DataFrame:
     con = duckdb.connect()
     try:
         con.register("events", events.to_arrow())
-        return pl.from_arrow(
+        frame = pl.from_arrow(
             con.sql(
                 f"""SELECT transaction_id, "timestamp" AS ts,
                     {hmac_sql("account_id", pii_key)} AS account_hash,
@@ -85,7 +85,8 @@ def silver_from_events(events: pl.DataFrame, pii_key: str) -> pl.DataFrame:
                     device_id, {hmac_sql("ip", pii_key)} AS ip_hash, lat, lon
                 FROM events"""
             ).to_arrow_table()
-        )  # type: ignore[return-value]
+        )
+        return frame.with_columns(pl.col("ts").dt.convert_time_zone("UTC"))  # type: ignore[union-attr]
     finally:
         con.close()
 
@@ -309,7 +310,7 @@ def load_registered(settings: Settings, version: str) -> FraudModel:
         )
         bundle = next(Path(folder).rglob("meta.json")).parent
         bundle.rename(cache / "bundle")
-    return FraudModel.load(cache / "bundle", version=version)
+    return FraudModel.load(cache / "bundle", version=str(version))
 
 
 def train_and_register(
