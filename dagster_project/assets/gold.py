@@ -26,10 +26,17 @@ if not MANIFEST_PATH.exists():
 
 
 class LakehouseDbtTranslator(DagsterDbtTranslator):
-    """dbt sources `silver.<table>` are the silver assets; models keep their names."""
+    """dbt sources are the assets named by their `meta.dagster.asset_key` (default
+    `silver_<table>`); models keep their names."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         if dbt_resource_props["resource_type"] == "source":
+            meta = dbt_resource_props.get("meta") or dbt_resource_props.get("config", {}).get(
+                "meta"
+            )
+            key = (meta or {}).get("dagster", {}).get("asset_key")
+            if key:  # e.g. fraud.fraud_decisions -> the fraud_decisions asset
+                return dg.AssetKey(key)
             return dg.AssetKey(f"silver_{dbt_resource_props['name']}")
         return dg.AssetKey(dbt_resource_props["name"])
 

@@ -11,6 +11,7 @@ import pytest
 
 from fraud.pipeline import decisions_uri, features_uri, read_table
 from ingestion.broker import EmbeddedBroker
+from lake.gold import read_gold
 from lake.tables import silver_uri
 from lakehouse.config import Settings
 from lakehouse.generate import backfill
@@ -64,6 +65,14 @@ def test_chain_materializes_and_decides_every_transaction(
     materialize_selection(settings, CHAIN)
     again = read_table(settings, decisions_uri(settings))
     assert again is not None and again.height == decisions.height
+
+    # gold: fraud KPIs per day from the decisions and the labels known so far
+    gold = materialize_selection(settings, "key:fraud_kpis")
+    assert "(0 failed)" in gold
+    kpis = read_gold(settings, "SELECT * FROM fraud_kpis ORDER BY d").to_pandas()
+    assert int(kpis["transactions"].sum()) == decisions.height
+    assert int((kpis["allowed"] + kpis["challenged"] + kpis["blocked"]).sum()) == decisions.height
+    assert kpis["friction_rate"].between(0, 1).all()
 
     # nightly: retrain (the lake has too few labels here: simulated fallback) + drift checks
     nightly = materialize_selection(settings, "key:fraud_model or key:fraud_drift")
