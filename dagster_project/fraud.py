@@ -10,6 +10,7 @@ from dagster_project.sensors import NIGHTLY_TAG
 from fraud.pipeline import StepResult
 
 NIGHTLY = {NIGHTLY_TAG: "nightly"}
+MIN_LAKE_FRAUDS = 20  # fewer labelled frauds than this: no retraining on the lake
 
 
 def _metadata(result: StepResult, path: str) -> dict[str, object]:
@@ -119,14 +120,24 @@ def fraud_decisions_valid(lakehouse: LakehouseResource) -> dg.AssetCheckResult:
 def fraud_model(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource
 ) -> dg.MaterializeResult:
-    from fraud.training import lake_as_of, load_lake_history, simulated_history, train_and_register
+    from fraud.training import (
+        champion_model,
+        lake_as_of,
+        load_lake_history,
+        simulated_history,
+        train_and_register,
+    )
 
     settings = lakehouse.settings()
     tx, labels = load_lake_history(settings)
     frauds = int(labels["is_fraud"].sum()) if labels.height else 0
-    if tx.height == 0 or frauds < 20:
+    if frauds < MIN_LAKE_FRAUDS:
+        if tx.height == 0 or champion_model(settings) is not None:
+            reason = f"the lake holds {tx.height} transactions and {frauds} fraud labels: nothing to retrain on"
+            context.log.info(reason)
+            return dg.MaterializeResult(metadata={"skipped": reason})
         context.log.warning(
-            f"the lake holds {frauds} fraud labels: training on simulated data instead"
+            f"the lake holds {frauds} fraud labels and no champion exists: training on simulated data"
         )
         tx, labels, as_of = simulated_history(settings)
         source = "simulated"

@@ -16,6 +16,7 @@ import polars as pl
 from fraud.features import FEATURES
 
 WARN, FAIL = 0.1, 0.25
+MIN_REFERENCE_ROWS, MIN_LATEST_ROWS = 1000, 200  # below: PSI is noise, not reported
 BINS = 10
 EPS = 1e-4
 
@@ -70,6 +71,11 @@ def drift_report(
     last_day = features["ts"].max().date()  # type: ignore[union-attr]
     is_latest = pl.col("ts").dt.date() == last_day
     ref, new = features.filter(~is_latest), features.filter(is_latest)
+    if ref.height < MIN_REFERENCE_ROWS or new.height < MIN_LATEST_ROWS:
+        nan = float("nan")
+        return DriftReport(
+            ref.height, new.height, str(last_day), dict.fromkeys(FEATURES, nan), nan, nan
+        )
     per_feature = {
         f: psi(
             ref[f].cast(pl.Float64).fill_null(np.nan).to_numpy(),

@@ -17,6 +17,7 @@ from lakehouse.errors import ConfigError
 log = logging.getLogger(__name__)
 
 GENERATED_TOPICS = ("orders", "sessions", "inventory", "transactions", "fraud_labels")
+RETAIL_TOPICS = ("orders", "sessions", "inventory")  # the default: the retail demo
 
 
 def _check_topics(topics: tuple[str, ...]) -> None:
@@ -65,7 +66,7 @@ def backfill(
     days: float,
     seed: int,
     scale: float,
-    topics: tuple[str, ...] = GENERATED_TOPICS,
+    topics: tuple[str, ...] = RETAIL_TOPICS,
     end: datetime | None = None,
     fraud_rate: float = 0.01,
 ) -> dict[str, int]:
@@ -91,7 +92,7 @@ def live(
     speed: float,
     seed: int,
     scale: float,
-    topics: tuple[str, ...] = GENERATED_TOPICS,
+    topics: tuple[str, ...] = RETAIL_TOPICS,
     start: datetime | None = None,
     inventory_from: datetime | None = None,
     fraud_rate: float = 0.01,

@@ -74,6 +74,6 @@ def test_chain_materializes_and_decides_every_transaction(
     assert int((kpis["allowed"] + kpis["challenged"] + kpis["blocked"]).sum()) == decisions.height
     assert kpis["friction_rate"].between(0, 1).all()
 
-    # nightly: retrain (the lake has too few labels here: simulated fallback) + drift checks
+    # nightly: too few lake labels and a champion exists → no retraining; drift checks run
     nightly = materialize_selection(settings, "key:fraud_model or key:fraud_drift")
     assert "2 assets materialized" in nightly
