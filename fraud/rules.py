@@ -178,17 +178,17 @@ def decide(
 ) -> Decisions:
     """Score thresholds, then the anomaly floor, then rule overrides (never lowering)."""
     n = len(score)
-    base = score_decisions(score, config.challenge, config.block)
-    severity = (
-        np.vectorize(SEVERITY.__getitem__, otypes=[np.int64])(base) if n else np.zeros(0, np.int64)
-    )
+    score = np.asarray(score, dtype=np.float64)
+    # same thresholds as score_decisions, as severities 0/1/2
+    severity = (score >= config.challenge).astype(np.int64) + (score > config.block)
     anomalous = (np.asarray(anomaly) >= anomaly_threshold) & (severity < 1)
     severity = np.where(anomalous, 1, severity)
     hits = fired(config.overrides, columns, n)
-    names: list[list[str]] = [[] for _ in range(n)]
+    none: list[str] = []  # shared by the rows no rule fired on (never mutated)
+    names: list[list[str]] = [none] * n
     for rule in config.overrides:
         rows = np.flatnonzero(hits[rule.id])
         severity[rows] = np.maximum(severity[rows], SEVERITY[rule.action])
         for r in rows.tolist():
-            names[r].append(rule.id)
+            names[r] = [*names[r], rule.id]
     return Decisions(np.asarray(DECISIONS, dtype=object)[severity], names, anomalous)

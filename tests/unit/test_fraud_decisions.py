@@ -154,3 +154,17 @@ def test_simulator_follows_the_seed_schema_and_rates() -> None:
 def _reasons(topic: str, messages: list[tuple[bytes, bytes]]) -> list[object]:
     batch = pa.table({"key": [k for k, _ in messages], "value": [v for _, v in messages]})
     return sorted(set(validate(batch, contract(topic).schema).to_pylist()), key=str)
+
+
+def test_fast_isolation_forest_equals_sklearn() -> None:
+    from sklearn.ensemble import IsolationForest
+
+    from fraud.model import FastForest
+
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(2000, 6))
+    forest = IsolationForest(n_estimators=30, max_samples=128, random_state=1).fit(train)
+    probe = np.vstack([rng.normal(size=(50, 6)), rng.normal(5, 3, size=(50, 6))])
+    assert np.allclose(
+        FastForest(forest).anomaly(probe), -forest.score_samples(probe), rtol=0, atol=1e-12
+    )
