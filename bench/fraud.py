@@ -6,9 +6,9 @@ and model quality on the simulator.
     .venv/bin/python bench/fraud.py batch | lag | quality
 
 Own LAKEHOUSE_HOME under /tmp (removed at the end). The service runs in its own process
-(`lakehouse fraud serve`), the load generator is an open-loop asyncio httpx client on
-loopback: requests are sent at fixed times whatever the replies (no coordinated omission),
-latency is measured from each request's scheduled time to its reply.
+(`lakehouse fraud serve`), the load generator is open loop on loopback (16 threads with
+keep-alive httpx connections): requests are due at fixed times whatever the replies, and
+latency is measured from each request's due time to its reply (no coordinated omission).
 
 Peers measured in the same run:
   latency: the same champion model behind a bare FastAPI endpoint (no feature store, no
@@ -20,7 +20,6 @@ Peers measured in the same run:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import shutil
@@ -71,26 +70,44 @@ def _wait_http(url: str, seconds: float = 120) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-async def _open_loop(
-    url: str, bodies: list[dict[str, object]], rate: float, seconds: float
+def _open_loop(
+    url: str, bodies: list[dict[str, object]], rate: float, seconds: float, workers: int = 16
 ) -> np.ndarray:
+    """Open-loop load: request i is due at start + i / rate; `workers` threads, each with its
+    own keep-alive connection, take the next due request, wait for its time and send it.
+    Latency = reply time - due time (a slow reply delays nothing else; if every worker is
+    busy, the wait counts in the latency: no coordinated omission)."""
+    import threading
+
     import httpx
 
     n = int(rate * seconds)
     latencies = np.full(n, np.nan)
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(limits=limits, timeout=10) as client:
-        loop = asyncio.get_running_loop()
-        start = loop.time() + 0.2
+    payloads = [json.dumps(b).encode() for b in bodies]
+    counter = iter(range(n))
+    lock = threading.Lock()
+    start = time.perf_counter() + 0.2
 
-        async def one(i: int) -> None:
-            scheduled = start + i / rate
-            await asyncio.sleep(max(0.0, scheduled - loop.time()))
-            reply = await client.post(url, json=bodies[i % len(bodies)])
-            if reply.status_code == 200:
-                latencies[i] = loop.time() - scheduled
+    def worker() -> None:
+        with httpx.Client(headers={"content-type": "application/json"}, timeout=10) as client:
+            while True:
+                with lock:
+                    i = next(counter, None)
+                if i is None:
+                    return
+                due = start + i / rate
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                reply = client.post(url, content=payloads[i % len(payloads)])
+                if reply.status_code == 200:
+                    latencies[i] = time.perf_counter() - due
 
-        await asyncio.gather(*(one(i) for i in range(n)))
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     return latencies * 1000
 
 
@@ -154,10 +171,8 @@ def bench_latency(env: dict[str, str], seconds: float, rate: float, redis: bool)
         )
         try:
             _wait_http(f"http://127.0.0.1:{port}/healthz")
-            asyncio.run(
-                _open_loop(f"http://127.0.0.1:{port}{path}", bodies[:200], 50, 2)
-            )  # warm-up
-            ms = asyncio.run(_open_loop(f"http://127.0.0.1:{port}{path}", bodies, rate, seconds))
+            _open_loop(f"http://127.0.0.1:{port}{path}", bodies[:200], 50, 2)  # warm-up
+            ms = _open_loop(f"http://127.0.0.1:{port}{path}", bodies, rate, seconds)
             print(f"  {name:44s} {_percentiles(ms)}")
         finally:
             proc.terminate()
