@@ -327,6 +327,18 @@ def bench_quality(env: dict[str, str], days: float, scale: float) -> None:
         f"({validation.height:,} tx, {int(validation['y'].sum())} labelled frauds)"
     )
     print(result.table())
+    import polars as pl
+
+    per_day = (
+        validation.filter(pl.col("y"))
+        .group_by(pl.col("ts").dt.date())
+        .agg(pl.col("card_hash").n_unique())
+    )
+    days_total = validation["ts"].dt.date().n_unique()
+    ceiling = per_day["card_hash"].clip(upper_bound=100).sum() / 100 / days_total
+    print(
+        f"(CP@100/day ceiling on this window: {ceiling:.4f} — only that many fraudulent cards a day)"
+    )
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import yaml
 
 from lakehouse.errors import ConfigError
@@ -109,14 +110,26 @@ def load_config(path: Path | str | None = None) -> DecisionConfig:
 
 
 def _condition(column: np.ndarray, op: str, value: Any) -> np.ndarray:
-    if op == "in":
-        return np.isin(column.astype(object), np.asarray(list(value), dtype=object))
-    if op in ("eq", "ne"):
-        same = column.astype(object) == value if isinstance(value, str) else column == value
-        return np.asarray(same if op == "eq" else ~np.asarray(same, dtype=bool), dtype=bool)
+    if op == "in" or (op in ("eq", "ne") and isinstance(value, str)):
+        values = [value] if op != "in" else [str(v) for v in value]
+        if column.size > 64:  # batch: polars' hash lookup (numpy sorts object arrays)
+            hit = (
+                pl.Series(column.astype(object), dtype=pl.String)
+                .is_in(values)
+                .fill_null(False)
+                .to_numpy()
+            )
+        else:  # online: a few rows
+            allowed = set(values)
+            hit = np.fromiter(
+                (v in allowed for v in column.tolist()), dtype=bool, count=column.size
+            )
+        return ~hit if op == "ne" else hit
     numeric = np.asarray(column, dtype=np.float64)  # NaN compares False: rule does not fire
     with np.errstate(invalid="ignore"):
         return {
+            "eq": numeric == value,
+            "ne": numeric != value,
             "gt": numeric > value,
             "ge": numeric >= value,
             "lt": numeric < value,

@@ -4,13 +4,17 @@ model trained and registered first; then the nightly retraining and drift assets
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import polars as pl
 import pytest
 
 from fraud.pipeline import decisions_uri, features_uri, read_table
+from ingestion import kafka_client
 from ingestion.broker import EmbeddedBroker
+from ingestion.produce_file import read_jsonl_messages
 from lake.gold import read_gold
 from lake.tables import silver_uri
 from lakehouse.config import Settings
@@ -33,8 +37,46 @@ CHAIN = " or ".join(
 )
 
 
+SEED_EVENT = {
+    "transaction_id": "ext_1",
+    "timestamp": "2026-11-02T11:00:05Z",
+    "account_id": "acc_123",
+    "card_hash": "4a1f...ed",
+    "amount": 249.90,
+    "currency": "EUR",
+    "merchant_id": "m_445",
+    "merchant_category": "electronics",
+    "channel": "ecom",
+    "country": "FR",
+    "device_id": "dvc_771",
+    "ip": "83.12.45.21",
+    "lat": 48.85,
+    "lon": 2.35,
+}
+FOREIGN = [
+    SEED_EVENT,
+    {
+        **SEED_EVENT,
+        "transaction_id": "ext_2",
+        "timestamp": "2026-11-02T11:00:35Z",
+        "device_id": None,
+        "ip": None,
+        "lat": None,
+        "lon": None,
+        "currency": "CHF",
+        "channel": "pos",
+    },
+    {
+        **SEED_EVENT,
+        "transaction_id": "ext_3",
+        "timestamp": "2026-11-02T11:01:00Z",
+        "amount": 20000.0,
+    },
+]
+
+
 def test_chain_materializes_and_decides_every_transaction(
-    settings: Settings, broker: EmbeddedBroker
+    settings: Settings, broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     from fraud.training import simulated_history, train_and_register
 
@@ -43,6 +85,23 @@ def test_chain_materializes_and_decides_every_transaction(
     assert "promoted to champion" in first.promotion
 
     sent = backfill(broker.bootstrap, 2, 11, 0.02, ("transactions", "fraud_labels"), end=END)
+    # someone else's data, in the seed's schema, through `lakehouse produce`
+    foreign = tmp_path / "payments.jsonl"
+    foreign.write_text("\n".join(json.dumps(e) for e in FOREIGN) + "\n")
+    labels_file = tmp_path / "chargebacks.jsonl"
+    labels_file.write_text(
+        json.dumps(
+            {"transaction_id": "ext_2", "is_fraud": True, "reported_at": "2026-11-05T09:00:00Z"}
+        )
+        + "\n"
+    )
+    kafka_client.produce(
+        broker.bootstrap, "transactions", read_jsonl_messages("transactions", foreign)
+    )
+    kafka_client.produce(
+        broker.bootstrap, "fraud_labels", read_jsonl_messages("fraud_labels", labels_file)
+    )
+    sent["transactions"] += len(FOREIGN)
     summary = materialize_selection(settings, CHAIN)
     assert "failed" not in summary.split("checks (")[1].split(")")[0] or "(0 failed)" in summary
 
@@ -60,6 +119,17 @@ def test_chain_materializes_and_decides_every_transaction(
     flagged = decisions.filter(pl.col("decision") != "ALLOW")
     assert flagged.height > 0 and flagged["reasons"].list.len().min() >= 1
     assert (decisions["lag_ms"] >= 0).all()
+    external = {
+        r["transaction_id"]: r
+        for r in decisions.filter(pl.col("transaction_id").str.starts_with("ext_")).to_dicts()
+    }
+    assert set(external) == {"ext_1", "ext_2", "ext_3"}
+    assert external["ext_3"]["decision"] == "BLOCK" and external["ext_3"]["rule_ids"] == [
+        "R001_amount_cap"
+    ]
+    assert "rule R001_amount_cap" in external["ext_3"]["reasons"]
+    labels = read_table(settings, silver_uri(settings, "silver_fraud_labels"))
+    assert labels is not None and "ext_2" in labels["transaction_id"].to_list()
 
     # a re-run with nothing new adds nothing (markers in the Delta commits)
     materialize_selection(settings, CHAIN)
