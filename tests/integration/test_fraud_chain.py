@@ -124,9 +124,8 @@ def test_chain_materializes_and_decides_every_transaction(
         for r in decisions.filter(pl.col("transaction_id").str.starts_with("ext_")).to_dicts()
     }
     assert set(external) == {"ext_1", "ext_2", "ext_3"}
-    assert external["ext_3"]["decision"] == "BLOCK" and external["ext_3"]["rule_ids"] == [
-        "R001_amount_cap"
-    ]
+    assert external["ext_3"]["decision"] == "BLOCK"
+    assert external["ext_3"]["rule_ids"] == ["R001_amount_cap", "R004_ecom_without_3ds"]
     assert "rule R001_amount_cap" in external["ext_3"]["reasons"]
     labels = read_table(settings, silver_uri(settings, "silver_fraud_labels"))
     assert labels is not None and "ext_2" in labels["transaction_id"].to_list()
