@@ -28,7 +28,7 @@ import duckdb
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from lake.tables import SILVER_TABLES, silver_uri
+from lake.tables import OPTIONAL_SILVER_TABLES, SILVER_TABLES, silver_uri
 from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError
 
@@ -37,7 +37,13 @@ log = logging.getLogger(__name__)
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt"
 DEFAULT_TARGET_DIR = DBT_PROJECT_DIR / "target"
 MANIFEST_PATH = DEFAULT_TARGET_DIR / "manifest.json"
-GOLD_TABLES = ("daily_sales", "top_sku_7d", "conversion_by_channel", "stock_cover_days")
+GOLD_TABLES = (
+    "daily_sales",
+    "top_sku_7d",
+    "conversion_by_channel",
+    "stock_cover_days",
+    "fraud_kpis",
+)
 
 # dbt sub-commands that never open the DuckDB file; every other one runs on a build copy.
 _NO_DATABASE_COMMANDS = frozenset({"parse", "ls", "list", "clean", "deps", "init", "docs serve"})
@@ -277,6 +283,7 @@ def _silver_present(settings: Settings) -> bool:
     return all(
         DeltaTable.is_deltatable(silver_uri(settings, name), storage_options=options)
         for name in SILVER_TABLES
+        if name not in OPTIONAL_SILVER_TABLES
     )
 
 
