@@ -219,7 +219,7 @@ def fraud_drift(context: dg.AssetExecutionContext, lakehouse: LakehouseResource)
     labels = read_table(
         settings, silver_uri(settings, "silver_fraud_labels"), ["transaction_id", "is_fraud"]
     )
-    report = drift_report(features, decisions, labels)
+    report = drift_report(features, decisions, labels, _training_window(settings))
     worst, worst_value = report.worst
     table = pl.DataFrame(
         {"feature": list(report.feature_psi), "psi": list(report.feature_psi.values())}
@@ -249,6 +249,20 @@ def fraud_drift(context: dg.AssetExecutionContext, lakehouse: LakehouseResource)
     yield _severity_result(
         "fraud_score_drift", report.score_psi, {"calibration_gap": report.calibration_gap}
     )
+
+
+def _training_window(settings: object) -> tuple[object, object] | None:
+    """The last training's fit..train_until window, from its report (None if never trained)."""
+    import json
+    from datetime import datetime
+
+    report = settings.models_dir / "fraud" / "report.json"  # type: ignore[attr-defined]
+    if not report.exists():
+        return None
+    split = json.loads(report.read_text()).get("split", {})
+    if "fit_from" not in split:
+        return None
+    return datetime.fromisoformat(split["fit_from"]), datetime.fromisoformat(split["train_until"])
 
 
 nightly_job = dg.define_asset_job(

@@ -1,5 +1,5 @@
-"""Drift of the fraud features and scores: PSI between a reference window (the training
-history) and the latest day, and score-calibration drift (mean score vs observed fraud rate).
+"""Drift of the fraud features and scores: PSI between a reference window (the champion's
+training window) and the latest day, and score-calibration drift (mean score vs observed fraud rate).
 
 PSI = Σ (p_latest - p_ref) · ln(p_latest / p_ref) over 10 quantile bins of the reference
 (missing values are their own bin); < 0.1 stable, 0.1-0.25 warn, > 0.25 fail.
@@ -8,7 +8,7 @@ PSI = Σ (p_latest - p_ref) · ln(p_latest / p_ref) over 10 quantile bins of the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -65,12 +65,21 @@ class DriftReport:
 
 
 def drift_report(
-    features: pl.DataFrame, decisions: pl.DataFrame | None, labels: pl.DataFrame | None
+    features: pl.DataFrame,
+    decisions: pl.DataFrame | None,
+    labels: pl.DataFrame | None,
+    reference: tuple[datetime, datetime] | None = None,
 ) -> DriftReport:
-    """Reference = everything before the latest day; latest = the latest (UTC) day."""
+    """Latest = the latest (UTC) day; reference = the champion's training window when given
+    (`reference`, from its training report) and present in the data, else every earlier day."""
     last_day = features["ts"].max().date()  # type: ignore[union-attr]
     is_latest = pl.col("ts").dt.date() == last_day
-    ref, new = features.filter(~is_latest), features.filter(is_latest)
+    in_reference = ~is_latest
+    if reference is not None:
+        window = (pl.col("ts") >= reference[0]) & (pl.col("ts") < reference[1]) & ~is_latest
+        if features.filter(window).height >= MIN_REFERENCE_ROWS:
+            in_reference = window
+    ref, new = features.filter(in_reference), features.filter(is_latest)
     if ref.height < MIN_REFERENCE_ROWS or new.height < MIN_LATEST_ROWS:
         nan = float("nan")
         return DriftReport(
@@ -85,7 +94,7 @@ def drift_report(
     }
     score_psi, gap = float("nan"), float("nan")
     if decisions is not None and decisions.height:
-        d_ref, d_new = decisions.filter(~is_latest), decisions.filter(is_latest)
+        d_ref, d_new = decisions.filter(in_reference), decisions.filter(is_latest)
         score_psi = psi(d_ref["score"].to_numpy(), d_new["score"].to_numpy())
         if labels is not None:
             # calibration on the latest day whose labels had time to arrive (7 days back)

@@ -44,3 +44,17 @@ def test_drift_report_compares_the_latest_day_with_the_history() -> None:
     assert report.feature_psi["hour_utc"] < WARN
     small = drift_report(frame.tail(1_100), None, None)  # too little history: nothing reported
     assert small.worst == ("", 0.0)
+
+
+def test_reference_is_the_training_window_when_known() -> None:
+    rng = np.random.default_rng(2)
+    start = datetime(2025, 8, 1, tzinfo=UTC)
+    n = 9_000
+    ts = [start + timedelta(minutes=i) for i in range(n)]  # 6.25 days
+    columns = {f: rng.normal(0, 1, n) for f in FEATURES}
+    columns["amount"][3000:] += 3  # shifted since day ~2: only an early reference sees it
+    frame = pl.DataFrame({"transaction_id": [f"t{i}" for i in range(n)], "ts": ts, **columns})
+    everything = drift_report(frame, None, None)
+    training = drift_report(frame, None, None, (start, start + timedelta(days=2)))
+    assert training.feature_psi["amount"] > FAIL
+    assert training.feature_psi["amount"] > 2 * everything.feature_psi["amount"]
