@@ -15,6 +15,8 @@ from dagster_project.assets.gold import dbt_resource, gold_dbt
 from dagster_project.assets.raw import RAW_ASSETS
 from dagster_project.assets.silver import SILVER_ASSETS
 from dagster_project.checks import QUALITY_CHECKS
+from dagster_project.forecasting import defs as supply_chain_defs
+from dagster_project.fraud import defs as fraud_defs
 from dagster_project.resources import LakehouseResource
 from dagster_project.sensors import INGEST_JOBS, NIGHTLY_TAG, SENSORS
 
@@ -54,8 +56,6 @@ core_defs = dg.Definitions(
     executor=dg.in_process_executor,
 )
 
-from dagster_project import forecasting as supply_chain  # noqa: E402
-
-DOMAIN_DEFS: list[dg.Definitions] = [supply_chain.defs]
+DOMAIN_DEFS: list[dg.Definitions] = [fraud_defs, supply_chain_defs]
 
 defs = dg.Definitions.merge(core_defs, *DOMAIN_DEFS)

@@ -27,6 +27,7 @@ TOPICS = (
     "inventory",
     "social_raw",
     "transactions",
+    "fraud_labels",
     "purchase_orders",
     "receipts",
     "shipments",

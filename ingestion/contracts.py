@@ -44,6 +44,7 @@ CONTRACTS: dict[str, TopicContract] = {
         TopicContract("shipments", 1, ("shipment_id",), "ts"),
         TopicContract("shipment_readings", 1, ("shipment_id",), "ts"),
         TopicContract("weather", 1, ("city", "ts"), "ts"),
+        TopicContract("fraud_labels", 1, ("transaction_id",), "reported_at"),
     )
 }
 

@@ -187,6 +187,48 @@ def _with_date(fields: dict[str, str], date_name: str, after: str) -> str:
     return ", ".join(cols)
 
 
+def _transactions_sql(pii_key: str) -> str:
+    return f"""
+    WITH parsed AS (
+        SELECT from_json(value, '{{"transaction_id":"VARCHAR","timestamp":"VARCHAR",
+            "account_id":"VARCHAR","card_hash":"VARCHAR","amount":"DOUBLE","currency":"VARCHAR",
+            "merchant_id":"VARCHAR","merchant_category":"VARCHAR","channel":"VARCHAR",
+            "country":"VARCHAR","device_id":"VARCHAR","ip":"VARCHAR","lat":"DOUBLE",
+            "lon":"DOUBLE"}}') AS j, {_LINEAGE_SQL}
+        FROM raw_batch
+    )
+    SELECT j.transaction_id AS transaction_id, j.timestamp::TIMESTAMPTZ AS ts,
+           (j.timestamp::TIMESTAMPTZ)::DATE AS tx_date,
+           {hmac_sql("j.account_id", pii_key)} AS account_hash,
+           {hmac_sql("j.card_hash", pii_key)} AS card_hash,
+           j.amount AS amount, j.currency AS currency, j.merchant_id AS merchant_id,
+           j.merchant_category AS merchant_category, j.channel AS channel, j.country AS country,
+           j.device_id AS device_id, {hmac_sql("j.ip", pii_key)} AS ip_hash,
+           j.lat AS lat, j.lon AS lon,
+           source_epoch, source_partition, source_offset, ingested_at
+    FROM parsed
+    QUALIFY row_number() OVER (PARTITION BY transaction_id
+                               ORDER BY source_epoch, source_partition, source_offset) = 1
+    """
+
+
+def _fraud_labels_sql(_: str) -> str:
+    return f"""
+    WITH parsed AS (
+        SELECT from_json(value, '{{"transaction_id":"VARCHAR","is_fraud":"BOOLEAN",
+            "reported_at":"VARCHAR"}}') AS j, {_LINEAGE_SQL}
+        FROM raw_batch
+    )
+    SELECT j.transaction_id AS transaction_id, j.is_fraud AS is_fraud,
+           j.reported_at::TIMESTAMPTZ AS reported_at, j.reported_at::TIMESTAMPTZ AS ts,
+           (j.reported_at::TIMESTAMPTZ)::DATE AS report_date,
+           source_epoch, source_partition, source_offset, ingested_at
+    FROM parsed
+    QUALIFY row_number() OVER (PARTITION BY transaction_id, ts
+                               ORDER BY source_epoch, source_partition, source_offset) = 1
+    """
+
+
 @dataclass(frozen=True)
 class SilverSpec:
     name: str
@@ -249,6 +291,16 @@ SPECS: dict[str, SilverSpec] = {
         ("city", "ts"),
         "weather_date",
         _json_sql(_WEATHER, _with_date(_WEATHER, "weather_date", "ts"), "city, ts"),
+    ),
+    "silver_transactions": SilverSpec(
+        "silver_transactions", "transactions", ("transaction_id",), "tx_date", _transactions_sql
+    ),
+    "silver_fraud_labels": SilverSpec(
+        "silver_fraud_labels",
+        "fraud_labels",
+        ("transaction_id", "ts"),
+        "report_date",
+        _fraud_labels_sql,
     ),
 }
 

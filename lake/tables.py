@@ -180,6 +180,41 @@ SILVER_WEATHER_SCHEMA = _supply_schema(
     ("wind_kmh", pa.float64(), True),
 )
 
+# silver_transactions: one row per card transaction (seed schema, typed); key transaction_id;
+# card_hash, account and ip replaced by HMAC-SHA256 pseudonyms; partitioned by tx_date.
+SILVER_TRANSACTIONS_SCHEMA = pa.schema(
+    [
+        pa.field("transaction_id", pa.string(), nullable=False),
+        pa.field("ts", UTC_TS, nullable=False),
+        pa.field("tx_date", pa.date32(), nullable=False),
+        pa.field("account_hash", pa.string(), nullable=False),
+        pa.field("card_hash", pa.string(), nullable=False),
+        pa.field("amount", pa.float64(), nullable=False),
+        pa.field("currency", pa.string(), nullable=False),
+        pa.field("merchant_id", pa.string(), nullable=False),
+        pa.field("merchant_category", pa.string(), nullable=False),
+        pa.field("channel", pa.string(), nullable=False),
+        pa.field("country", pa.string(), nullable=False),
+        pa.field("device_id", pa.string()),
+        pa.field("ip_hash", pa.string()),
+        pa.field("lat", pa.float64()),
+        pa.field("lon", pa.float64()),
+        *_LINEAGE,
+    ]
+)
+
+# silver_fraud_labels: confirmed labels (chargebacks); key (transaction_id, ts = reported_at).
+SILVER_FRAUD_LABELS_SCHEMA = pa.schema(
+    [
+        pa.field("transaction_id", pa.string(), nullable=False),
+        pa.field("is_fraud", pa.bool_(), nullable=False),
+        pa.field("reported_at", UTC_TS, nullable=False),
+        pa.field("ts", UTC_TS, nullable=False),
+        pa.field("report_date", pa.date32(), nullable=False),
+        *_LINEAGE,
+    ]
+)
+
 SILVER_TABLES = {
     "silver_orders": ("orders", SILVER_ORDERS_SCHEMA),
     "silver_sessions": ("sessions", SILVER_SESSIONS_SCHEMA),
@@ -190,6 +225,8 @@ SILVER_TABLES = {
     "silver_shipments": ("shipments", SILVER_SHIPMENTS_SCHEMA),
     "silver_shipment_readings": ("shipment_readings", SILVER_SHIPMENT_READINGS_SCHEMA),
     "silver_weather": ("weather", SILVER_WEATHER_SCHEMA),
+    "silver_transactions": ("transactions", SILVER_TRANSACTIONS_SCHEMA),
+    "silver_fraud_labels": ("fraud_labels", SILVER_FRAUD_LABELS_SCHEMA),
 }
 
 

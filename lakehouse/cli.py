@@ -11,6 +11,9 @@ from typing import Annotated
 
 import typer
 
+from forecasting.cli import rop as rop_command
+from forecasting.cli import supply_app
+from fraud.cli import fraud_app
 from lakehouse.config import Settings
 from lakehouse.errors import ConfigError, LakehouseError
 
@@ -22,10 +25,8 @@ app = typer.Typer(
 )
 broker_app = typer.Typer(no_args_is_help=True, help="The embedded Kafka-protocol broker (tansu).")
 app.add_typer(broker_app, name="broker")
-from forecasting.cli import rop as _rop  # noqa: E402  (typer only at import)
-from forecasting.cli import supply_app  # noqa: E402
-
-app.command("rop")(_rop)
+app.add_typer(fraud_app, name="fraud")
+app.command("rop")(rop_command)
 app.add_typer(supply_app, name="supply")
 
 
@@ -88,6 +89,7 @@ class GenerateKind(StrEnum):
 
     orders = "orders"
     inventory = "inventory"
+    transactions = "transactions"
     all = "all"
     supply = "supply"
 
@@ -95,6 +97,7 @@ class GenerateKind(StrEnum):
 GENERATED = {
     GenerateKind.orders: ("orders", "sessions"),
     GenerateKind.inventory: ("inventory",),
+    GenerateKind.transactions: ("transactions", "fraud_labels"),
     GenerateKind.all: ("orders", "sessions", "inventory"),
     GenerateKind.supply: (
         "orders",
@@ -114,7 +117,9 @@ def generate(
         GenerateKind,
         typer.Argument(
             help="orders (+ sessions; Annex B: 5 cities, 20 SKUs, 50-200/min), inventory "
-            "(initial stock, then 5-minute updates consistent with the same orders), all, or "
+            "(initial stock, then 5-minute updates consistent with the same orders), "
+            "transactions (+ fraud_labels: card payments with labelled fraud scenarios, "
+            "chargebacks days later; 20 payments/min at scale 1), all (retail topics), or "
             "supply (history only: daily-aggregate orders, stock snapshots, purchase orders, "
             "receipts, shipments, readings, weather; default --scale 0.01)"
         ),
@@ -137,6 +142,9 @@ def generate(
         float | None,
         typer.Option(min=0.01, help="history: days ending now, sent as fast as possible"),
     ] = None,
+    fraud_rate: Annotated[
+        float, typer.Option(min=0.002, max=0.02, help="transactions: share of fraudulent payments")
+    ] = 0.01,
 ) -> None:
     """Produce realistic events to Kafka: live (--minutes, --speed) or history (--backfill-days)."""
     from lakehouse.generate import backfill, backfill_supply, live
@@ -150,10 +158,12 @@ def generate(
     if kind is GenerateKind.supply:
         sent = backfill_supply(bootstrap, backfill_days or 0, seed, scale or SUPPLY_DEFAULT_SCALE)
     elif backfill_days is not None:
-        sent = backfill(bootstrap, backfill_days, seed, scale or 1.0, topics)
+        sent = backfill(bootstrap, backfill_days, seed, scale or 1.0, topics, fraud_rate=fraud_rate)
     else:
         print(f"sending {minutes} simulated minutes at speed x{speed} (Ctrl-C stops)")
-        sent = live(bootstrap, minutes or 0, speed, seed, scale or 1.0, topics)
+        sent = live(
+            bootstrap, minutes or 0, speed, seed, scale or 1.0, topics, fraud_rate=fraud_rate
+        )
     print("sent " + ", ".join(f"{n} {t}" for t, n in sent.items()) + f" to {bootstrap}")
     print("next: `lakehouse materialize` (or `make ui` and let the sensors pick them up)")
 

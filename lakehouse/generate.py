@@ -16,7 +16,8 @@ from lakehouse.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-GENERATED_TOPICS = ("orders", "sessions", "inventory")
+GENERATED_TOPICS = ("orders", "sessions", "inventory", "transactions", "fraud_labels")
+RETAIL_TOPICS = ("orders", "sessions", "inventory")  # the default: the retail demo
 
 
 def _check_topics(topics: tuple[str, ...]) -> None:
@@ -34,6 +35,7 @@ def _sources(
     scale: float,
     topics: tuple[str, ...],
     inventory_from: datetime | None,
+    fraud_rate: float = 0.01,
 ) -> dict[str, object]:
     warmup = inventory_from if inventory_from and inventory_from < start else start
     sources: dict[str, object] = {}
@@ -51,6 +53,11 @@ def _sources(
         sources["inventory"] = generate_inventory(
             start, end, seed, scale, initial_at=warmup, orders=sold
         )
+    if "transactions" in topics or "fraud_labels" in topics:
+        from fraud.simulator import generate_transactions
+
+        stream = generate_transactions(start, end, seed, scale, fraud_rate)
+        sources.update({t: stream for t in ("transactions", "fraud_labels") if t in topics})
     return sources
 
 
@@ -59,8 +66,9 @@ def backfill(
     days: float,
     seed: int,
     scale: float,
-    topics: tuple[str, ...] = GENERATED_TOPICS,
+    topics: tuple[str, ...] = RETAIL_TOPICS,
     end: datetime | None = None,
+    fraud_rate: float = 0.01,
 ) -> dict[str, int]:
     """Send `days` of history ending at `end` (default now) as fast as the broker takes it."""
     _check_topics(topics)
@@ -68,7 +76,7 @@ def backfill(
         raise ConfigError(f"--backfill-days {days} is invalid: use a positive number of days")
     end = (end or datetime.now(UTC)).replace(second=0, microsecond=0)
     start = end - timedelta(days=days)
-    sources = _sources(start, end, seed, scale, topics, None)
+    sources = _sources(start, end, seed, scale, topics, None, fraud_rate)
     # history needs no cross-topic event-time order: send topic by topic (cheaper than a merge)
     records = (
         (topic, key, value)
@@ -102,9 +110,10 @@ def live(
     speed: float,
     seed: int,
     scale: float,
-    topics: tuple[str, ...] = GENERATED_TOPICS,
+    topics: tuple[str, ...] = RETAIL_TOPICS,
     start: datetime | None = None,
     inventory_from: datetime | None = None,
+    fraud_rate: float = 0.01,
 ) -> dict[str, int]:
     """Send `minutes` of traffic starting at `start` (default now), paced so that simulated
     time runs `speed` times faster than the wall clock. `inventory_from` continues the stock
@@ -114,7 +123,7 @@ def live(
         raise ConfigError(f"--minutes {minutes} is invalid: use a positive number of minutes")
     start = (start or datetime.now(UTC)).replace(microsecond=0)
     end = start + timedelta(minutes=minutes)
-    sources = _sources(start, end, seed, scale, topics, inventory_from)
+    sources = _sources(start, end, seed, scale, topics, inventory_from, fraud_rate)
     return kafka_client.produce_records(
         bootstrap,
         paced(timed_messages(sources), start, speed),  # type: ignore[arg-type], progress_every=10_000

@@ -22,6 +22,15 @@ DESCRIPTIONS = {
     "silver_shipments": "Shipment status events departed/arrived (MERGE on shipment_id, status).",
     "silver_shipment_readings": "In-transit temperature/position readings (shipment_id, ts).",
     "silver_weather": "Daily weather per city (MERGE on city, ts).",
+    "silver_transactions": (
+        "One row per card transaction (seed schema, typed: UTC ts, double amount), MERGE on "
+        "transaction_id; card_hash, account_id and ip replaced by HMAC-SHA256 pseudonyms "
+        "(card_hash, account_hash, ip_hash); partitioned by tx_date."
+    ),
+    "silver_fraud_labels": (
+        "Confirmed fraud labels (chargebacks, resolved disputes) as reported: MERGE on "
+        "(transaction_id, reported_at); partitioned by report_date."
+    ),
 }
 
 

@@ -19,6 +19,11 @@ FORMATS = jsonschema.Draft202012Validator.FORMAT_CHECKER
 
 SEED_EVENTS = {
     "orders": SEED_ORDER,
+    "fraud_labels": {
+        "transaction_id": "tx_987654",
+        "is_fraud": True,
+        "reported_at": "2025-08-21T09:30:00Z",
+    },
     "transactions": {
         "transaction_id": "tx_987654",
         "timestamp": "2025-08-16T12:00:05Z",

@@ -1,0 +1,381 @@
+"""Fraud benchmarks: online decision latency, batch scoring throughput, produce→decision lag,
+and model quality on the simulator.
+
+    .venv/bin/python bench/fraud.py all                 # everything (≈ 6 min)
+    .venv/bin/python bench/fraud.py latency --seconds 60 --rate 200
+    .venv/bin/python bench/fraud.py batch | lag | quality
+
+Own LAKEHOUSE_HOME under /tmp (removed at the end). The service runs in its own process
+(`lakehouse fraud serve`), the load generator is open loop on loopback (16 threads with
+keep-alive httpx connections): requests are due at fixed times whatever the replies, and
+latency is measured from each request's due time to its reply (no coordinated omission).
+
+Peers measured in the same run:
+  latency: the same champion model behind a bare FastAPI endpoint (no feature store, no
+           rules, no SHAP: `score only`), and the full service with the Redis store;
+  batch:   the per-row online path (store + features + score) over the same rows;
+  quality: rules-only and IsolationForest-only on the same validation window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _events(n: int, seed: int = 21) -> list[dict[str, object]]:
+    from fraud.simulator import generate_transactions
+
+    start = datetime(2025, 9, 1, tzinfo=UTC)
+    stream = generate_transactions(
+        start, start + timedelta(days=2), seed, scale=max(0.05, n / 57_600)
+    )
+    frame = stream.transactions.drop("is_fraud", "scenario").head(n)
+    rows = frame.with_columns(frame["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")).to_dicts()
+    return rows
+
+
+def _wait_http(url: str, seconds: float = 120) -> None:
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def _open_loop(
+    url: str, bodies: list[dict[str, object]], rate: float, seconds: float, workers: int = 16
+) -> np.ndarray:
+    """Open-loop load: request i is due at start + i / rate; `workers` threads, each with its
+    own keep-alive connection, take the next due request, wait for its time and send it.
+    Latency = reply time - due time (a slow reply delays nothing else; if every worker is
+    busy, the wait counts in the latency: no coordinated omission)."""
+    import threading
+
+    import httpx
+
+    n = int(rate * seconds)
+    latencies = np.full(n, np.nan)
+    payloads = [json.dumps(b).encode() for b in bodies]
+    counter = iter(range(n))
+    lock = threading.Lock()
+    start = time.perf_counter() + 0.2
+
+    def worker() -> None:
+        with httpx.Client(headers={"content-type": "application/json"}, timeout=10) as client:
+            while True:
+                with lock:
+                    i = next(counter, None)
+                if i is None:
+                    return
+                due = start + i / rate
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                reply = client.post(url, content=payloads[i % len(payloads)])
+                if reply.status_code == 200:
+                    latencies[i] = time.perf_counter() - due
+
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return latencies * 1000
+
+
+def _percentiles(ms: np.ndarray) -> str:
+    ok = ms[~np.isnan(ms)]
+    p50, p95, p99 = np.percentile(ok, [50, 95, 99])
+    return f"{ok.size}/{ms.size} ok  P50 {p50:6.2f} ms  P95 {p95:6.2f} ms  P99 {p99:6.2f} ms  max {ok.max():7.2f} ms"
+
+
+PEER_APP = """
+import sys, numpy as np, uvicorn
+from fastapi import FastAPI
+from fraud.api import TransactionIn
+from fraud.features import FEATURES
+from fraud.training import champion_model
+from lakehouse.config import Settings
+model = champion_model(Settings.from_env())
+app = FastAPI()
+@app.get("/healthz")
+def health(): return {"ok": True}
+@app.post("/v1/score")
+def score(tx: TransactionIn):
+    x = np.full((1, len(model.features)), np.nan)
+    x[0, model.features.index("amount")] = tx.amount
+    x[0, model.features.index("is_ecom")] = float(tx.channel == "ecom")
+    return {"score": float(model.calibrate(model.margin(x))[0]), "model_version": model.version}
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+"""
+
+
+def bench_latency(env: dict[str, str], seconds: float, rate: float, redis: bool) -> None:
+    from fraud.service import ensure_champion
+    from lakehouse.config import Settings
+
+    ensure_champion(Settings.from_env(env), print)
+    bodies = _events(int(rate * seconds) + 10)
+    for i, b in enumerate(bodies):
+        b["transaction_id"] = f"bench_{uuid.uuid4().hex[:6]}_{i}"
+    lakehouse = str(Path(sys.executable).with_name("lakehouse"))
+    runs = [("full service, in-process store", {}, "/v1/decisions", None)]
+    if redis:
+        runs.append(
+            (
+                "full service, Redis store",
+                {"LAKEHOUSE_REDIS_URL": "redis://127.0.0.1:6379/12"},
+                "/v1/decisions",
+                None,
+            )
+        )
+    runs.append(("peer: model only (no store, rules, SHAP)", {}, "/v1/score", PEER_APP))
+    print(f"\nonline latency: {rate:g} req/s open loop for {seconds:g} s per target, loopback")
+    for name, extra, path, peer in runs:
+        port = _free_port()
+        cmd = (
+            [sys.executable, "-c", peer, str(port)]
+            if peer
+            else [lakehouse, "fraud", "serve", "--port", str(port), "--reload-seconds", "0"]
+        )
+        proc = subprocess.Popen(
+            cmd, env={**env, **extra}, cwd=ROOT, stdout=subprocess.DEVNULL, start_new_session=True
+        )
+        try:
+            _wait_http(f"http://127.0.0.1:{port}/healthz")
+            _open_loop(f"http://127.0.0.1:{port}{path}", bodies[:200], 50, 2)  # warm-up
+            ms = _open_loop(f"http://127.0.0.1:{port}{path}", bodies, rate, seconds)
+            print(f"  {name:44s} {_percentiles(ms)}")
+        finally:
+            proc.terminate()
+            proc.wait(10)
+        if extra.get("LAKEHOUSE_REDIS_URL"):
+            from fraud.store import RedisStore
+
+            RedisStore(extra["LAKEHOUSE_REDIS_URL"]).clear()
+
+
+def bench_batch(env: dict[str, str], days: float, scale: float) -> None:
+    import polars as pl
+
+    from fraud.features import batch_features
+    from fraud.replay import replay
+    from fraud.rules import load_config
+    from fraud.scoring import EVENT_FIELDS, score_columns, score_frame
+    from fraud.service import ensure_champion
+    from fraud.simulator import generate_transactions
+    from fraud.store import InMemoryStore
+    from fraud.training import silver_from_events
+    from lakehouse.config import Settings
+
+    settings = Settings.from_env(env)
+    model = ensure_champion(settings, print)
+    config = load_config()
+    start = datetime(2025, 9, 1, tzinfo=UTC)
+    stream = generate_transactions(start, start + timedelta(days=days), 5, scale)
+    silver = silver_from_events(
+        stream.transactions.drop("is_fraud", "scenario"), settings.pii_hash_key
+    )
+    n = silver.height
+    t = time.perf_counter()
+    features = batch_features(silver, stream.labels)
+    t_features = time.perf_counter() - t
+    frame = features.drop("amount").join(
+        silver.select("transaction_id", *EVENT_FIELDS), on="transaction_id"
+    )
+    columns = {c: frame[c].to_numpy() for c in EVENT_FIELDS}
+    columns.update(
+        {f: frame[f].cast(pl.Float64).fill_null(np.nan).to_numpy() for f in model.features}
+    )
+    t = time.perf_counter()
+    bare = score_columns(model, config, columns, n, explain_all=False, explain=False)
+    t_score = time.perf_counter() - t
+    t = time.perf_counter()
+    decided = score_frame(model, config, frame)
+    t_frame = time.perf_counter() - t
+    flagged = int((bare.decision != "ALLOW").sum())
+    print(
+        f"\nbatch scoring: {n:,} transactions ({days:g} days at scale {scale:g}; {flagged:,} not allowed)"
+    )
+    print(
+        f"  features (batch path)                  {t_features:6.2f} s {n / t_features:12,.0f} tx/s"
+    )
+    print(f"  score + anomaly + rules → decision     {t_score:6.2f} s {n / t_score:12,.0f} tx/s")
+    print(
+        f"  features + decision                    {t_features + t_score:6.2f} s {n / (t_features + t_score):12,.0f} tx/s"
+    )
+    print(
+        f"  decision + TreeSHAP reasons of the {flagged:,} not allowed (fraud_decisions asset) "
+        f"{t_frame:6.2f} s {n / t_frame:10,.0f} tx/s"
+    )
+    assert decided.height == n
+    # peer: the per-row online path over the first rows
+    m = min(20_000, n)
+    store = InMemoryStore()
+    t = time.perf_counter()
+    for row, f in replay(store, silver.head(m), stream.labels):
+        cols = {k: np.array([np.nan if v is None else v]) for k, v in f.items()}
+        cols.update(
+            {
+                k: np.array([row[k]], dtype=object)
+                for k in ("channel", "country", "merchant_id", "merchant_category")
+            }
+        )
+        score_columns(model, config, cols, 1, explain_all=True)
+    t_row = time.perf_counter() - t
+    print(f"  peer: per-row online path (in-process store) on {m:,} rows: {m / t_row:,.0f} tx/s")
+
+
+def bench_lag(env: dict[str, str], n: int) -> None:
+    import polars as pl
+
+    from fraud.pipeline import decisions_uri, read_table
+    from fraud.service import ensure_champion
+    from ingestion import kafka_client
+    from ingestion.broker import EmbeddedBroker
+    from lakehouse.config import Settings
+    from lakehouse.runner import materialize_selection
+
+    os.environ.update(env)
+    settings = Settings.from_env(env)
+    ensure_champion(settings, print)
+    broker = EmbeddedBroker(settings)
+    broker.start()
+    broker.ensure_topics()
+    try:
+        # history first (features need it), then the measured batch
+        bodies = _events(n + 5000)
+        history, fresh = bodies[:5000], bodies[5000:]
+        kafka_client.produce(
+            broker.bootstrap,
+            "transactions",
+            ((str(b["transaction_id"]).encode(), json.dumps(b).encode()) for b in history),
+        )
+        chain = "key:raw_transactions or key:silver_transactions or key:fraud_features or key:fraud_decisions"
+        materialize_selection(settings, chain)
+        produced = datetime.now(UTC)
+        t = time.perf_counter()
+        kafka_client.produce(
+            broker.bootstrap,
+            "transactions",
+            ((str(b["transaction_id"]).encode(), json.dumps(b).encode()) for b in fresh),
+        )
+        t_produce = time.perf_counter() - t
+        t = time.perf_counter()
+        materialize_selection(settings, chain)
+        t_chain = time.perf_counter() - t
+        decisions = read_table(
+            settings, decisions_uri(settings), ["transaction_id", "decided_at", "lag_ms"]
+        )
+        ids = pl.Series([b["transaction_id"] for b in fresh])
+        rows = decisions.filter(pl.col("transaction_id").is_in(ids.implode()))  # type: ignore[union-attr]
+        lag_s = (rows["decided_at"].max() - produced).total_seconds()  # type: ignore[operator]
+        print(
+            f"\nproduce → decision row: {rows.height:,} transactions (after {len(history):,} of history)"
+        )
+        print(
+            f"  produce {t_produce:5.2f} s, one Dagster run raw→silver→features→decisions {t_chain:5.2f} s"
+        )
+        print(
+            f"  last decision row {lag_s:5.2f} s after the first produce; ingest→decision lag P50 {rows['lag_ms'].median():,.0f} ms"
+        )
+        print("  (deployed: + up to one sensor tick, 5 s, before the run starts)")
+    finally:
+        broker.stop()
+
+
+def bench_quality(env: dict[str, str], days: float, scale: float) -> None:
+    from fraud.training import SplitOptions, simulated_history, train_model
+    from lakehouse.config import Settings
+
+    settings = Settings.from_env(env)
+    tx, labels, end = simulated_history(
+        settings, days, scale, seed=42, end=datetime(2025, 10, 1, tzinfo=UTC)
+    )
+    result, validation = train_model(tx, labels, end, SplitOptions())
+    print(
+        f"\nquality on the simulator: {tx.height:,} transactions ({days:g} days, scale {scale:g}, 1 % fraud), "
+        f"validation {result.split.bounds['validate_from'][:10]} → {result.split.bounds['validate_until'][:10]} "
+        f"({validation.height:,} tx, {int(validation['y'].sum())} labelled frauds)"
+    )
+    print(result.table())
+    import polars as pl
+
+    per_day = (
+        validation.filter(pl.col("y"))
+        .group_by(pl.col("ts").dt.date())
+        .agg(pl.col("card_hash").n_unique())
+    )
+    days_total = validation["ts"].dt.date().n_unique()
+    ceiling = per_day["card_hash"].clip(upper_bound=100).sum() / 100 / days_total
+    print(
+        f"(CP@100/day ceiling on this window: {ceiling:.4f} — only that many fraudulent cards a day)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("what", choices=["latency", "batch", "lag", "quality", "all"])
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--no-redis", action="store_true")
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="bench-fraud-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")}
+    env.update(
+        {
+            "LAKEHOUSE_HOME": str(home),
+            "LAKEHOUSE_BROKER_PORT": str(_free_port()),
+            "PYTHONPATH": str(ROOT),
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DAGSTER_DISABLE_TELEMETRY": "1",
+        }
+    )
+    print(
+        f"fraud benchmarks, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores shared with other agents' work"
+    )
+    try:
+        if args.what in ("quality", "all"):
+            bench_quality(env, 35, 0.1)
+        if args.what in ("batch", "all"):
+            bench_batch(env, 30, 0.5)
+        if args.what in ("latency", "all"):
+            bench_latency(env, args.seconds, args.rate, not args.no_redis)
+        if args.what in ("lag", "all"):
+            bench_lag(env, 20_000)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

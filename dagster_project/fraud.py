@@ -1,0 +1,285 @@
+"""Fraud use case wiring: silver_transactions → fraud_features → fraud_decisions on every
+`transactions` micro-batch (the `ingest_transactions` job runs everything downstream of
+raw_transactions), silver_fraud_labels from the `fraud_labels` topic, and a nightly
+retraining (fraud_model) + drift report (fraud_drift) on their own schedule."""
+
+import dagster as dg
+
+from dagster_project.resources import LakehouseResource
+from dagster_project.sensors import NIGHTLY_TAG
+from fraud.pipeline import StepResult
+
+NIGHTLY = {NIGHTLY_TAG: "nightly"}
+MIN_LAKE_FRAUDS = 20  # fewer labelled frauds than this: no retraining on the lake
+
+
+def _metadata(result: StepResult, path: str) -> dict[str, object]:
+    return {
+        "rows_written": result.rows_written,
+        "source_rows": result.rows_in,
+        "source_version_from": -1
+        if result.source_version_from is None
+        else result.source_version_from,
+        "source_version_to": -1 if result.source_version_to is None else result.source_version_to,
+        "seconds": round(result.seconds, 3),
+        "path": dg.MetadataValue.path(path),
+        **{k: v for k, v in result.extra.items() if isinstance(v, int | float | str)},
+    }
+
+
+@dg.asset(
+    deps=["silver_transactions", "silver_fraud_labels"],
+    group_name="fraud",
+    kinds={"polars", "delta"},
+    owners=["team:fraud"],
+    pool="fraud_features",
+    description=(
+        "Per-transaction fraud features (fraud/features.py, the same definition as the online "
+        "service): velocity per card/device/IP (1m/5m/1h counts, 5m sum, 1h distinct merchants), "
+        "haversine distance and km/min since the card's previous transaction, 7-day amount "
+        "z-score, smoothed merchant/MCC fraud rate from labels reported before the transaction, "
+        "device↔account↔IP graph degrees. Only transactions new in silver are added."
+    ),
+)
+def fraud_features(
+    context: dg.AssetExecutionContext, lakehouse: LakehouseResource
+) -> dg.MaterializeResult:
+    from fraud.pipeline import build_features, features_uri
+
+    settings = lakehouse.settings()
+    result = build_features(settings)
+    context.log.info(result.summary())
+    return dg.MaterializeResult(metadata=_metadata(result, features_uri(settings)))
+
+
+@dg.asset(
+    deps=[fraud_features],
+    group_name="fraud",
+    kinds={"lightgbm", "delta"},
+    owners=["team:fraud"],
+    pool="fraud_decisions",
+    description=(
+        "ALLOW / CHALLENGE (3DS/SCA) / BLOCK per transaction (Annex C: score < 0.5, 0.5-0.8, "
+        "> 0.8; rule overrides from fraud/rules.v1.yaml), with the calibrated score, the "
+        "IsolationForest anomaly score, reason codes (top-3 SHAP + rule ids) for the "
+        "transactions not allowed, the model and rules versions, and the latencies."
+    ),
+)
+def fraud_decisions(
+    context: dg.AssetExecutionContext, lakehouse: LakehouseResource
+) -> dg.MaterializeResult:
+    from fraud.pipeline import build_decisions, decisions_uri
+
+    settings = lakehouse.settings()
+    result = build_decisions(settings)
+    context.log.info(result.summary())
+    return dg.MaterializeResult(metadata=_metadata(result, decisions_uri(settings)))
+
+
+@dg.asset_check(asset=fraud_decisions, name="fraud_decisions_valid", blocking=False)
+def fraud_decisions_valid(lakehouse: LakehouseResource) -> dg.AssetCheckResult:
+    """Every decision is ALLOW/CHALLENGE/BLOCK, scores in [0, 1], one row per transaction."""
+    import polars as pl
+
+    from fraud.pipeline import decisions_uri, read_table
+
+    frame = read_table(
+        lakehouse.settings(),
+        decisions_uri(lakehouse.settings()),
+        ["transaction_id", "decision", "score"],
+    )
+    if frame is None:
+        return dg.AssetCheckResult(passed=True, metadata={"rows": 0})
+    bad_decision = frame.filter(~pl.col("decision").is_in(["ALLOW", "CHALLENGE", "BLOCK"])).height
+    bad_score = frame.filter((pl.col("score") < 0) | (pl.col("score") > 1)).height
+    duplicates = frame.height - frame["transaction_id"].n_unique()
+    return dg.AssetCheckResult(
+        passed=bad_decision == 0 and bad_score == 0 and duplicates == 0,
+        metadata={
+            "rows": frame.height,
+            "bad_decision": bad_decision,
+            "bad_score": bad_score,
+            "duplicates": duplicates,
+        },
+    )
+
+
+@dg.asset(
+    deps=["silver_transactions", "silver_fraud_labels"],
+    group_name="fraud",
+    kinds={"lightgbm", "mlflow"},
+    owners=["team:fraud"],
+    tags=NIGHTLY,
+    description=(
+        "Nightly retraining on every label known so far: temporal split (fit | calibrate | gap | "
+        "validation | label maturity), LightGBM + Platt calibration + IsolationForest, "
+        "evaluated against rules-only and IsolationForest-only, registered in MLflow and promoted "
+        "to `champion` only if it beats the current champion's AP on the same window."
+    ),
+)
+def fraud_model(
+    context: dg.AssetExecutionContext, lakehouse: LakehouseResource
+) -> dg.MaterializeResult:
+    from fraud.training import (
+        champion_model,
+        lake_as_of,
+        load_lake_history,
+        simulated_history,
+        train_and_register,
+    )
+
+    settings = lakehouse.settings()
+    tx, labels = load_lake_history(settings)
+    frauds = int(labels["is_fraud"].sum()) if labels.height else 0
+    if frauds < MIN_LAKE_FRAUDS:
+        if tx.height == 0 or champion_model(settings) is not None:
+            reason = f"the lake holds {tx.height} transactions and {frauds} fraud labels: nothing to retrain on"
+            context.log.info(reason)
+            return dg.MaterializeResult(metadata={"skipped": reason})
+        context.log.warning(
+            f"the lake holds {frauds} fraud labels and no champion exists: training on simulated data"
+        )
+        tx, labels, as_of = simulated_history(settings)
+        source = "simulated"
+    else:
+        as_of, source = lake_as_of(tx, labels), "lake"
+    result = train_and_register(settings, tx, labels, as_of, source=source)
+    context.log.info(result.promotion)
+    challenger = result.metrics["gbdt + rules (challenger)"]
+    return dg.MaterializeResult(
+        metadata={
+            "promotion": result.promotion,
+            "source": source,
+            "model_version": result.model.version,
+            "run_id": result.run_id,
+            "val_average_precision": challenger["average_precision"],
+            "val_auc_roc": challenger["auc_roc"],
+            "report": dg.MetadataValue.md(result.table()),
+            **{f"split_{k}": v for k, v in result.split.bounds.items()},
+        }
+    )
+
+
+DRIFT_CHECKS = [
+    dg.AssetCheckSpec(
+        "fraud_feature_psi",
+        asset="fraud_drift",
+        description="max feature PSI: warn > 0.1, fail > 0.25",
+    ),
+    dg.AssetCheckSpec(
+        "fraud_score_drift", asset="fraud_drift", description="score PSI: warn > 0.1, fail > 0.25"
+    ),
+]
+
+
+def _severity_result(name: str, value: float, metadata: dict[str, object]) -> dg.AssetCheckResult:
+    from fraud.drift import FAIL, WARN
+
+    finite = value == value  # NaN: not enough data
+    return dg.AssetCheckResult(
+        check_name=name,
+        passed=not finite or value <= WARN,
+        severity=dg.AssetCheckSeverity.ERROR
+        if finite and value > FAIL
+        else dg.AssetCheckSeverity.WARN,
+        metadata={"value": value if finite else -1.0, **metadata},
+    )
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            "fraud_drift",
+            deps=[fraud_features, fraud_decisions],
+            group_name="fraud",
+            kinds={"polars"},
+            owners=["team:fraud"],
+            tags=NIGHTLY,
+            description="Per-feature PSI (training history vs latest day) and score-calibration drift.",
+        )
+    ],
+    check_specs=DRIFT_CHECKS,
+)
+def fraud_drift(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
+    import polars as pl
+
+    from fraud.drift import drift_report
+    from fraud.features import FEATURES
+    from fraud.pipeline import decisions_uri, features_uri, read_table
+    from lake.tables import silver_uri
+
+    settings = lakehouse.settings()
+    features = read_table(settings, features_uri(settings), ["transaction_id", "ts", *FEATURES])
+    if features is None or features.height == 0:
+        yield dg.MaterializeResult(metadata={"rows": 0})
+        for spec in DRIFT_CHECKS:
+            yield dg.AssetCheckResult(check_name=spec.name, passed=True, metadata={"rows": 0})
+        return
+    decisions = read_table(settings, decisions_uri(settings), ["transaction_id", "ts", "score"])
+    labels = read_table(
+        settings, silver_uri(settings, "silver_fraud_labels"), ["transaction_id", "is_fraud"]
+    )
+    report = drift_report(features, decisions, labels, _training_window(settings))
+    worst, worst_value = report.worst
+    table = pl.DataFrame(
+        {"feature": list(report.feature_psi), "psi": list(report.feature_psi.values())}
+    )
+    yield dg.MaterializeResult(
+        metadata={
+            "latest_day": report.latest_day,
+            "reference_rows": report.reference_rows,
+            "latest_rows": report.latest_rows,
+            "worst_feature": worst,
+            "worst_psi": worst_value,
+            "score_psi": report.score_psi if report.score_psi == report.score_psi else -1.0,
+            "calibration_gap": report.calibration_gap
+            if report.calibration_gap == report.calibration_gap
+            else -1.0,
+            "psi": dg.MetadataValue.md(
+                table.sort("psi", descending=True, nulls_last=True)
+                .to_pandas()
+                .to_markdown(index=False)
+            ),
+        }
+    )
+    context.log.info(
+        f"drift: worst {worst} PSI {worst_value:.3f}, score PSI {report.score_psi:.3f}"
+    )
+    yield _severity_result("fraud_feature_psi", worst_value, {"feature": worst})
+    yield _severity_result(
+        "fraud_score_drift", report.score_psi, {"calibration_gap": report.calibration_gap}
+    )
+
+
+def _training_window(settings: object) -> tuple[object, object] | None:
+    """The last training's fit..train_until window, from its report (None if never trained)."""
+    import json
+    from datetime import datetime
+
+    report = settings.models_dir / "fraud" / "report.json"  # type: ignore[attr-defined]
+    if not report.exists():
+        return None
+    split = json.loads(report.read_text()).get("split", {})
+    if "fit_from" not in split:
+        return None
+    return datetime.fromisoformat(split["fit_from"]), datetime.fromisoformat(split["train_until"])
+
+
+nightly_job = dg.define_asset_job(
+    name="fraud_nightly",
+    selection=dg.AssetSelection.assets(fraud_model, "fraud_drift"),
+    description="Retrain on all labels known so far, evaluate, promote or not; drift report.",
+)
+nightly_schedule = dg.ScheduleDefinition(
+    name="fraud_nightly_retraining",
+    job=nightly_job,
+    cron_schedule="30 2 * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
+defs = dg.Definitions(
+    assets=[fraud_features, fraud_decisions, fraud_model, fraud_drift],
+    asset_checks=[fraud_decisions_valid],
+    jobs=[nightly_job],
+    schedules=[nightly_schedule],
+)

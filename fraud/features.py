@@ -1,0 +1,432 @@
+"""Fraud features: one definition, two paths (batch over silver, online per request).
+
+Every feature of a transaction is computed from the transactions *before* it in the order
+(event time, transaction_id), plus the transaction itself for the velocity windows, and from
+the labels *reported before* its event time. The batch path (`batch_features`) computes all
+rows at once with numpy over sorted columns (searchsorted windows, cumulative sums); the
+online path (`online_features`, used by the decision service and `fraud.store`) computes one
+row from an entity snapshot. `tests/unit/test_fraud_features.py` replays one stream through
+both and asserts identical values.
+
+Identifiers are the silver ones: `card_hash`, `account_hash`, `ip_hash` (HMAC pseudonyms,
+see `fraud.pseudonyms`), `device_id`, `merchant_id`, `merchant_category`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+MINUTE_US = 60_000_000
+WINDOWS_US = {"1m": MINUTE_US, "5m": 5 * MINUTE_US, "1h": 60 * MINUTE_US}
+ZSCORE_WINDOW_US = 7 * 24 * 60 * MINUTE_US
+ENTITIES = {"card": "card_hash", "device": "device_id", "ip": "ip_hash"}
+GRAPH_PAIRS = {  # feature -> (node whose neighbours are counted, neighbour)
+    "accounts_per_device": ("device_id", "account_hash"),
+    "accounts_per_ip": ("ip_hash", "account_hash"),
+    "devices_per_account": ("account_hash", "device_id"),
+    "ips_per_account": ("account_hash", "ip_hash"),
+}
+NEW_FLAGS = {
+    "new_device_for_account": "devices_per_account",
+    "new_ip_for_account": "ips_per_account",
+}
+RISK_PRIOR_RATE = 0.005  # prior fraud rate of a merchant / category with no history
+RISK_PRIOR_WEIGHT = 50.0  # pseudo-transactions of the prior (smoothing strength)
+EARTH_RADIUS_KM = 6371.0088
+MIN_STD = 0.01  # below this the 7-day std is degenerate: z-score undefined
+MIN_MINUTES = 1 / 60  # km_per_min divides by at least one second
+
+VELOCITY = [
+    f"{name}_{entity}"
+    for entity in ENTITIES
+    for name in ("count_tx_1m", "count_tx_5m", "count_tx_1h", "sum_amount_5m", "uniq_merchant_1h")
+]
+FEATURES: list[str] = [
+    "amount",
+    "is_ecom",
+    "hour_utc",
+    *VELOCITY,
+    "dist_prev_km",
+    "km_per_min",
+    "country_changed",
+    "amount_zscore_7d",
+    "card_tx_7d",
+    "merchant_risk",
+    "mcc_risk",
+    "merchant_tx_before",
+    *GRAPH_PAIRS,
+    "new_device_for_account",
+    "new_ip_for_account",
+]
+DESCRIPTIONS = {
+    "amount": "amount",
+    "is_ecom": "e-commerce channel",
+    "hour_utc": "hour of day",
+    "dist_prev_km": "distance from the card's previous transaction",
+    "km_per_min": "travel speed since the card's previous transaction",
+    "country_changed": "country differs from the card's previous transaction",
+    "amount_zscore_7d": "amount vs the card's 7-day average (z-score)",
+    "card_tx_7d": "card's transactions in the last 7 days",
+    "merchant_risk": "merchant's historical fraud rate",
+    "mcc_risk": "merchant category's historical fraud rate",
+    "merchant_tx_before": "merchant's transaction history",
+    "accounts_per_device": "accounts seen on this device",
+    "accounts_per_ip": "accounts seen on this IP",
+    "devices_per_account": "devices used by this account",
+    "ips_per_account": "IPs used by this account",
+    "new_device_for_account": "new device for this account",
+    "new_ip_for_account": "new IP for this account",
+}
+
+
+def describe(feature: str) -> str:
+    """Words for a feature (reason codes)."""
+    if feature in DESCRIPTIONS:
+        return DESCRIPTIONS[feature]
+    name, entity = feature.rsplit("_", 1)
+    what = {
+        "count_tx_1m": "transactions in the last minute",
+        "count_tx_5m": "transactions in the last 5 minutes",
+        "count_tx_1h": "transactions in the last hour",
+        "sum_amount_5m": "amount spent in the last 5 minutes",
+        "uniq_merchant_1h": "distinct merchants in the last hour",
+    }[name]
+    return f"{what} on this {entity}"
+
+
+# ---- shared formulas (scalars or arrays) -------------------------------------------------
+def haversine_km(lat1, lon1, lat2, lon2):
+    """Great-circle distance in km (mean Earth radius)."""
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    dp, dl = p2 - p1, np.radians(np.asarray(lon2) - np.asarray(lon1))
+    a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+
+
+def zscore(amount, mean, std):
+    """(amount - mean_7d) / std_7d (seed: (249.90 - 60) / 40 = 4.75); NaN when std degenerate."""
+    std = np.asarray(std, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(std > MIN_STD, (np.asarray(amount) - mean) / std, np.nan)
+
+
+def smoothed_rate(frauds, transactions):
+    """Historical fraud rate shrunk towards the prior: (k + m·p0) / (n + m)."""
+    return (np.asarray(frauds, dtype=np.float64) + RISK_PRIOR_WEIGHT * RISK_PRIOR_RATE) / (
+        np.asarray(transactions, dtype=np.float64) + RISK_PRIOR_WEIGHT
+    )
+
+
+def speed_km_per_min(dist_km, seconds):
+    return dist_km / np.maximum(np.asarray(seconds, dtype=np.float64) / 60.0, MIN_MINUTES)
+
+
+# ---- batch path ---------------------------------------------------------------------------
+def _codes(series: pl.Series) -> np.ndarray:
+    """Dense integer code per value, -1 for null."""
+    codes = series.cast(pl.String).cast(pl.Categorical).to_physical().cast(pl.Int64)
+    return codes.fill_null(-1).to_numpy()
+
+
+def _grouped_keys(code: np.ndarray, t_rel: np.ndarray, stride: int) -> np.ndarray:
+    return code.astype(np.int64) * stride + t_rel
+
+
+def batch_features(transactions: pl.DataFrame, labels: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Features of every transaction of `transactions` (silver columns), using only the
+    transactions before it and the labels reported before its time. Rows come back in the
+    order (ts, transaction_id) with `transaction_id`, `ts` and FEATURES."""
+    tx = transactions.sort("ts", "transaction_id")
+    n = tx.height
+    out: dict[str, np.ndarray] = {}
+    ts = tx["ts"].dt.epoch("us").to_numpy().astype(np.int64)
+    amount = tx["amount"].cast(pl.Float64).to_numpy()
+    label_times = _fraud_label_times(tx, labels)
+    t_min = int(ts.min()) if n else 0
+    t_max = max(int(ts.max()) if n else 0, int(label_times["t"].max()) if label_times.height else 0)
+    stride = t_max - t_min + ZSCORE_WINDOW_US + 1
+    t_rel = ts - t_min
+    out["amount"] = amount
+    out["is_ecom"] = (tx["channel"] == "ecom").cast(pl.Float64).to_numpy()
+    out["hour_utc"] = tx["ts"].dt.hour().cast(pl.Float64).to_numpy()
+    cards = _codes(tx["card_hash"])
+    merchants = _codes(tx["merchant_id"])
+    for entity, column in ENTITIES.items():
+        _velocity(out, entity, _codes(tx[column]), t_rel, amount, merchants, stride)
+    _card_history(out, tx, cards, t_rel, amount, stride)
+    for name, column in (("merchant", "merchant_id"), ("mcc", "merchant_category")):
+        _risk(out, name, tx, column, label_times, t_min, stride)
+    _graph(out, tx)
+    frame = tx.select("transaction_id", "ts").with_columns(
+        [pl.Series(name, out[name], dtype=pl.Float64) for name in FEATURES]
+    )
+    return frame.with_columns(pl.col(FEATURES).fill_nan(None))
+
+
+def _fraud_label_times(tx: pl.DataFrame, labels: pl.DataFrame | None) -> pl.DataFrame:
+    """First time each transaction was reported as fraud, with its merchant and category."""
+    if labels is None or labels.height == 0:
+        return pl.DataFrame(
+            schema={"merchant_id": pl.String, "merchant_category": pl.String, "t": pl.Int64}
+        )
+    first = (
+        labels.filter(pl.col("is_fraud"))
+        .group_by("transaction_id")
+        .agg(pl.col("reported_at").min())
+        .with_columns(pl.col("reported_at").dt.epoch("us").alias("t"))
+    )
+    return first.join(
+        tx.select("transaction_id", "merchant_id", "merchant_category"), on="transaction_id"
+    ).select("merchant_id", "merchant_category", "t")
+
+
+def _velocity(
+    out: dict[str, np.ndarray],
+    entity: str,
+    code: np.ndarray,
+    t_rel: np.ndarray,
+    amount: np.ndarray,
+    merchant: np.ndarray,
+    stride: int,
+) -> None:
+    n = code.size
+    valid = np.flatnonzero(code >= 0)
+    order = valid[np.argsort(code[valid], kind="stable")]  # by entity, then (ts, id) order
+    keys = _grouped_keys(code[order], t_rel[order], stride)
+    pos = np.arange(order.size)
+    csum = np.concatenate([[0.0], np.cumsum(amount[order])])
+    for label, width in WINDOWS_US.items():
+        start = np.searchsorted(keys, keys - width, side="right")
+        count = np.full(n, np.nan)
+        count[order] = pos - start + 1
+        out[f"count_tx_{label}_{entity}"] = count
+        if label == "5m":
+            total = np.full(n, np.nan)
+            total[order] = csum[pos + 1] - csum[start]
+            out[f"sum_amount_5m_{entity}"] = total
+        if label == "1h":
+            out[f"uniq_merchant_1h_{entity}"] = _distinct_in_window(
+                n, order, start, pos, code[order], merchant[order]
+            )
+
+
+def _distinct_in_window(
+    n: int,
+    order: np.ndarray,
+    start: np.ndarray,
+    pos: np.ndarray,
+    group: np.ndarray,
+    value: np.ndarray,
+) -> np.ndarray:
+    """Distinct `value`s among rows start..pos of each row's group: row j counts when the
+    next row with the same (group, value) comes after pos. Looped over lags, vectorised
+    over rows (a 1-hour window holds few rows)."""
+    m = order.size
+    next_same = np.full(m, np.iinfo(np.int64).max, dtype=np.int64)
+    if m:
+        by_pair = np.lexsort((pos, value, group))
+        same = (group[by_pair][1:] == group[by_pair][:-1]) & (
+            value[by_pair][1:] == value[by_pair][:-1]
+        )
+        next_same[by_pair[:-1][same]] = by_pair[1:][same]
+    distinct = np.zeros(m)
+    active = np.arange(m)
+    lag = 0
+    while active.size:
+        j = active - lag
+        distinct[active] += next_same[j] > active
+        lag += 1
+        active = active[active - lag >= start[active]]
+    result = np.full(n, np.nan)
+    result[order] = distinct
+    return result
+
+
+def _card_history(
+    out: dict[str, np.ndarray],
+    tx: pl.DataFrame,
+    cards: np.ndarray,
+    t_rel: np.ndarray,
+    amount: np.ndarray,
+    stride: int,
+) -> None:
+    n = cards.size
+    valid = np.flatnonzero(cards >= 0)
+    order = valid[np.argsort(cards[valid], kind="stable")]
+    has_prev = np.zeros(order.size, dtype=bool)
+    has_prev[1:] = cards[order][1:] == cards[order][:-1]
+    prev = np.full(n, -1)
+    prev[order[1:][has_prev[1:]]] = order[:-1][has_prev[1:]]
+    lat = tx["lat"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    lon = tx["lon"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    country = _codes(tx["country"])
+    dist = np.full(n, np.nan)
+    rows = np.flatnonzero(prev >= 0)
+    p = prev[rows]
+    dist[rows] = haversine_km(lat[p], lon[p], lat[rows], lon[rows])
+    speed = np.full(n, np.nan)
+    speed[rows] = speed_km_per_min(dist[rows], (t_rel[rows] - t_rel[p]) / 1e6)
+    changed = np.full(n, np.nan)
+    changed[rows] = (country[rows] != country[p]).astype(np.float64)
+    out["dist_prev_km"], out["km_per_min"], out["country_changed"] = dist, speed, changed
+    # 7-day mean/std of the card's *previous* amounts (population std)
+    keys = _grouped_keys(cards[order], t_rel[order], stride)
+    start = np.searchsorted(keys, keys - ZSCORE_WINDOW_US, side="right")
+    pos = np.arange(order.size)
+    a = amount[order]
+    k = (pos - start).astype(np.float64)  # previous transactions in the window
+    # two-pass mean/std over each window, looped over lags and vectorised over rows (the
+    # same arithmetic as the online path; cumulative sums would lose digits to cancellation)
+    total = np.zeros(order.size)
+    for rows, lag in _lags(pos, start):
+        total[rows] += a[rows - lag]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = total / k
+    squares = np.zeros(order.size)
+    for rows, lag in _lags(pos, start):
+        squares[rows] += (a[rows - lag] - mean[rows]) ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = squares / k
+    z = np.where(k >= 2, zscore(a, mean, np.sqrt(var)), np.nan)
+    out["amount_zscore_7d"] = np.full(n, np.nan)
+    out["amount_zscore_7d"][order] = z
+    out["card_tx_7d"] = np.full(n, np.nan)
+    out["card_tx_7d"][order] = k
+
+
+def _lags(pos: np.ndarray, start: np.ndarray) -> Iterator[tuple[np.ndarray, int]]:
+    """(rows whose window reaches back `lag` rows, lag) for lag = 1, 2, … (previous rows only)."""
+    lag = 1
+    rows = pos[pos - lag >= start]
+    while rows.size:
+        yield rows, lag
+        lag += 1
+        rows = rows[rows - lag >= start[rows]]
+
+
+def _risk(
+    out: dict[str, np.ndarray],
+    name: str,
+    tx: pl.DataFrame,
+    column: str,
+    label_times: pl.DataFrame,
+    t_min: int,
+    stride: int,
+) -> None:
+    """Smoothed fraud rate of the merchant (or category) from the fraud labels reported
+    strictly before the transaction's time, over the transactions it had before."""
+    values = pl.concat([tx[column].cast(pl.String), label_times[column].cast(pl.String)])
+    codes = _codes(values)
+    tx_code, label_code = codes[: tx.height], codes[tx.height :]
+    ts = tx["ts"].dt.epoch("us").to_numpy() - t_min
+    # transactions of the same key before this one (rows are in (ts, id) order)
+    order = np.argsort(tx_code, kind="stable")
+    rank = np.empty(tx.height)
+    group_start = np.searchsorted(tx_code[order], tx_code[order], side="left")
+    rank[order] = np.arange(tx.height) - group_start
+    label_rel = np.maximum(label_times["t"].to_numpy() - t_min, 0)  # bad data: before all
+    label_keys = np.sort(_grouped_keys(label_code, label_rel, stride))
+    frauds = np.searchsorted(label_keys, _grouped_keys(tx_code, ts, stride), side="left") - (
+        np.searchsorted(label_keys, tx_code.astype(np.int64) * stride, side="left")
+    )
+    out[f"{name}_risk"] = smoothed_rate(frauds, rank)
+    if name == "merchant":
+        out["merchant_tx_before"] = rank
+
+
+def _graph(out: dict[str, np.ndarray], tx: pl.DataFrame) -> None:
+    """Distinct neighbours in the device ↔ account ↔ IP graph up to this transaction."""
+    for feature, (node, neighbour) in GRAPH_PAIRS.items():
+        flags = tx.select(
+            valid=pl.col(node).is_not_null() & pl.col(neighbour).is_not_null(),
+            first=pl.struct(node, neighbour).is_first_distinct(),
+            node=pl.col(node),
+        ).with_columns(first=pl.col("first") & pl.col("valid"))
+        counts = flags.select(pl.col("first").cast(pl.Int64).cum_sum().over("node")).to_series()
+        valid = flags["valid"].to_numpy()
+        out[feature] = np.where(valid, counts.cast(pl.Float64).to_numpy(), np.nan)
+        for flag, pair in NEW_FLAGS.items():
+            if pair == feature:
+                out[flag] = np.where(valid, flags["first"].cast(pl.Float64).to_numpy(), np.nan)
+
+
+# ---- online path --------------------------------------------------------------------------
+@dataclass
+class EntityHistory:
+    """What the online store holds for one transaction's entities, before it is added."""
+
+    events: Mapping[str, Sequence[tuple[int, float, str]]]  # entity -> [(ts_us, amount, merchant)]
+    card_previous: tuple[int, float | None, float | None, str] | None  # ts_us, lat, lon, country
+    card_amounts_7d: Sequence[tuple[int, float]]  # (ts_us, amount) of the card, last 7 days
+    merchant_frauds: int
+    merchant_transactions: int
+    mcc_frauds: int
+    mcc_transactions: int
+    # GRAPH_PAIRS feature -> (distinct neighbours before, this neighbour seen before) or None
+    graph: Mapping[str, tuple[int, bool] | None] = field(default_factory=dict)
+
+
+def online_features(
+    tx: Mapping[str, object], ts_us: int, history: EntityHistory
+) -> dict[str, float]:
+    """FEATURES of one transaction (silver columns) from the store's history before it."""
+    amount = float(tx["amount"])  # type: ignore[arg-type]
+    f: dict[str, float] = {
+        "amount": amount,
+        "is_ecom": 1.0 if tx["channel"] == "ecom" else 0.0,
+        "hour_utc": float((ts_us // 3_600_000_000) % 24),
+    }
+    for entity, column in ENTITIES.items():
+        names = ("count_tx_1m", "count_tx_5m", "count_tx_1h", "sum_amount_5m", "uniq_merchant_1h")
+        if tx.get(column) is None:
+            f.update({f"{x}_{entity}": np.nan for x in names})
+            continue
+        events = [e for e in history.events.get(entity, ()) if e[0] <= ts_us]
+        for label, width in WINDOWS_US.items():
+            inside = [e for e in events if e[0] > ts_us - width]
+            f[f"count_tx_{label}_{entity}"] = float(len(inside) + 1)
+            if label == "5m":
+                f[f"sum_amount_5m_{entity}"] = float(sum(e[1] for e in inside) + amount)
+            if label == "1h":
+                merchants = {e[2] for e in inside} | {str(tx["merchant_id"])}
+                f[f"uniq_merchant_1h_{entity}"] = float(len(merchants))
+    prev = history.card_previous if tx.get("card_hash") is not None else None
+    if prev is None:
+        f.update(dist_prev_km=np.nan, km_per_min=np.nan, country_changed=np.nan)
+    else:
+        lat, lon = _num(tx.get("lat")), _num(tx.get("lon"))
+        dist = float(haversine_km(_num(prev[1]), _num(prev[2]), lat, lon))
+        f["dist_prev_km"] = dist
+        f["km_per_min"] = float(speed_km_per_min(dist, (ts_us - prev[0]) / 1e6))
+        f["country_changed"] = float(tx["country"] != prev[3])
+    amounts = np.array(
+        [a for t, a in history.card_amounts_7d if ts_us - ZSCORE_WINDOW_US < t <= ts_us],
+        dtype=np.float64,
+    )
+    f["card_tx_7d"] = float(amounts.size) if tx.get("card_hash") is not None else np.nan
+    f["amount_zscore_7d"] = (
+        float(zscore(amount, amounts.mean(), amounts.std())) if amounts.size >= 2 else np.nan
+    )
+    f["merchant_risk"] = float(
+        smoothed_rate(history.merchant_frauds, history.merchant_transactions)
+    )
+    f["mcc_risk"] = float(smoothed_rate(history.mcc_frauds, history.mcc_transactions))
+    f["merchant_tx_before"] = float(history.merchant_transactions)
+    for feature in GRAPH_PAIRS:
+        seen = history.graph.get(feature)
+        f[feature] = np.nan if seen is None else float(seen[0] + (0 if seen[1] else 1))
+    for feature, pair in NEW_FLAGS.items():
+        seen = history.graph.get(pair)
+        f[feature] = np.nan if seen is None else (0.0 if seen[1] else 1.0)
+    return {
+        name: (None if isinstance(f[name], float) and np.isnan(f[name]) else f[name])
+        for name in FEATURES
+    }  # type: ignore[misc]
+
+
+def _num(value: object) -> float:
+    return np.nan if value is None else float(value)  # type: ignore[arg-type]

@@ -1,0 +1,282 @@
+"""Online decision service: `POST /v1/decisions` with one transaction (seed schema) → decision.
+
+Per request: pseudonymise the identifiers (same HMAC as silver), read the entity history from
+the feature store (in-process, or Redis with LAKEHOUSE_REDIS_URL), compute the features with
+the same definition as the batch path, score (calibrated LightGBM + IsolationForest), apply
+the rule overrides (fraud/rules.v1.yaml), explain (TreeSHAP top 3), then record the
+transaction in the store. The champion model is reloaded when the registry alias moves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from fraud.api import LabelIn, TransactionIn  # module level: FastAPI resolves the hints
+from fraud.features import online_features
+from fraud.model import FraudModel
+from fraud.rules import DECISIONS, DecisionConfig, load_config
+from fraud.scoring import score_columns
+from fraud.store import FeatureStore, InMemoryStore, open_store, to_silver
+from lakehouse.config import Settings
+
+log = logging.getLogger(__name__)
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+def ensure_champion(
+    settings: Settings,
+    say: Callable[[str], object] = print,
+    days: float = 35,
+    scale: float = 0.1,
+) -> FraudModel:
+    """The champion; on a fresh registry, first train one on simulated data (saying so)."""
+    from fraud.training import champion_model, simulated_history, train_and_register
+
+    model = champion_model(settings)
+    if model is not None:
+        return model
+    say(
+        f"no fraud model in the registry yet: training a first champion on {days:g} days of "
+        "simulated transactions (the `lakehouse generate transactions` simulator) first"
+    )
+    tx, labels, end = simulated_history(settings, days, scale)
+    result = train_and_register(settings, tx, labels, end, source="simulated")
+    say(result.promotion)
+    model = champion_model(settings)
+    assert model is not None
+    return model
+
+
+class Metrics:
+    """Prometheus text exposition, by hand (counters and one latency histogram)."""
+
+    def __init__(self) -> None:
+        self.decisions = dict.fromkeys(DECISIONS, 0)
+        self.invalid = 0
+        self.errors = 0
+        self.buckets = [0] * len(LATENCY_BUCKETS)
+        self.latency_sum = 0.0
+        self.latency_count = 0
+        self.reloads = 0
+
+    def observe(self, decision: str, seconds: float) -> None:
+        self.decisions[decision] += 1
+        self.latency_sum += seconds
+        self.latency_count += 1
+        for i, bound in enumerate(LATENCY_BUCKETS):
+            if seconds <= bound:
+                self.buckets[i] += 1
+
+    def render(self, model_version: str, store: str) -> str:
+        lines = [
+            "# HELP fraud_decisions_total Decisions served, by outcome.",
+            "# TYPE fraud_decisions_total counter",
+            *(f'fraud_decisions_total{{decision="{d}"}} {n}' for d, n in self.decisions.items()),
+            "# HELP fraud_invalid_requests_total Requests rejected with 422.",
+            "# TYPE fraud_invalid_requests_total counter",
+            f"fraud_invalid_requests_total {self.invalid}",
+            "# HELP fraud_model_reloads_total Champion model reloads after the alias moved.",
+            "# TYPE fraud_model_reloads_total counter",
+            f"fraud_model_reloads_total {self.reloads}",
+            "# HELP fraud_decision_seconds Time to decide one transaction (features+score+rules).",
+            "# TYPE fraud_decision_seconds histogram",
+            *(
+                f'fraud_decision_seconds_bucket{{le="{b}"}} {c}'
+                for b, c in zip(LATENCY_BUCKETS, self.buckets, strict=True)
+            ),
+            f'fraud_decision_seconds_bucket{{le="+Inf"}} {self.latency_count}',
+            f"fraud_decision_seconds_sum {self.latency_sum:.6f}",
+            f"fraud_decision_seconds_count {self.latency_count}",
+            "# HELP fraud_model_info The champion model being served.",
+            "# TYPE fraud_model_info gauge",
+            f'fraud_model_info{{version="{model_version}",store="{store}"}} 1',
+        ]
+        return "\n".join(lines) + "\n"
+
+
+class DecisionEngine:
+    """Store + model + config; `decide` is the whole online path for one event."""
+
+    def __init__(
+        self, settings: Settings, model: FraudModel, store: FeatureStore, config: DecisionConfig
+    ) -> None:
+        self.settings = settings
+        self.model = model
+        self.store = store
+        self.config = config
+        self.metrics = Metrics()
+        self.lock = threading.Lock()
+
+    def decide(self, event: dict[str, Any]) -> dict[str, Any]:
+        started = time.perf_counter()
+        ts = event["timestamp"]
+        ts_us = int(ts.timestamp() * 1_000_000) if isinstance(ts, datetime) else int(ts)
+        row = to_silver(event, self.settings.pii_hash_key)
+        with self.lock:
+            model = self.model
+            features = online_features(row, ts_us, self.store.snapshot(row, ts_us))
+            columns = {
+                name: np.array([np.nan if v is None else v], dtype=np.float64)
+                for name, v in features.items()
+            }
+            for name in ("channel", "country", "merchant_id", "merchant_category"):
+                columns[name] = np.array([row[name]], dtype=object)
+            scored = score_columns(model, self.config, columns, 1, explain_all=True)
+            self.store.record(row, ts_us)
+        decision = str(scored.decision[0])
+        elapsed = time.perf_counter() - started
+        self.metrics.observe(decision, elapsed)
+        return {
+            "transaction_id": event["transaction_id"],
+            "decision": decision,
+            "score": round(float(scored.score[0]), 6),
+            "reasons": scored.reasons[0],
+            "rule_ids": scored.rule_ids[0],
+            "anomaly_score": round(float(scored.anomaly_score[0]), 6),
+            "model_version": model.version,
+            "config_version": self.config.version,
+            "latency_ms": round(elapsed * 1000, 3),
+        }
+
+    def reload_if_moved(self) -> bool:
+        from mlflow import MlflowClient
+
+        from fraud.training import MODEL_NAME, load_registered
+        from lakehouse.registry import champion_version
+
+        version = champion_version(MlflowClient(), MODEL_NAME)
+        if version is None or str(version) == self.model.version:
+            return False
+        model = load_registered(self.settings, version)
+        with self.lock:
+            self.model = model
+        self.metrics.reloads += 1
+        log.info("champion moved: now serving %s v%s", MODEL_NAME, version)
+        return True
+
+
+def create_app(engine: DecisionEngine, reload_seconds: float = 30.0) -> Any:
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, PlainTextResponse
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI):
+        task = (
+            asyncio.create_task(_watch_registry(engine, reload_seconds))
+            if reload_seconds > 0
+            else None
+        )
+        yield
+        if task:
+            task.cancel()
+        engine.store.close()
+
+    app = FastAPI(title="lakehouse fraud decisions", version="1", lifespan=lifespan)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        engine.metrics.invalid += 1
+        reasons = [
+            f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}"
+            for e in exc.errors()
+        ]
+        return JSONResponse(status_code=422, content={"detail": reasons})
+
+    @app.post("/v1/decisions")
+    def decisions(tx: TransactionIn) -> dict[str, Any]:
+        return engine.decide(tx.model_dump())
+
+    @app.post("/v1/labels")
+    def labels(label: LabelIn) -> dict[str, Any]:
+        with engine.lock:
+            engine.store.record_label(
+                label.transaction_id, label.is_fraud, int(label.reported_at.timestamp() * 1e6)
+            )
+        return {"recorded": True}
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "model_version": engine.model.version,
+            "config_version": engine.config.version,
+            "store": "memory" if isinstance(engine.store, InMemoryStore) else "redis",
+        }
+
+    @app.get("/metrics")
+    def metrics() -> PlainTextResponse:
+        store = "memory" if isinstance(engine.store, InMemoryStore) else "redis"
+        return PlainTextResponse(
+            engine.metrics.render(engine.model.version, store),
+            media_type="text/plain; version=0.0.4",
+        )
+
+    return app
+
+
+async def _watch_registry(engine: DecisionEngine, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await asyncio.to_thread(engine.reload_if_moved)
+        except Exception as exc:  # registry briefly unavailable: keep serving the current model
+            log.warning("champion check failed: %s", exc)
+
+
+def build_engine(
+    settings: Settings,
+    say: Callable[[str], object] = print,
+    redis_prefix: str = "lakehouse:fraud:",
+    warm_days: float = 0.0,
+) -> DecisionEngine:
+    from fraud.training import configure_registry
+
+    configure_registry(settings)
+    model = ensure_champion(settings, say)
+    store = open_store(settings.redis_url, redis_prefix)
+    if warm_days > 0:
+        warmed = warm_store(settings, store, warm_days)
+        say(
+            f"feature store warmed with {warmed} transactions from the last {warm_days:g} days of silver"
+        )
+    return DecisionEngine(settings, model, store, load_config())
+
+
+def warm_store(settings: Settings, store: FeatureStore, days: float) -> int:
+    """Replay the last `days` of silver_transactions (and labels) into the store."""
+    from datetime import timedelta
+
+    import polars as pl
+
+    from fraud.replay import warm
+    from fraud.training import load_lake_history
+
+    tx, labels = load_lake_history(settings)
+    if tx.height == 0:
+        return 0
+    since = tx["ts"].max() - timedelta(days=days)  # type: ignore[operator]
+    return warm(store, tx.filter(pl.col("ts") > since), labels)
+
+
+def serve(
+    settings: Settings, host: str, port: int, reload_seconds: float, warm_days: float
+) -> None:
+    import uvicorn
+
+    engine = build_engine(settings, warm_days=warm_days)
+    print(
+        f"fraud decision service on http://{host}:{port} (model v{engine.model.version}, "
+        f"store {'redis' if settings.redis_url else 'in-process'}); POST /v1/decisions"
+    )
+    uvicorn.run(create_app(engine, reload_seconds), host=host, port=port, log_level="warning")

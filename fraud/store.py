@@ -1,0 +1,257 @@
+"""Online feature store: per card / device / IP windows, merchant and category counters,
+label times and the device ↔ account ↔ IP graph, behind one interface.
+
+`InMemoryStore` (default, one process) and `RedisStore` (production profile,
+`LAKEHOUSE_REDIS_URL`) hold the same data; `snapshot` reads everything one transaction's
+features need (one Redis round trip, pipelined) and `record` adds the transaction after its
+decision (one more). Keys are the pseudonymised silver identifiers, so no raw PII sits in
+Redis, and the service and the batch path see the same identifiers.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections import defaultdict
+from collections.abc import Mapping
+from hashlib import sha256
+from typing import Protocol
+
+from fraud.features import ENTITIES, GRAPH_PAIRS, WINDOWS_US, ZSCORE_WINDOW_US, EntityHistory
+
+LONGEST_WINDOW_US = max(WINDOWS_US.values())
+TX_MEMORY_SECONDS = 180 * 86_400  # how long a transaction's merchant is kept for its label
+
+
+def pseudonym(value: str | None, key: str) -> str | None:
+    """HMAC-SHA256 hex of `value` under the project's PII key (same as lake.silver.hmac_sql)."""
+    if value is None:
+        return None
+    return hmac.new(key.encode(), value.encode(), sha256).hexdigest()
+
+
+def to_silver(event: Mapping[str, object], pii_key: str) -> dict[str, object]:
+    """A `transactions` event (seed schema) → silver column names and pseudonyms."""
+    row = dict(event)
+    row["card_hash"] = pseudonym(str(event["card_hash"]), pii_key)
+    row["account_hash"] = pseudonym(str(event["account_id"]), pii_key)
+    ip = event.get("ip")
+    row["ip_hash"] = pseudonym(str(ip), pii_key) if ip is not None else None
+    for name in ("account_id", "ip"):
+        row.pop(name, None)
+    return row
+
+
+class FeatureStore(Protocol):
+    def snapshot(self, tx: Mapping[str, object], ts_us: int) -> EntityHistory: ...
+
+    def record(self, tx: Mapping[str, object], ts_us: int) -> None: ...
+
+    def record_label(self, transaction_id: str, is_fraud: bool, reported_us: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _horizon(entity: str) -> int:
+    return ZSCORE_WINDOW_US if entity == "card" else LONGEST_WINDOW_US
+
+
+class InMemoryStore:
+    """Everything in dictionaries of this process (default profile, tests, benchmarks)."""
+
+    def __init__(self) -> None:
+        self.events: dict[tuple[str, str], list[tuple[int, float, str]]] = defaultdict(list)
+        self.last_card: dict[str, tuple[int, float | None, float | None, str]] = {}
+        self.tx_count: dict[tuple[str, str], int] = defaultdict(int)
+        self.label_times: dict[tuple[str, str], list[int]] = defaultdict(list)
+        self.labelled: set[str] = set()
+        self.tx_place: dict[str, tuple[str, str]] = {}
+        self.graph: dict[tuple[str, str], set[str]] = defaultdict(set)
+
+    def snapshot(self, tx: Mapping[str, object], ts_us: int) -> EntityHistory:
+        events = {
+            entity: list(self.events.get((entity, str(tx[column])), ()))
+            for entity, column in ENTITIES.items()
+            if tx.get(column) is not None
+        }
+        card = str(tx["card_hash"])
+        merchant, category = str(tx["merchant_id"]), str(tx["merchant_category"])
+        graph: dict[str, tuple[int, bool] | None] = {}
+        for feature, (node, neighbour) in GRAPH_PAIRS.items():
+            if tx.get(node) is None or tx.get(neighbour) is None:
+                graph[feature] = None
+                continue
+            members = self.graph.get((feature, str(tx[node])), set())
+            graph[feature] = (len(members), str(tx[neighbour]) in members)
+        return EntityHistory(
+            events=events,
+            card_previous=self.last_card.get(card),
+            card_amounts_7d=[(t, a) for t, a, _ in events.get("card", [])],
+            merchant_frauds=sum(t < ts_us for t in self.label_times.get(("m", merchant), ())),
+            merchant_transactions=self.tx_count.get(("m", merchant), 0),
+            mcc_frauds=sum(t < ts_us for t in self.label_times.get(("c", category), ())),
+            mcc_transactions=self.tx_count.get(("c", category), 0),
+            graph=graph,
+        )
+
+    def record(self, tx: Mapping[str, object], ts_us: int) -> None:
+        amount, merchant = float(tx["amount"]), str(tx["merchant_id"])  # type: ignore[arg-type]
+        for entity, column in ENTITIES.items():
+            if tx.get(column) is None:
+                continue
+            key = (entity, str(tx[column]))
+            kept = [e for e in self.events[key] if e[0] > ts_us - _horizon(entity)]
+            kept.append((ts_us, amount, merchant))
+            self.events[key] = kept
+        card = str(tx["card_hash"])
+        if card not in self.last_card or self.last_card[card][0] <= ts_us:
+            self.last_card[card] = (ts_us, tx.get("lat"), tx.get("lon"), str(tx["country"]))  # type: ignore[assignment]
+        category = str(tx["merchant_category"])
+        self.tx_count[("m", merchant)] += 1
+        self.tx_count[("c", category)] += 1
+        self.tx_place[str(tx["transaction_id"])] = (merchant, category)
+        for feature, (node, neighbour) in GRAPH_PAIRS.items():
+            if tx.get(node) is not None and tx.get(neighbour) is not None:
+                self.graph[(feature, str(tx[node]))].add(str(tx[neighbour]))
+
+    def record_label(self, transaction_id: str, is_fraud: bool, reported_us: int) -> None:
+        place = self.tx_place.get(transaction_id)
+        if not is_fraud or place is None or transaction_id in self.labelled:
+            return
+        self.labelled.add(transaction_id)
+        self.label_times[("m", place[0])].append(reported_us)
+        self.label_times[("c", place[1])].append(reported_us)
+
+    def close(self) -> None:
+        pass
+
+
+class RedisStore:
+    """The same data in Redis: sorted sets of events (score = event time, µs), counters,
+    sorted sets of fraud-label times, sets for the graph; every key under `prefix`."""
+
+    def __init__(self, url: str, prefix: str = "lakehouse:fraud:") -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(url, decode_responses=True)
+        self.prefix = prefix
+
+    def _k(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    def snapshot(self, tx: Mapping[str, object], ts_us: int) -> EntityHistory:
+        pipe = self.client.pipeline(transaction=False)
+        entities = [(e, c) for e, c in ENTITIES.items() if tx.get(c) is not None]
+        for entity, column in entities:
+            since = ts_us - _horizon(entity)
+            pipe.zrangebyscore(
+                self._k("ev", entity, str(tx[column])), f"({since}", "+inf", withscores=True
+            )
+        card = str(tx["card_hash"])
+        merchant, category = str(tx["merchant_id"]), str(tx["merchant_category"])
+        pipe.hgetall(self._k("last", card))
+        pipe.zcount(self._k("lab", "m", merchant), "-inf", f"({ts_us}")
+        pipe.get(self._k("n", "m", merchant))
+        pipe.zcount(self._k("lab", "c", category), "-inf", f"({ts_us}")
+        pipe.get(self._k("n", "c", category))
+        pairs = [
+            (feature, node, neighbour)
+            for feature, (node, neighbour) in GRAPH_PAIRS.items()
+            if tx.get(node) is not None and tx.get(neighbour) is not None
+        ]
+        for feature, node, neighbour in pairs:
+            key = self._k("g", feature, str(tx[node]))
+            pipe.scard(key)
+            pipe.sismember(key, str(tx[neighbour]))
+        replies = pipe.execute()
+        events: dict[str, list[tuple[int, float, str]]] = {}
+        for (entity, _), members in zip(entities, replies, strict=False):
+            rows = []
+            for member, score in members:
+                _, amount, merchant_id = member.rsplit("|", 2)
+                rows.append((int(score), float(amount), merchant_id))
+            events[entity] = rows
+        rest = replies[len(entities) :]
+        last = rest[0]
+        previous = (
+            (
+                int(last["ts"]),
+                float(last["lat"]) if last.get("lat") else None,
+                float(last["lon"]) if last.get("lon") else None,
+                last["country"],
+            )
+            if last
+            else None
+        )
+        graph: dict[str, tuple[int, bool] | None] = dict.fromkeys(GRAPH_PAIRS)
+        for i, (feature, _, _) in enumerate(pairs):
+            graph[feature] = (int(rest[5 + 2 * i]), bool(rest[6 + 2 * i]))
+        return EntityHistory(
+            events=events,
+            card_previous=previous,
+            card_amounts_7d=[(t, a) for t, a, _ in events.get("card", [])],
+            merchant_frauds=int(rest[1]),
+            merchant_transactions=int(rest[2] or 0),
+            mcc_frauds=int(rest[3]),
+            mcc_transactions=int(rest[4] or 0),
+            graph=graph,
+        )
+
+    def record(self, tx: Mapping[str, object], ts_us: int) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        txid, merchant = str(tx["transaction_id"]), str(tx["merchant_id"])
+        category = str(tx["merchant_category"])
+        for entity, column in ENTITIES.items():
+            if tx.get(column) is None:
+                continue
+            key = self._k("ev", entity, str(tx[column]))
+            pipe.zadd(key, {f"{txid}|{float(tx['amount'])!r}|{merchant}": ts_us})  # type: ignore[arg-type]
+            pipe.zremrangebyscore(key, "-inf", ts_us - _horizon(entity))
+            pipe.pexpire(key, _horizon(entity) // 1000 + 60_000)
+        card = str(tx["card_hash"])
+        last = self._k("last", card)
+        # keep the latest by event time (a late event does not replace a newer one)
+        pipe.eval(
+            "local t = redis.call('HGET', KEYS[1], 'ts') "
+            "if (not t) or tonumber(t) <= tonumber(ARGV[1]) then "
+            "redis.call('HSET', KEYS[1], 'ts', ARGV[1], 'lat', ARGV[2], 'lon', ARGV[3], 'country', ARGV[4]) end "
+            "return 0",
+            1,
+            last,
+            ts_us,
+            "" if tx.get("lat") is None else repr(float(tx["lat"])),  # type: ignore[arg-type]
+            "" if tx.get("lon") is None else repr(float(tx["lon"])),  # type: ignore[arg-type]
+            str(tx["country"]),
+        )
+        pipe.incr(self._k("n", "m", merchant))
+        pipe.incr(self._k("n", "c", category))
+        pipe.set(self._k("tx", txid), f"{merchant}|{category}", ex=TX_MEMORY_SECONDS)
+        for feature, (node, neighbour) in GRAPH_PAIRS.items():
+            if tx.get(node) is not None and tx.get(neighbour) is not None:
+                pipe.sadd(self._k("g", feature, str(tx[node])), str(tx[neighbour]))
+        pipe.execute()
+
+    def record_label(self, transaction_id: str, is_fraud: bool, reported_us: int) -> None:
+        if not is_fraud:
+            return
+        place = self.client.get(self._k("tx", transaction_id))
+        if place is None:
+            return
+        merchant, category = place.rsplit("|", 1)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zadd(self._k("lab", "m", merchant), {transaction_id: reported_us}, nx=True)
+        pipe.zadd(self._k("lab", "c", category), {transaction_id: reported_us}, nx=True)
+        pipe.execute()
+
+    def clear(self) -> int:
+        """Delete every key under this store's prefix (tests, re-warming)."""
+        deleted = 0
+        for key in self.client.scan_iter(match=self.prefix + "*", count=1000):
+            deleted += self.client.delete(key)
+        return deleted
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def open_store(redis_url: str | None, prefix: str = "lakehouse:fraud:") -> FeatureStore:
+    return RedisStore(redis_url, prefix) if redis_url else InMemoryStore()
