@@ -50,6 +50,8 @@ core_defs = dg.Definitions(
     executor=dg.in_process_executor,
 )
 
-DOMAIN_DEFS: list[dg.Definitions] = []
+from dagster_project.sentiment import defs as sentiment_defs  # noqa: E402
+
+DOMAIN_DEFS: list[dg.Definitions] = [sentiment_defs]
 
 defs = dg.Definitions.merge(core_defs, *DOMAIN_DEFS)

@@ -107,7 +107,10 @@ def train_head(
     side = list(range(dim - 2 - len(CUE_NAMES), dim))
     model = Pipeline(
         [
-            ("scale", ColumnTransformer([("emb", "passthrough", emb), ("side", StandardScaler(), side)])),
+            (
+                "scale",
+                ColumnTransformer([("emb", "passthrough", emb), ("side", StandardScaler(), side)]),
+            ),
             ("clf", LogisticRegression(C=2.0, max_iter=2000, class_weight="balanced")),
         ]
     )
@@ -148,7 +151,13 @@ def load_head(models_dir: Path, encoder: Encoder) -> Head | None:
     import joblib
 
     meta = json.loads((folder / "head.json").read_text())
-    head = Head(encoder, joblib.load(folder / "head.joblib"), meta["trained_at"], meta["train_rows"], meta.get("metrics", {}))
+    head = Head(
+        encoder,
+        joblib.load(folder / "head.joblib"),
+        meta["trained_at"],
+        meta["train_rows"],
+        meta.get("metrics", {}),
+    )
     with _lock:
         _heads[folder] = head
     return head
@@ -187,9 +196,16 @@ class Evaluation:
 
 
 def evaluate_labels(method: str, lang: str, truth: list[str], predicted: list[str]) -> Evaluation:
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        f1_score,
+        precision_recall_fscore_support,
+    )
 
-    p, r, f, _ = precision_recall_fscore_support(truth, predicted, labels=list(LABELS), zero_division=0)
+    p, r, f, _ = precision_recall_fscore_support(
+        truth, predicted, labels=list(LABELS), zero_division=0
+    )
     return Evaluation(
         method,
         lang,
@@ -212,7 +228,9 @@ def evaluate(models_dir: Path, encoders: tuple[Encoder, ...]) -> list[Evaluation
         for encoder in encoders:
             head = ensure_head(models_dir, encoder)
             predicted, _ = head.predict(held_out.texts, held_out.langs, models_dir)
-            results.append(evaluate_labels(f"minilm-{encoder}+head", lang, held_out.labels, predicted))
+            results.append(
+                evaluate_labels(f"minilm-{encoder}+head", lang, held_out.labels, predicted)
+            )
         baseline, _ = lexicon.classify(held_out.texts, held_out.langs)
         name = "lexicon (VADER)" if lang == "en" else "lexicon (project FR)"
         results.append(evaluate_labels(name, lang, held_out.labels, baseline))

