@@ -13,6 +13,7 @@ import typer
 
 from lakehouse.config import Settings
 from lakehouse.errors import ConfigError, LakehouseError
+from sentiment.cli import app as _sentiment_app
 
 app = typer.Typer(
     add_completion=False,
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 broker_app = typer.Typer(no_args_is_help=True, help="The embedded Kafka-protocol broker (tansu).")
 app.add_typer(broker_app, name="broker")
+app.add_typer(_sentiment_app, name="sentiment")
 
 
 def _settings() -> Settings:
@@ -83,12 +85,14 @@ class GenerateKind(StrEnum):
     orders = "orders"
     inventory = "inventory"
     all = "all"
+    social = "social"
 
 
 GENERATED = {
     GenerateKind.orders: ("orders", "sessions"),
     GenerateKind.inventory: ("inventory",),
     GenerateKind.all: ("orders", "sessions", "inventory"),
+    GenerateKind.social: ("social_raw",),
 }
 
 
@@ -98,7 +102,9 @@ def generate(
         GenerateKind,
         typer.Argument(
             help="orders (+ sessions; Annex B: 5 cities, 20 SKUs, 50-200/min), inventory "
-            "(initial stock, then 5-minute updates consistent with the same orders), or all"
+            "(initial stock, then 5-minute updates consistent with the same orders), all, or "
+            "social (social_raw posts, Annex B: 10-50/min, 20% negative; crisis injection: "
+            "`lakehouse sentiment generate`)"
         ),
     ],
     minutes: Annotated[
@@ -121,7 +127,15 @@ def generate(
         raise ConfigError("give exactly one of --minutes (live) or --backfill-days (history)")
     topics = GENERATED[kind]
     bootstrap = _bootstrap(_settings())
-    if backfill_days is not None:
+    if kind is GenerateKind.social:
+        from sentiment.generator import produce_social
+
+        if backfill_days is not None:
+            sent = produce_social(bootstrap, backfill_days * 24 * 60, None, seed, scale)
+        else:
+            print(f"sending {minutes} simulated minutes at speed x{speed} (Ctrl-C stops)")
+            sent = produce_social(bootstrap, minutes or 0, speed, seed, scale)
+    elif backfill_days is not None:
         sent = backfill(bootstrap, backfill_days, seed, scale, topics)
     else:
         print(f"sending {minutes} simulated minutes at speed x{speed} (Ctrl-C stops)")

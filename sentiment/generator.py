@@ -379,3 +379,25 @@ def timed(
 def window(minutes: float, start: datetime | None = None) -> tuple[datetime, datetime]:
     begin = (start or datetime.now(UTC)).replace(microsecond=0)
     return begin, begin + timedelta(minutes=minutes)
+
+
+def produce_social(
+    bootstrap: str,
+    minutes: float,
+    speed: float | None,
+    seed: int,
+    scale: float,
+    end: datetime | None = None,
+) -> dict[str, int]:
+    """`lakehouse generate social`: live (`speed` given: paced from now) or history (`speed`
+    None: the `minutes` ending at `end`/now, sent as fast as possible)."""
+    from ingestion import kafka_client
+    from ingestion.generators.live import paced
+
+    if speed is None:
+        stop = (end or datetime.now(UTC)).replace(microsecond=0)
+        stream = generate_social(stop - timedelta(minutes=minutes), stop, seed, scale)
+        return {"social_raw": kafka_client.produce(bootstrap, "social_raw", stream.messages())}
+    start, stop = window(minutes)
+    stream = generate_social(start, stop, seed, scale)
+    return kafka_client.produce_records(bootstrap, paced(timed(stream), start, speed))
