@@ -51,7 +51,7 @@ def test_definitions_cover_the_whole_graph() -> None:
     checks = {c.name for c in graph.asset_check_keys}
     assert {"silver_orders_expectations", "daily_sales_expectations"} <= checks
     assert {s.name for s in defs.sensors} == {f"{t}_new_offsets" for t in TOPICS}
-    assert [s.name for s in defs.schedules] == ["refresh_gold_every_15_minutes"]
+    assert "refresh_gold_every_15_minutes" in {s.name for s in defs.schedules}  # + domain ones
 
 
 def test_sensor_requests_the_new_range_once_and_never_consumes(

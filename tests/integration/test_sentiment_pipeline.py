@@ -126,3 +126,43 @@ def test_stream_to_sentiment_topics_tables_and_one_alert(
         assert len(hook.bodies) == 2
     counts = Counter(labels.values())
     assert counts["neg"] > counts["neu"]  # the crisis dominates this window
+    _check_gold(settings, scored.num_rows)
+
+
+def _check_gold(settings: Settings, classified: int) -> None:
+    """The dbt gold models of the dashboard, built from these tables, and the wordcloud PNG."""
+    from lake.gold import read_gold, run_dbt
+    from sentiment.dashboard import render_negative_wordcloud
+
+    run_dbt(
+        settings,
+        [
+            "build",
+            "--select",
+            "path:models/gold/sentiment",
+            "--target-path",
+            str(settings.home / "dbt-target"),
+        ],
+    )
+    daily = read_gold(
+        settings,
+        "SELECT sum(posts) AS n, min(p5_hourly_score) <= min(p50_hourly_score) AS ordered FROM sentiment_daily",
+    ).to_pylist()[0]
+    assert daily == {"n": classified, "ordered": True}
+    top = read_gold(
+        settings,
+        "SELECT aspect FROM sentiment_top_negative_aspects WHERE brand = 'Lumio' AND neg_rank = 1 ORDER BY neg_posts DESC LIMIT 1",
+    )
+    assert top["aspect"].to_pylist() == ["delivery"]
+    words = read_gold(
+        settings,
+        "SELECT word FROM sentiment_negative_words WHERE brand = 'Lumio' ORDER BY occurrences DESC LIMIT 5",
+    )["word"].to_pylist()
+    assert words and "lumio" not in words
+    voice = read_gold(
+        settings,
+        "SELECT round(sum(share_of_voice), 6) AS s, count(DISTINCT d) AS days FROM sentiment_competitors",
+    ).to_pylist()[0]
+    assert voice["s"] == voice["days"]  # shares of voice add up to 1 per day
+    path, drawn = render_negative_wordcloud(settings)
+    assert drawn > 5 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
