@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sentiment.embedding import static_model
-from sentiment.text import clean_tokens, strip_accents
+from sentiment.embedding import StaticModel, static_model
+from sentiment.text import clean_tokens, model_text, strip_accents
 
 ASPECTS = ("product", "price", "delivery", "customer_service", "other")
 TOP_K = 3
@@ -61,15 +61,41 @@ def candidates(text: str, lang: str) -> list[str]:
     return sorted(g for g in grams if len(g) > 2)
 
 
-def extract(texts: list[str], langs: list[str], models_dir: Path) -> list[AspectResult]:
-    """Aspects and keyphrases for a batch of posts."""
+_CACHE_LIMIT = 200_000
+_candidate_cache: dict[tuple[int, str], np.ndarray] = {}
+
+
+def _candidate_vectors(model: StaticModel, flat: list[str]) -> np.ndarray:
+    """Embeddings of candidate phrases; a phrase already seen in this process is not
+    re-encoded (the same words come back post after post)."""
+    key = id(model.table)
+    missing = sorted({c for c in flat if (key, c) not in _candidate_cache})
+    if missing:
+        if len(_candidate_cache) + len(missing) > _CACHE_LIMIT:
+            _candidate_cache.clear()
+        for phrase, vector in zip(missing, model.encode(missing), strict=True):
+            _candidate_cache[key, phrase] = vector
+    if not flat:
+        return np.zeros((0, model.table.shape[1]), dtype=np.float32)
+    return np.stack([_candidate_cache[key, c] for c in flat])
+
+
+def extract(
+    texts: list[str],
+    langs: list[str],
+    models_dir: Path,
+    doc_vectors: np.ndarray | None = None,
+) -> list[AspectResult]:
+    """Aspects and keyphrases for a batch of posts (`doc_vectors`: the posts' static
+    embeddings when the caller already has them)."""
     if not texts:
         return []
     model = static_model(models_dir)
     per_post = [candidates(t, lang) for t, lang in zip(texts, langs, strict=True)]
     flat = [c for cands in per_post for c in cands]
-    doc_vectors = model.encode(texts)
-    cand_vectors = model.encode(flat) if flat else np.zeros((0, doc_vectors.shape[1]))
+    if doc_vectors is None:
+        doc_vectors = model.encode([model_text(t) for t in texts])
+    cand_vectors = _candidate_vectors(model, flat)
     names = list(PROTOTYPES)
     proto = model.encode([PROTOTYPES[n] for n in names])
     results: list[AspectResult] = []

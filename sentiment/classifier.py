@@ -57,12 +57,21 @@ class Head:
         self, texts: list[str], langs: list[str], models_dir: Path
     ) -> tuple[list[str], np.ndarray]:
         """Labels and confidence (probability of the predicted class)."""
+        labels, confidence, _ = self.predict_with_embeddings(texts, langs, models_dir)
+        return labels, confidence
+
+    def predict_with_embeddings(
+        self, texts: list[str], langs: list[str], models_dir: Path
+    ) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Labels, confidence and the sentence embeddings used (reusable for aspects)."""
         if not texts:
-            return [], np.zeros(0)
-        proba = self.model.predict_proba(features(texts, langs, self.encoder, models_dir))
+            return [], np.zeros(0), np.zeros((0, 384), dtype=np.float32)
+        x = features(texts, langs, self.encoder, models_dir)
+        proba = self.model.predict_proba(x)
         best = proba.argmax(axis=1)
         classes = list(self.model.classes_)
-        return [classes[i] for i in best], proba[np.arange(len(texts)), best]
+        embeddings = x[:, : x.shape[1] - 2 - len(CUE_NAMES)]
+        return [classes[i] for i in best], proba[np.arange(len(texts)), best], embeddings
 
 
 def head_dir(models_dir: Path, encoder: Encoder) -> Path:

@@ -57,8 +57,11 @@ def classify(
         langs = detect_languages(pending, BRANDS)
         model_langs = [lang if lang in ("fr", "en") else "en" for lang in langs]
         head = ensure_head(settings.models_dir, chosen)  # type: ignore[arg-type]
-        labels, confidence = head.predict(pending, model_langs, settings.models_dir)
-        found = extract(pending, model_langs, settings.models_dir)
+        labels, confidence, vectors = head.predict_with_embeddings(
+            pending, model_langs, settings.models_dir
+        )
+        reuse = vectors if chosen == "static" else None  # aspects work in the static space
+        found = extract(pending, model_langs, settings.models_dir, doc_vectors=reuse)
         for text, lang, label, conf, aspects in zip(
             pending, langs, labels, confidence, found, strict=True
         ):

@@ -79,9 +79,11 @@ class StaticModel:
             dtype=np.int64,
         )
         lengths = np.minimum(lengths, MAX_SEQ_LENGTH)
-        rows = np.repeat(np.arange(len(texts)), lengths)
         sums = np.zeros((len(texts), self.table.shape[1]), dtype=np.float32)
-        np.add.at(sums, rows, self.table[ids])
+        present = lengths > 0
+        if present.any():
+            starts = (np.cumsum(lengths) - lengths)[present]
+            sums[present] = np.add.reduceat(self.table[ids], starts, axis=0)
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
         return sums / np.maximum(norms, 1e-9)
 

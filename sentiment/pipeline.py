@@ -222,8 +222,9 @@ def classify_posts(settings: Settings, posts: pa.Table, encoder: str) -> pa.Tabl
     texts = [str(t) for t in posts["text"].to_pylist()]
     langs = [str(x) for x in posts["lang"].to_pylist()]
     head = ensure_head(settings.models_dir, encoder)  # type: ignore[arg-type]
-    labels, confidence = head.predict(texts, langs, settings.models_dir)
-    found = aspects.extract(texts, langs, settings.models_dir)
+    labels, confidence, vectors = head.predict_with_embeddings(texts, langs, settings.models_dir)
+    reuse = vectors if encoder == "static" else None  # aspects work in the static space
+    found = aspects.extract(texts, langs, settings.models_dir, doc_vectors=reuse)
     weights = engagement_weight(
         posts["likes"].to_numpy(zero_copy_only=False).astype(np.float64),
         posts["replies"].to_numpy(zero_copy_only=False).astype(np.float64),
