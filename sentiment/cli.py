@@ -160,7 +160,7 @@ def generate(
 ) -> None:
     """Produce social posts to `social_raw`, optionally with a crisis (for the alert path)."""
     import json
-    from datetime import timedelta
+    from datetime import UTC, datetime, timedelta
 
     from ingestion import kafka_client
     from ingestion.broker import ensure_running
@@ -170,7 +170,11 @@ def generate(
 
     if crisis_aspect not in ASPECTS:
         raise ConfigError(f"--crisis-aspect {crisis_aspect!r}: use one of {', '.join(ASPECTS)}")
-    start, end = window(minutes)
+    if speed > 0:  # live: from now on
+        start, end = window(minutes)
+    else:  # history: the window ending now
+        end = datetime.now(UTC).replace(microsecond=0)
+        start = end - timedelta(minutes=minutes)
     crisis = (
         Crisis(start + timedelta(minutes=crisis_at), crisis_minutes, crisis_aspect)
         if crisis_at is not None
