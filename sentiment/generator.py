@@ -171,6 +171,58 @@ CLOSERS = {
     ("en", "neu"): ("", "", "."),
     ("en", "neg"): ("", "", "!", "!!", "..."),
 }
+CLAUSES = {
+    ("fr", "pos"): (
+        ", je valide",
+        ", bravo l'équipe",
+        ", rien à redire",
+        ", je reprendrai",
+        ", ma sœur aussi est ravie",
+        ", top",
+        ", contente de mon choix",
+        ", je note 5/5",
+    ),
+    ("fr", "neu"): (
+        ", à suivre",
+        ", je vous tiens au courant",
+        ", des avis ?",
+        ", on verra bien",
+        ", c'est pour offrir",
+        ", je regarde encore",
+    ),
+    ("fr", "neg"): (
+        ", remboursez-moi",
+        ", c'est la dernière fois",
+        ", je vais porter réclamation",
+        ", j'en ai marre",
+        ", zéro étoile",
+        ", je fais opposition",
+        ", honteux",
+    ),
+    ("en", "pos"): (
+        ", 10/10",
+        ", would buy again",
+        ", kudos to the team",
+        ", my sister loves it too",
+        ", no complaints",
+        ", happy customer",
+    ),
+    ("en", "neu"): (
+        ", will update",
+        ", any thoughts?",
+        ", it's a gift",
+        ", still comparing",
+        ", we'll see",
+    ),
+    ("en", "neg"): (
+        ", I want a refund",
+        ", never again",
+        ", filing a complaint",
+        ", zero stars",
+        ", fed up",
+        ", disgraceful",
+    ),
+}
 MODELS = ("", "", " X2", " Air", " Pro", " Mini", " 5")
 OPENERS = {
     ("fr", "pos"): ("", "", "", "Franchement ", "Petit retour : ", "Update : "),
@@ -326,6 +378,8 @@ def _post(
             detail = str(rng.choice(DETAILS[lang, label])).format(
                 n=int(rng.integers(10_000, 99_999)), d=int(rng.integers(2, 9))
             )
+            if rng.random() < 0.5 and not text.endswith("?"):
+                text += str(rng.choice(CLAUSES[lang, label]))
             text = str(rng.choice(OPENERS[lang, label])) + text + detail
             if text.endswith("?"):
                 text = text[0].upper() + text[1:]
