@@ -19,6 +19,7 @@ Models come from LAKEHOUSE_HOME/models (trained on first need if missing).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -212,6 +213,123 @@ def latency(models_dir: Path) -> None:
             shutil.rmtree(home, ignore_errors=True)
 
 
+def daemon_latency(models_dir: Path, timeout_s: float = 150) -> None:
+    """The same path under `dagster dev` (daemon + sensor every 5 s + run launch)."""
+    import shutil
+    import signal
+    import subprocess
+
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    from ingestion import kafka_client
+    from ingestion.broker import EmbeddedBroker
+    from lakehouse.config import Settings
+    from lakehouse.instance import ensure_dagster_home
+    from sentiment.generator import Crisis, generate_social
+    from sentiment.tables import alerts_uri, social_sentiment_uri
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from sentiment_kit import Receiver
+    from testkit import free_port
+
+    root = Path(__file__).resolve().parent.parent
+    home = Path(tempfile.mkdtemp(prefix="bench-sentiment-daemon-"))
+    shutil.copytree(models_dir, home / "models", dirs_exist_ok=True)
+
+    def rows(uri: str) -> int:
+        try:
+            return DeltaTable(uri).to_pyarrow_table().num_rows
+        except TableNotFoundError:
+            return 0
+
+    with Receiver() as hook:
+        os.environ.update(
+            LAKEHOUSE_HOME=str(home),
+            LAKEHOUSE_BROKER_PORT=str(free_port()),
+            LAKEHOUSE_ALERT_WEBHOOK_URL=hook.url,
+        )
+        settings = Settings.from_env()
+        broker = EmbeddedBroker(settings)
+        broker.start()
+        broker.ensure_topics()
+        ensure_dagster_home(settings)
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        dagster = Path(sys.executable).absolute().parent / "dagster"
+        cmd = [
+            str(dagster),
+            "dev",
+            "-w",
+            str(root / "workspace.yaml"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(free_port()),
+        ]
+        log = open(home / "dagster-dev.log", "wb")  # noqa: SIM115 - closed below
+        proc = subprocess.Popen(
+            cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            now = datetime.now(UTC).replace(microsecond=0)
+            warm = generate_social(
+                now - timedelta(hours=2), now - timedelta(hours=1), seed=3, scale=0.2
+            )
+            kafka_client.produce(broker.bootstrap, "social_raw", warm.messages())
+            started = time.perf_counter()
+            while (
+                rows(social_sentiment_uri(settings)) == 0
+                and time.perf_counter() - started < timeout_s
+            ):
+                time.sleep(0.5)
+            warm_s = time.perf_counter() - started
+            time.sleep(6)  # let the warm-up run finish
+            before = rows(social_sentiment_uri(settings))
+            crisis = generate_social(
+                now - timedelta(minutes=50),
+                now - timedelta(minutes=20),
+                seed=4,
+                scale=0.5,
+                crisis=Crisis(now - timedelta(minutes=50), 30, "delivery", extra_per_minute=20),
+            )
+            burst = [m for m, t in zip(crisis.messages(), crisis.truth, strict=True) if t["crisis"]]
+            produced = time.perf_counter()
+            kafka_client.produce(broker.bootstrap, "social_raw", burst)
+            first_row = alert_at = None
+            while time.perf_counter() - produced < timeout_s and (
+                first_row is None or alert_at is None
+            ):
+                if first_row is None and rows(social_sentiment_uri(settings)) > before:
+                    first_row = time.perf_counter() - produced
+                if alert_at is None and rows(alerts_uri(settings)):
+                    alert_at = time.perf_counter() - produced
+                time.sleep(0.25)
+            print(
+                "\n## End-to-end latency under `dagster dev` (daemon, sensor ≥ 5 s, run launched per range)"
+            )
+            print(f"  first warm-up range (dagster start + first run): {warm_s:.1f} s")
+            print(
+                f"  produce on social_raw → rows in social_sentiment: {first_row if first_row is None else round(first_row, 1)} s"
+            )
+            print(
+                f"  produce on social_raw → alert stored and webhook called: {alert_at if alert_at is None else round(alert_at, 1)} s"
+            )
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+            log.close()
+            broker.stop()
+            kept = Path(tempfile.gettempdir()) / "bench-sentiment-dagster-dev.log"
+            shutil.copy(home / "dagster-dev.log", kept)
+            shutil.rmtree(home, ignore_errors=True)
+            print(f"  (dagster dev log: {kept})")
+
+
 def evaluation(models_dir: Path) -> None:
     from sentiment import aspects, datasets
     from sentiment.classifier import evaluate
@@ -280,16 +398,23 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=8000)
     parser.add_argument("--transformer-posts", type=int, default=1000)
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--daemon", action="store_true", help="also measure under `dagster dev`")
+    parser.add_argument("--only-daemon", action="store_true")
     args = parser.parse_args()
     from lakehouse.config import Settings
 
     models_dir = Settings.from_env().models_dir
     print(f"models: {models_dir}; cpus: {os.cpu_count()} (shared with other agents' work)")
+    if args.only_daemon:
+        daemon_latency(models_dir)
+        return
     throughput(models_dir, args.posts, args.transformer_posts)
     evaluation(models_dir)
     ablation(models_dir)
     if not args.skip_latency:
         latency(models_dir)
+    if args.daemon:
+        daemon_latency(models_dir)
 
 
 if __name__ == "__main__":

@@ -50,8 +50,8 @@ core_defs = dg.Definitions(
     executor=dg.in_process_executor,
 )
 
-from dagster_project.sentiment import defs as sentiment_defs  # noqa: E402
+from dagster_project import sentiment  # noqa: E402
 
-DOMAIN_DEFS: list[dg.Definitions] = [sentiment_defs]
+DOMAIN_DEFS: list[dg.Definitions] = [sentiment.defs]
 
 defs = dg.Definitions.merge(core_defs, *DOMAIN_DEFS)
