@@ -9,6 +9,7 @@ Nothing heavy is imported at module level.
 
 import dagster as dg
 
+from dagster_project.lineage import lineage_run
 from dagster_project.resources import LakehouseResource
 
 
@@ -47,13 +48,19 @@ def _v(value: int | None) -> int:
 def silver_social(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource
 ) -> dg.MaterializeResult:
+    from lake.tables import RAW_SCHEMA, raw_uri
     from sentiment.outbox import publish_new_rows
     from sentiment.pipeline import build_silver_social, clean_message
-    from sentiment.tables import CLEAN_TOPIC, silver_social_uri
+    from sentiment.tables import CLEAN_TOPIC, SILVER_SOCIAL_SCHEMA, silver_social_uri
 
     settings = lakehouse.settings()
-    result = build_silver_social(settings)
     uri = silver_social_uri(settings)
+    inputs = [("raw_social_raw", raw_uri(settings, "social_raw"), RAW_SCHEMA)]
+    with lineage_run(
+        settings, context, inputs, [("silver_social", uri, SILVER_SOCIAL_SCHEMA)]
+    ) as h:
+        result = build_silver_social(settings)
+        h.set_output_stats("silver_social", result.rows_written)
     published = publish_new_rows(settings, lakehouse.bootstrap(), CLEAN_TOPIC, uri, clean_message)
     context.log.info(result.summary() + f"; {published} messages to {CLEAN_TOPIC}")
     return dg.MaterializeResult(metadata={**_metadata(result, uri), "published": published})
@@ -79,11 +86,21 @@ def silver_social_sentiment(
 ) -> dg.MaterializeResult:
     from sentiment.outbox import publish_new_rows
     from sentiment.pipeline import build_social_sentiment, sentiment_message
-    from sentiment.tables import SENTIMENT_TOPIC, social_sentiment_uri
+    from sentiment.tables import (
+        SENTIMENT_TOPIC,
+        SILVER_SOCIAL_SCHEMA,
+        SOCIAL_SENTIMENT_SCHEMA,
+        silver_social_uri,
+        social_sentiment_uri,
+    )
 
     settings = lakehouse.settings()
-    result = build_social_sentiment(settings, settings.sentiment_encoder)
     uri = social_sentiment_uri(settings)
+    inputs = [("silver_social", silver_social_uri(settings), SILVER_SOCIAL_SCHEMA)]
+    outputs = [("silver_social_sentiment", uri, SOCIAL_SENTIMENT_SCHEMA)]
+    with lineage_run(settings, context, inputs, outputs) as h:
+        result = build_social_sentiment(settings, settings.sentiment_encoder)
+        h.set_output_stats("silver_social_sentiment", result.rows_written)
     published = publish_new_rows(
         settings, lakehouse.bootstrap(), SENTIMENT_TOPIC, uri, sentiment_message
     )
@@ -110,10 +127,24 @@ def silver_sentiment_index(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource
 ) -> dg.MaterializeResult:
     from sentiment.pipeline import build_sentiment_index
-    from sentiment.tables import sentiment_index_uri
+    from sentiment.tables import (
+        ALERTS_SCHEMA,
+        SENTIMENT_INDEX_SCHEMA,
+        SOCIAL_SENTIMENT_SCHEMA,
+        alerts_uri,
+        sentiment_index_uri,
+        social_sentiment_uri,
+    )
 
     settings = lakehouse.settings()
-    result, raised = build_sentiment_index(settings)
+    inputs = [("silver_social_sentiment", social_sentiment_uri(settings), SOCIAL_SENTIMENT_SCHEMA)]
+    outputs = [
+        ("silver_sentiment_index", sentiment_index_uri(settings), SENTIMENT_INDEX_SCHEMA),
+        ("alerts", alerts_uri(settings), ALERTS_SCHEMA),
+    ]
+    with lineage_run(settings, context, inputs, outputs) as h:
+        result, raised = build_sentiment_index(settings)
+        h.set_output_stats("silver_sentiment_index", result.rows_written)
     for alert in raised:
         context.log.warning(
             f"ALERT {alert['alert_id']}: {alert['summary']} ({alert['delivery_status']})"
@@ -171,6 +202,23 @@ def sentiment_negative_wordcloud(
     return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(path)), "words": words})
 
 
+@dg.asset_check(
+    asset=silver_social_sentiment,
+    blocking=True,
+    description=(
+        "Every classified post has a label in {pos, neu, neg}, a confidence in [0, 1], at "
+        "least one known aspect, a language fr/en and an engagement weight ≥ 1; post_id unique."
+    ),
+)
+def silver_social_sentiment_contract(lakehouse: LakehouseResource) -> dg.AssetCheckResult:
+    from sentiment.quality import social_sentiment_violations
+
+    violations = social_sentiment_violations(lakehouse.settings())
+    return dg.AssetCheckResult(
+        passed=not any(violations.values()), metadata={k: int(v) for k, v in violations.items()}
+    )
+
+
 dashboard_job = dg.define_asset_job(
     "refresh_sentiment_wordcloud", selection=dg.AssetSelection.assets(sentiment_negative_wordcloud)
 )
@@ -182,6 +230,7 @@ defs = dg.Definitions(
         silver_sentiment_index,
         sentiment_negative_wordcloud,
     ],
+    asset_checks=[silver_social_sentiment_contract],
     jobs=[train_sentiment_model, dashboard_job],
     schedules=[
         dg.ScheduleDefinition(

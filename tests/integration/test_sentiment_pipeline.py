@@ -78,6 +78,10 @@ def test_stream_to_sentiment_topics_tables_and_one_alert(
         [request] = tick.run_requests
         result = _execute(request)
         assert result.success
+        [check] = result.get_asset_check_evaluations()
+        assert check.passed and check.check_name == "silver_social_sentiment_contract"
+        lineage = settings.lineage_file.read_text()
+        assert "silver_social_sentiment" in lineage and "silver_sentiment_index" in lineage
 
         silver = DeltaTable(silver_social_uri(settings)).to_pyarrow_table()
         assert silver.num_rows == len(stream.events)
