@@ -17,6 +17,7 @@ from dagster_project.assets.silver import SILVER_ASSETS
 from dagster_project.checks import QUALITY_CHECKS
 from dagster_project.forecasting import defs as supply_chain_defs
 from dagster_project.fraud import defs as fraud_defs
+from dagster_project.sentiment import defs as sentiment_defs
 from dagster_project.resources import LakehouseResource
 from dagster_project.sensors import INGEST_JOBS, NIGHTLY_TAG, SENSORS
 
@@ -56,6 +57,6 @@ core_defs = dg.Definitions(
     executor=dg.in_process_executor,
 )
 
-DOMAIN_DEFS: list[dg.Definitions] = [fraud_defs, supply_chain_defs]
+DOMAIN_DEFS: list[dg.Definitions] = [fraud_defs, sentiment_defs, supply_chain_defs]
 
 defs = dg.Definitions.merge(core_defs, *DOMAIN_DEFS)

@@ -7,16 +7,18 @@ Same as dbt-duckdb's own `delta` plugin, with two additions:
   schema says `string`, and DuckDB's filter pushdown into a pyarrow dataset then fails
   (`greater_equal(string, string_view)`). Declaring string columns as `string_view` makes
   pyarrow cast every file to one type and makes DuckDB evaluate those filters itself;
-- a source may declare `empty_schema` (column → DuckDB type) in its meta: when its Delta table
-  does not exist yet, the source is an empty table of that schema instead of an error. The
-  supply-chain gold tables use it: they are written by the nightly forecasting assets, and a
-  `dbt build` on a lake where those never ran (a fresh demo, the 15-minute refresh, the CLI,
-  CI) must still build every model — empty — rather than fail or need a dbt variable. Silver
-  sources declare no `empty_schema`: a missing silver table stays an error.
+- a source may declare `empty_schema` in its meta — column → DuckDB type, or
+  "module:ATTRIBUTE" naming a pyarrow schema: when its Delta table does not exist yet, the
+  source is an empty table of that schema instead of an error. The use-case sources use it
+  (fraud decisions and labels, social sentiment, the supply-chain tables written by the
+  nightly forecasting assets): a `dbt build` on a lake where those never ran (a fresh demo,
+  the 15-minute refresh, the CLI, CI) must still build every model — empty — rather than fail
+  or need a dbt variable. Core silver sources declare none: a missing one stays an error.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import duckdb
@@ -50,6 +52,9 @@ class Plugin(BasePlugin):
         storage_options = source_config.get("storage_options") or None
         empty_schema = source_config.get("empty_schema")
         if empty_schema and not DeltaTable.is_deltatable(path, storage_options=storage_options):
+            if isinstance(empty_schema, str):  # "module:ATTRIBUTE", a pyarrow schema
+                module, _, attribute = empty_schema.partition(":")
+                return getattr(importlib.import_module(module), attribute).empty_table()
             return empty_table(dict(empty_schema))
         table = DeltaTable(path, storage_options=storage_options)
         if source_config.get("as_of_version") is not None:

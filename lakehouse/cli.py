@@ -16,6 +16,7 @@ from forecasting.cli import supply_app
 from fraud.cli import fraud_app
 from lakehouse.config import Settings
 from lakehouse.errors import ConfigError, LakehouseError
+from sentiment.cli import app as _sentiment_app
 
 app = typer.Typer(
     add_completion=False,
@@ -26,6 +27,7 @@ app = typer.Typer(
 broker_app = typer.Typer(no_args_is_help=True, help="The embedded Kafka-protocol broker (tansu).")
 app.add_typer(broker_app, name="broker")
 app.add_typer(fraud_app, name="fraud")
+app.add_typer(_sentiment_app, name="sentiment")
 app.command("rop")(rop_command)
 app.add_typer(supply_app, name="supply")
 
@@ -92,6 +94,7 @@ class GenerateKind(StrEnum):
     transactions = "transactions"
     all = "all"
     supply = "supply"
+    social = "social"
 
 
 GENERATED = {
@@ -108,6 +111,7 @@ GENERATED = {
         "shipment_readings",
         "weather",
     ),
+    GenerateKind.social: ("social_raw",),
 }
 
 
@@ -119,7 +123,9 @@ def generate(
             help="orders (+ sessions; Annex B: 5 cities, 20 SKUs, 50-200/min), inventory "
             "(initial stock, then 5-minute updates consistent with the same orders), "
             "transactions (+ fraud_labels: card payments with labelled fraud scenarios, "
-            "chargebacks days later; 20 payments/min at scale 1), all (retail topics), or "
+            "chargebacks days later; 20 payments/min at scale 1), all (retail topics), "
+            "social (social_raw posts, Annex B: 10-50/min, 20% negative; crisis injection: "
+            "`lakehouse sentiment generate`), or "
             "supply (history only: daily-aggregate orders, stock snapshots, purchase orders, "
             "receipts, shipments, readings, weather; default --scale 0.01)"
         ),
@@ -155,7 +161,15 @@ def generate(
         raise ConfigError("supply is a history generator: use --backfill-days (e.g. 730)")
     topics = GENERATED[kind]
     bootstrap = _bootstrap(_settings())
-    if kind is GenerateKind.supply:
+    if kind is GenerateKind.social:
+        from sentiment.generator import produce_social
+
+        if backfill_days is not None:
+            sent = produce_social(bootstrap, backfill_days * 24 * 60, None, seed, scale or 1.0)
+        else:
+            print(f"sending {minutes} simulated minutes at speed x{speed} (Ctrl-C stops)")
+            sent = produce_social(bootstrap, minutes or 0, speed, seed, scale or 1.0)
+    elif kind is GenerateKind.supply:
         sent = backfill_supply(bootstrap, backfill_days or 0, seed, scale or SUPPLY_DEFAULT_SCALE)
     elif backfill_days is not None:
         sent = backfill(bootstrap, backfill_days, seed, scale or 1.0, topics, fraud_rate=fraud_rate)

@@ -97,6 +97,7 @@ class Settings:
     redis_url: str | None
     mlflow_tracking_uri: str
     alert_webhook_url: str | None
+    sentiment_encoder: str = "static"
     storage_options: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -198,6 +199,13 @@ class Settings:
                 _url,
                 "use the http(s) URL of a Slack-compatible webhook, or unset it to only store alerts",
             ),
+            sentiment_encoder=_parse(
+                env,
+                "LAKEHOUSE_SENTIMENT_ENCODER",
+                "static",
+                _sentiment_encoder,
+                "use static (distilled MiniLM, fast) or transformer (full MiniLM)",
+            ),
             storage_options=_storage_options(env),
         )
 
@@ -234,6 +242,12 @@ class Settings:
     def table_uri(self, zone: str, name: str) -> str:
         """Location of a Delta table: `<lake>/<zone>/<name>` (zones: raw, silver, gold, _dead_letter)."""
         return f"{self.lake_root}/{zone}/{name}" if name else f"{self.lake_root}/{zone}"
+
+
+def _sentiment_encoder(text: str) -> str:
+    if text not in ("static", "transformer"):
+        raise ValueError("expected static or transformer")
+    return text
 
 
 def _non_empty(text: str) -> str:

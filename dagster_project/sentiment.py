@@ -1,0 +1,247 @@
+"""Social-media sentiment: raw_social_raw → silver_social → silver_social_sentiment →
+silver_sentiment_index (+ alerts), Kafka topics social_clean / social_sentiment, the model
+head, and the negative wordcloud. Wiring only: the work is in the `sentiment` package.
+
+The streaming assets run inside `ingest_social_raw` (everything downstream of raw_social_raw);
+the head is trained on first need by the classifier, or on its own schedule (nightly tag).
+Nothing heavy is imported at module level.
+"""
+
+import dagster as dg
+
+from dagster_project.lineage import lineage_run
+from dagster_project.resources import LakehouseResource
+
+
+def _metadata(result: object, uri: str) -> dict[str, object]:
+    counts = getattr(result, "counts", {})
+    return {
+        "rows_written": getattr(result, "rows_written", 0),
+        "source_rows_read": getattr(result, "rows_read", 0),
+        "source_version_from": _v(getattr(result, "source_version_from", None)),
+        "source_version_to": _v(getattr(result, "source_version_to", None)),
+        "delta_version": _v(getattr(result, "table_version", None)),
+        "seconds": round(float(getattr(result, "seconds", 0.0)), 3),
+        "path": dg.MetadataValue.path(uri),
+        **{k: int(v) for k, v in counts.items()},
+    }
+
+
+def _v(value: int | None) -> int:
+    return -1 if value is None else value
+
+
+@dg.asset(
+    deps=["raw_social_raw"],
+    group_name="silver",
+    kinds={"duckdb", "delta", "kafka"},
+    owners=["team:social-insights"],
+    pool="silver_social",
+    description=(
+        "Every social post once (MERGE on post_id), partitioned by event_date: language "
+        "detected with lingua (the declared lang is kept, not trusted), brand mentioned, "
+        "cleaned text (URLs/emojis/mentions as tokens, stopwords out, negations kept), exact "
+        "and MinHash near-duplicates (duplicate_of), spam score (rules + model). New rows are "
+        "published to Kafka topic `social_clean` (key post_id; at-least-once, outbox-tracked)."
+    ),
+)
+def silver_social(
+    context: dg.AssetExecutionContext, lakehouse: LakehouseResource
+) -> dg.MaterializeResult:
+    from lake.tables import RAW_SCHEMA, raw_uri
+    from sentiment.outbox import publish_new_rows
+    from sentiment.pipeline import build_silver_social, clean_message
+    from sentiment.tables import CLEAN_TOPIC, SILVER_SOCIAL_SCHEMA, silver_social_uri
+
+    settings = lakehouse.settings()
+    uri = silver_social_uri(settings)
+    inputs = [("raw_social_raw", raw_uri(settings, "social_raw"), RAW_SCHEMA)]
+    with lineage_run(
+        settings, context, inputs, [("silver_social", uri, SILVER_SOCIAL_SCHEMA)]
+    ) as h:
+        result = build_silver_social(settings)
+        h.set_output_stats("silver_social", result.rows_written)
+    published = publish_new_rows(settings, lakehouse.bootstrap(), CLEAN_TOPIC, uri, clean_message)
+    context.log.info(result.summary() + f"; {published} messages to {CLEAN_TOPIC}")
+    return dg.MaterializeResult(metadata={**_metadata(result, uri), "published": published})
+
+
+@dg.asset(
+    deps=[silver_social],
+    group_name="silver",
+    kinds={"pytorch", "delta", "kafka"},
+    owners=["team:social-insights"],
+    pool="silver_social_sentiment",
+    description=(
+        "One row per classified post (not spam, not a duplicate, French or English): label "
+        "pos/neu/neg, confidence, aspects[] (product, price, delivery, customer_service, "
+        "other) and keyphrases, engagement weight. Classifier: MiniLM sentence embedding "
+        "(LAKEHOUSE_SENTIMENT_ENCODER: static distilled or full transformer) + lexicon score + "
+        "sarcasm cues → logistic head (trained on first need). Published to Kafka topic "
+        "`social_sentiment` (key post_id)."
+    ),
+)
+def silver_social_sentiment(
+    context: dg.AssetExecutionContext, lakehouse: LakehouseResource
+) -> dg.MaterializeResult:
+    from sentiment.outbox import publish_new_rows
+    from sentiment.pipeline import build_social_sentiment, sentiment_message
+    from sentiment.tables import (
+        SENTIMENT_TOPIC,
+        SILVER_SOCIAL_SCHEMA,
+        SOCIAL_SENTIMENT_SCHEMA,
+        silver_social_uri,
+        social_sentiment_uri,
+    )
+
+    settings = lakehouse.settings()
+    uri = social_sentiment_uri(settings)
+    inputs = [("silver_social", silver_social_uri(settings), SILVER_SOCIAL_SCHEMA)]
+    outputs = [("silver_social_sentiment", uri, SOCIAL_SENTIMENT_SCHEMA)]
+    with lineage_run(settings, context, inputs, outputs) as h:
+        result = build_social_sentiment(settings, settings.sentiment_encoder)
+        h.set_output_stats("silver_social_sentiment", result.rows_written)
+    published = publish_new_rows(
+        settings, lakehouse.bootstrap(), SENTIMENT_TOPIC, uri, sentiment_message
+    )
+    context.log.info(result.summary() + f"; {published} messages to {SENTIMENT_TOPIC}")
+    return dg.MaterializeResult(metadata={**_metadata(result, uri), "published": published})
+
+
+@dg.asset(
+    deps=[silver_social_sentiment],
+    group_name="silver",
+    kinds={"duckdb", "delta"},
+    owners=["team:social-insights"],
+    pool="silver_sentiment_index",
+    description=(
+        "Engagement-weighted sentiment index per hour × source × aspect × brand: score = "
+        "(pos − neg) / total, weighted_score with w = 1 + ln(1 + likes + 2·replies + 3·shares). "
+        "Then the seed's crisis rule per hour × brand × aspect (weighted score < −0.25 AND "
+        "neg > 7-day hourly mean + 2σ, at least 5 negatives): alerts to "
+        "LAKEHOUSE_ALERT_WEBHOOK_URL (Slack + PagerDuty Events v2 payloads, 6 h cooldown per "
+        "brand × aspect) and rows in the `alerts` Delta table."
+    ),
+)
+def silver_sentiment_index(
+    context: dg.AssetExecutionContext, lakehouse: LakehouseResource
+) -> dg.MaterializeResult:
+    from sentiment.pipeline import build_sentiment_index
+    from sentiment.tables import (
+        ALERTS_SCHEMA,
+        SENTIMENT_INDEX_SCHEMA,
+        SOCIAL_SENTIMENT_SCHEMA,
+        alerts_uri,
+        sentiment_index_uri,
+        social_sentiment_uri,
+    )
+
+    settings = lakehouse.settings()
+    inputs = [("silver_social_sentiment", social_sentiment_uri(settings), SOCIAL_SENTIMENT_SCHEMA)]
+    outputs = [
+        ("silver_sentiment_index", sentiment_index_uri(settings), SENTIMENT_INDEX_SCHEMA),
+        ("alerts", alerts_uri(settings), ALERTS_SCHEMA),
+    ]
+    with lineage_run(settings, context, inputs, outputs) as h:
+        result, raised = build_sentiment_index(settings)
+        h.set_output_stats("silver_sentiment_index", result.rows_written)
+    for alert in raised:
+        context.log.warning(
+            f"ALERT {alert['alert_id']}: {alert['summary']} ({alert['delivery_status']})"
+        )
+    context.log.info(result.summary())
+    return dg.MaterializeResult(
+        metadata={
+            **_metadata(result, sentiment_index_uri(settings)),
+            "alerts_raised": len(raised),
+        }
+    )
+
+
+@dg.op(
+    description=(
+        "Trains the sentiment head of the configured encoder on the shipped labelled data "
+        "(sentiment/data) and evaluates it against the lexicon baseline on the held-out set, "
+        "per language. Saved under LAKEHOUSE_HOME/models/sentiment/. An op job, not an asset: "
+        "whole-graph materializations never wait for a retraining (the classifier trains the "
+        "head itself on first need)."
+    )
+)
+def train_sentiment_head(context: dg.OpExecutionContext, lakehouse: LakehouseResource) -> None:
+    from sentiment.classifier import evaluate, train_head
+
+    settings = lakehouse.settings()
+    encoder = settings.sentiment_encoder
+    train_head(settings.models_dir, encoder)  # type: ignore[arg-type]
+    for evaluation in evaluate(settings.models_dir, (encoder,)):  # type: ignore[arg-type]
+        context.log.info(evaluation.table())
+
+
+@dg.job(description="Retrain and evaluate the sentiment head (nightly).")
+def train_sentiment_model() -> None:
+    train_sentiment_head()
+
+
+@dg.asset(
+    deps=["sentiment_negative_words"],
+    group_name="gold",
+    kinds={"python"},
+    owners=["team:social-insights"],
+    description=(
+        "PNG wordcloud of the words of negative posts over the last 7 days (gold "
+        "sentiment_negative_words), next to the gold DuckDB file."
+    ),
+)
+def sentiment_negative_wordcloud(
+    context: dg.AssetExecutionContext, lakehouse: LakehouseResource
+) -> dg.MaterializeResult:
+    from sentiment.dashboard import render_negative_wordcloud
+
+    path, words = render_negative_wordcloud(lakehouse.settings())
+    context.log.info(f"wordcloud of {words} words at {path}")
+    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(path)), "words": words})
+
+
+@dg.asset_check(
+    asset=silver_social_sentiment,
+    blocking=True,
+    description=(
+        "Every classified post has a label in {pos, neu, neg}, a confidence in [0, 1], at "
+        "least one known aspect, a language fr/en and an engagement weight ≥ 1; post_id unique."
+    ),
+)
+def silver_social_sentiment_contract(lakehouse: LakehouseResource) -> dg.AssetCheckResult:
+    from sentiment.quality import social_sentiment_violations
+
+    violations = social_sentiment_violations(lakehouse.settings())
+    return dg.AssetCheckResult(
+        passed=not any(violations.values()), metadata={k: int(v) for k, v in violations.items()}
+    )
+
+
+dashboard_job = dg.define_asset_job(
+    "refresh_sentiment_wordcloud", selection=dg.AssetSelection.assets(sentiment_negative_wordcloud)
+)
+
+defs = dg.Definitions(
+    assets=[
+        silver_social,
+        silver_social_sentiment,
+        silver_sentiment_index,
+        sentiment_negative_wordcloud,
+    ],
+    asset_checks=[silver_social_sentiment_contract],
+    jobs=[train_sentiment_model, dashboard_job],
+    schedules=[
+        dg.ScheduleDefinition(
+            name="train_sentiment_model_nightly",
+            job=train_sentiment_model,
+            cron_schedule="30 2 * * *",
+        ),
+        dg.ScheduleDefinition(
+            name="refresh_sentiment_wordcloud_every_15_minutes",
+            job=dashboard_job,
+            cron_schedule="5-59/15 * * * *",
+        ),
+    ],
+)

@@ -1,0 +1,129 @@
+"""Delta tables and Kafka topics of the sentiment use case (schemas are the contract)."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from lakehouse.config import Settings
+
+UTC_TS = pa.timestamp("us", tz="UTC")
+CLEAN_TOPIC = "social_clean"
+SENTIMENT_TOPIC = "social_sentiment"
+OUTPUT_TOPICS = (CLEAN_TOPIC, SENTIMENT_TOPIC)
+
+_LINEAGE = [
+    pa.field("source_epoch", pa.int32(), nullable=False),
+    pa.field("source_partition", pa.int32(), nullable=False),
+    pa.field("source_offset", pa.int64(), nullable=False),
+    pa.field("ingested_at", UTC_TS, nullable=False),
+]
+
+# silver_social: every post once (MERGE on post_id), cleaned and flagged; partitioned by day.
+SILVER_SOCIAL_SCHEMA = pa.schema(
+    [
+        pa.field("post_id", pa.string(), nullable=False),
+        pa.field("ts", UTC_TS, nullable=False),
+        pa.field("event_date", pa.date32(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("lang_declared", pa.string()),
+        pa.field("lang", pa.string(), nullable=False),
+        pa.field("brand", pa.string(), nullable=False),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("clean_text", pa.string(), nullable=False),
+        pa.field("likes", pa.int64(), nullable=False),
+        pa.field("replies", pa.int64(), nullable=False),
+        pa.field("shares", pa.int64(), nullable=False),
+        pa.field("text_hash", pa.string(), nullable=False),
+        pa.field("minhash", pa.binary(), nullable=False),
+        pa.field("duplicate_of", pa.string()),
+        pa.field("duplicate_kind", pa.string()),
+        pa.field("spam_score", pa.float64(), nullable=False),
+        pa.field("spam_rules", pa.int32(), nullable=False),
+        pa.field("is_spam", pa.bool_(), nullable=False),
+        *_LINEAGE,
+    ]
+)
+
+# social_sentiment: one row per classified post (not spam, not a duplicate, fr/en).
+SOCIAL_SENTIMENT_SCHEMA = pa.schema(
+    [
+        pa.field("post_id", pa.string(), nullable=False),
+        pa.field("ts", UTC_TS, nullable=False),
+        pa.field("event_date", pa.date32(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("lang", pa.string(), nullable=False),
+        pa.field("brand", pa.string(), nullable=False),
+        pa.field("label", pa.string(), nullable=False),
+        pa.field("confidence", pa.float64(), nullable=False),
+        pa.field("aspects", pa.list_(pa.string()), nullable=False),
+        pa.field("keyphrases", pa.list_(pa.string()), nullable=False),
+        pa.field("clean_text", pa.string(), nullable=False),
+        pa.field("likes", pa.int64(), nullable=False),
+        pa.field("replies", pa.int64(), nullable=False),
+        pa.field("shares", pa.int64(), nullable=False),
+        pa.field("engagement_weight", pa.float64(), nullable=False),
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("classified_at", UTC_TS, nullable=False),
+    ]
+)
+
+# sentiment_index: hour × source × aspect × brand (a post counts once per aspect).
+SENTIMENT_INDEX_SCHEMA = pa.schema(
+    [
+        pa.field("hour", UTC_TS, nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("aspect", pa.string(), nullable=False),
+        pa.field("brand", pa.string(), nullable=False),
+        pa.field("posts", pa.int64(), nullable=False),
+        pa.field("pos", pa.int64(), nullable=False),
+        pa.field("neu", pa.int64(), nullable=False),
+        pa.field("neg", pa.int64(), nullable=False),
+        pa.field("weight_total", pa.float64(), nullable=False),
+        pa.field("weight_pos", pa.float64(), nullable=False),
+        pa.field("weight_neg", pa.float64(), nullable=False),
+        pa.field("score", pa.float64(), nullable=False),
+        pa.field("weighted_score", pa.float64(), nullable=False),
+    ]
+)
+
+ALERTS_SCHEMA = pa.schema(
+    [
+        pa.field("alert_id", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("brand", pa.string(), nullable=False),
+        pa.field("aspect", pa.string(), nullable=False),
+        pa.field("window_start", UTC_TS, nullable=False),
+        pa.field("window_end", UTC_TS, nullable=False),
+        pa.field("posts", pa.int64(), nullable=False),
+        pa.field("neg", pa.int64(), nullable=False),
+        pa.field("score", pa.float64(), nullable=False),
+        pa.field("neg_threshold", pa.float64(), nullable=False),
+        pa.field("mean_7d_neg", pa.float64(), nullable=False),
+        pa.field("std_7d_neg", pa.float64(), nullable=False),
+        pa.field("summary", pa.string(), nullable=False),
+        pa.field("delivered", pa.bool_(), nullable=False),
+        pa.field("delivery_status", pa.string(), nullable=False),
+        pa.field("created_at", UTC_TS, nullable=False),
+    ]
+)
+
+
+def silver_social_uri(settings: Settings) -> str:
+    return settings.table_uri("silver", "social")
+
+
+def social_sentiment_uri(settings: Settings) -> str:
+    return settings.table_uri("silver", "social_sentiment")
+
+
+def sentiment_index_uri(settings: Settings) -> str:
+    return settings.table_uri("silver", "sentiment_index")
+
+
+def alerts_uri(settings: Settings) -> str:
+    return settings.table_uri("silver", "alerts")
+
+
+def outbox_uri(settings: Settings) -> str:
+    """Publication log: which table version each output topic has been sent up to."""
+    return settings.table_uri("_outbox", "")
