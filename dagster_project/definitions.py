@@ -17,9 +17,9 @@ from dagster_project.assets.silver import SILVER_ASSETS
 from dagster_project.checks import QUALITY_CHECKS
 from dagster_project.forecasting import defs as supply_chain_defs
 from dagster_project.fraud import defs as fraud_defs
-from dagster_project.sentiment import defs as sentiment_defs
 from dagster_project.resources import LakehouseResource
 from dagster_project.sensors import INGEST_JOBS, NIGHTLY_TAG, SENSORS
+from dagster_project.sentiment import defs as sentiment_defs
 
 # dbt models over tables written by nightly assets (the supply-chain gold, ...) only change
 # when those run: their nightly job rebuilds them, the 15-minute refresh leaves them alone.
