@@ -26,7 +26,7 @@ from forecasting.inventory import (
     stockout_day,
     z_from_service_level,
 )
-from forecasting.models import Candidate, default_candidates
+from forecasting.models import MAX_HORIZON, Candidate, default_candidates
 from ingestion.generators.catalog import SKUS
 from lake.tables import silver_uri
 from lakehouse.config import Settings
@@ -115,6 +115,15 @@ def demand_frame(settings: Settings, options: ForecastOptions) -> tuple[pl.DataF
     if options.max_series:
         keep = sorted(daily["unique_id"].unique().to_list())[: options.max_series]
         daily = daily.filter(pl.col("unique_id").is_in(keep))
+    days = daily["ds"].n_unique()
+    # the first backtest window must leave the global model rows with a 28-day lag to learn from
+    needed = options.n_windows * options.window + MAX_HORIZON + 28
+    if days < needed:
+        raise LakehouseError(
+            f"silver_orders holds {days} days of demand; the {options.n_windows} x "
+            f"{options.window}-day backtest needs at least {needed}: backfill more history "
+            "(`lakehouse generate supply --backfill-days 730`) and ingest it"
+        )
     history = calendar_features(daily, weather)
     return history, future_frame(history, options.horizon, weather)
 

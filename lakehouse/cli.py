@@ -259,13 +259,22 @@ def demo(
     live_speed: Annotated[float, typer.Option(min=0.1, help="live acceleration")] = 60,
     seed: SeedOpt = 42,
     keep_broker: Annotated[bool, typer.Option(help="leave the embedded broker running")] = False,
+    use_cases: Annotated[
+        bool,
+        typer.Option(
+            "--use-cases/--retail-only",
+            help="also run fraud decisions, social sentiment and the nightly supply-chain job",
+        ),
+    ] = True,
 ) -> None:
     """End-to-end demo: broker, history, a live minute, Dagster raw → silver → gold, summary."""
     from lakehouse.demo import DemoOptions, run_demo
 
     run_demo(
         _settings(),
-        DemoOptions(history_days, history_scale, live_minutes, live_speed, seed, keep_broker),
+        DemoOptions(
+            history_days, history_scale, live_minutes, live_speed, seed, keep_broker, use_cases
+        ),
     )
 
 
@@ -336,6 +345,9 @@ def main() -> None:
     logging.getLogger("ingestion").setLevel(logging.INFO)
     logging.getLogger("lake").setLevel(logging.INFO)
     logging.getLogger("lakehouse").setLevel(logging.INFO)
+    # kafka-python 3 logs a traceback when a consumer is closed while a fetch is in flight
+    # (every bounded read ends that way) and warns about its own event-loop timing: noise.
+    logging.getLogger("kafka.net").setLevel(logging.CRITICAL)
     try:
         app()
     except LakehouseError as exc:

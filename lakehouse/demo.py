@@ -20,7 +20,7 @@ from ingestion.broker import TOPICS, EmbeddedBroker, ensure_running
 from ingestion.raw import lake_offsets, start_new_epoch
 from lake.tables import SILVER_TABLES, dead_letter_uri, raw_uri, silver_uri
 from lakehouse.config import Settings
-from lakehouse.generate import backfill, live
+from lakehouse.generate import backfill, backfill_supply, live
 from lakehouse.runner import materialize_selection
 
 
@@ -32,6 +32,15 @@ class DemoOptions:
     live_speed: float = 60  # ... replayed 60x faster: one wall-clock minute
     seed: int = 42
     keep_broker: bool = False
+    use_cases: bool = True  # fraud, sentiment and supply chain on top of the retail spine
+    fraud_scale: float = 0.05  # of the simulator's 20 payments/min (history and live)
+    social_hours: float = 3  # social history ending with a negative crisis (alert path)
+    supply_history_days: int = 365  # daily-aggregate demand before the order-level history
+
+
+# The micro-batch selection while live traffic flows: the streaming assets of every topic
+# (raw → silver → fraud decisions, sentiment), without dbt gold and nightly training.
+STREAMING = "(group:raw or group:silver or group:fraud) and not tag:lakehouse/cadence=nightly"
 
 
 def _step(message: str) -> float:
@@ -78,6 +87,8 @@ def run_demo(settings: Settings, options: DemoOptions = DemoOptions()) -> None:
             bootstrap, options.history_days, options.seed, options.history_scale, end=live_start
         )
         _done(t, "sent " + ", ".join(f"{n:,} {topic}" for topic, n in sent.items()))
+        if options.use_cases:
+            _backfill_use_cases(bootstrap, options, live_start)
 
         t = _step(
             f"Live traffic: {options.live_minutes:g} simulated minutes at x{options.live_speed:g}"
@@ -98,23 +109,80 @@ def run_demo(settings: Settings, options: DemoOptions = DemoOptions()) -> None:
             ),
             daemon=True,
         )
+        producers = [producer]
+        if options.use_cases:
+            payments = threading.Thread(
+                target=lambda: live_sent.update(
+                    live(
+                        bootstrap,
+                        options.live_minutes,
+                        options.live_speed,
+                        options.seed,
+                        options.fraud_scale * 10,  # denser live payments: decisions to watch
+                        ("transactions",),
+                        start=live_start,
+                    )
+                ),
+                daemon=True,
+            )
+            payments.start()
+            producers.append(payments)
         producer.start()
         batches = 0
-        while producer.is_alive():
-            # raw + silver for every topic, up to the current high-water marks
-            print("    " + materialize_selection(settings, "group:raw or group:silver"), flush=True)
+        while any(p.is_alive() for p in producers):
+            # streaming assets of every topic, up to the current high-water marks
+            print("    " + materialize_selection(settings, STREAMING), flush=True)
             batches += 1
-            producer.join(timeout=5)
+            for p in producers:
+                p.join(timeout=5 / len(producers))
         _done(t, f"sent {live_sent}; {batches} micro-batch runs during the live window")
 
-        t = _step("Materialize the whole graph (raw → silver → dbt gold, with checks)")
+        t = _step("Materialize the whole streaming graph (raw → silver → use cases → dbt gold)")
         print("    " + materialize_selection(settings, None).replace("\n", "\n    "), flush=True)
         _done(t, "graph materialized")
+        if options.use_cases:
+            t = _step("Nightly supply-chain job: forecasts, backtest, safety stock, ROP, ETA")
+            summary = materialize_selection(settings, "group:supply_chain")
+            print("    " + summary.replace("\n", "\n    "), flush=True)
+            _done(t, "forecasts and reorder proposals built")
     finally:
         if embedded is not None and started_broker and not options.keep_broker:
             embedded.stop()
     print_summary(settings)
     print(f"\nDemo finished in {time.monotonic() - t0:.0f}s.")
+
+
+def _backfill_use_cases(bootstrap: str, options: DemoOptions, end: datetime) -> None:
+    """History for the use cases: card payments (+ chargebacks) over the same days, and a few
+    hours of social posts ending with a crisis about delivery (one sentiment alert)."""
+    from sentiment.generator import Crisis, generate_social
+
+    t = _step(
+        f"Backfill use cases: {options.history_days:g} days of card payments (scale "
+        f"{options.fraud_scale:g}), {options.supply_history_days} days of supply-chain history "
+        f"before them, {options.social_hours:g} h of social posts with a crisis"
+    )
+    sent = backfill(
+        bootstrap,
+        options.history_days,
+        options.seed,
+        options.fraud_scale,
+        ("transactions", "fraud_labels"),
+        end=end,
+    )
+    # Supply-chain history (daily-aggregate orders at the same scale, suppliers, receipts,
+    # shipments, weather) for the year before the order-level history: the forecasts need a
+    # year of demand, and the two windows do not overlap, so demand is not counted twice.
+    supply_end = end - timedelta(days=options.history_days)
+    supply = backfill_supply(
+        bootstrap, options.supply_history_days, options.seed, options.history_scale, supply_end
+    )
+    sent |= {f"{topic} (supply history)": n for topic, n in supply.items()}
+    start = end - timedelta(hours=options.social_hours)
+    crisis = Crisis(end - timedelta(minutes=45), minutes=30, aspect="delivery")
+    posts = generate_social(start, end, options.seed, 0.2, crisis)
+    sent["social_raw"] = kafka_client.produce(bootstrap, "social_raw", posts.messages())
+    _done(t, "sent " + ", ".join(f"{n:,} {topic}" for topic, n in sent.items()))
 
 
 def _count(settings: Settings, uri: str) -> int | str:
@@ -124,6 +192,58 @@ def _count(settings: Settings, uri: str) -> int | str:
         return "-"
     actions = pa.table(table.get_add_actions(flatten=True))  # arro3 → pyarrow
     return int(pc.sum(actions["num_records"]).as_py() or 0)
+
+
+def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {
+        row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+    }
+
+
+def _print_use_cases(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    fraud = con.execute(
+        "SELECT coalesce(sum(transactions), 0), coalesce(sum(allowed), 0), "
+        "coalesce(sum(challenged), 0), coalesce(sum(blocked), 0), "
+        "coalesce(sum(fraud_eur_prevented), 0) FROM fraud_kpis"
+    ).fetchall()[0]
+    print(
+        f"\n    Fraud decisions: {fraud[0]:,} payments → {fraud[1]:,} ALLOW, {fraud[2]:,} "
+        f"CHALLENGE, {fraud[3]:,} BLOCK; {fraud[4]:,.2f} € of known fraud stopped "
+        "(gold.fraud_kpis; `lakehouse fraud serve` decides online)"
+    )
+    rows = con.execute(
+        "SELECT d, brand, sum(posts)::BIGINT AS posts, "
+        "round(sum(weighted_score * engagement_weight) / nullif(sum(engagement_weight), 0), 3) "
+        "FROM sentiment_daily WHERE d = (SELECT max(d) FROM sentiment_daily) "
+        "GROUP BY d, brand ORDER BY posts DESC LIMIT 3"
+    ).fetchall()
+    print("\n    Sentiment (engagement-weighted index, gold.sentiment_daily):")
+    for day, brand, posts, score in rows:
+        index = "-" if score is None else f"{score:+.3f}"
+        print(f"    {day} {brand:<12} {posts:>6} posts  index {index}")
+    try:
+        from sentiment.tables import alerts_uri
+
+        alerts = DeltaTable(alerts_uri(settings), storage_options=settings.storage_options or None)
+        for alert in (
+            alerts.to_pyarrow_table(columns=["summary"]).column("summary").to_pylist()[-3:]
+        ):
+            print(f"    ALERT {alert}")
+    except TableNotFoundError:
+        print("    no sentiment alert")
+    print("\n    Reorder proposals (gold.sc_reorder_proposals, first 5 by predicted stock-out):")
+    rows = con.execute(
+        "SELECT sku, store_id, position, rop, proposed_qty, predicted_stockout_date "
+        "FROM sc_reorder_proposals WHERE reorder_now "
+        "ORDER BY predicted_stockout_date NULLS LAST, sku, store_id LIMIT 5"
+    ).fetchall()
+    for sku, store, position, rop, qty, stockout in rows:
+        print(
+            f"    {sku:<6} {store:<12} position {position:>6}  ROP {rop:>6}  order {qty:>6}"
+            f"  stock-out {stockout or '-'}"
+        )
+    if not rows:
+        print("    none: every SKU × store is above its reorder point")
 
 
 def print_summary(settings: Settings) -> None:
@@ -161,6 +281,8 @@ def print_summary(settings: Settings) -> None:
                 f"    {sku:<6} {store:<12} on hand {on_hand:>5}  {avg:>6.1f}/day  "
                 f"cover {cover_text:>8}  {status}"
             )
+        if {"fraud_kpis", "sentiment_daily", "sc_reorder_proposals"} <= _tables(con):
+            _print_use_cases(con, settings)
     finally:
         con.close()
     print(
