@@ -69,6 +69,9 @@ mlflow: venv
 bench: venv
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/silver_gold.py
+	$(BIN)/python bench/fraud.py all
+	$(BIN)/python bench/sentiment.py
+	$(BIN)/python bench/supply_chain.py
 
 clean:
 	rm -rf .lakehouse dbt/target dbt/logs .pytest_cache .ruff_cache

@@ -55,7 +55,7 @@ def _topic_messages(bootstrap: str, topic: str) -> list[tuple[bytes, bytes]]:
     marks = kafka_client.probe_high_watermarks(bootstrap, topic)
     out: list[tuple[bytes, bytes]] = []
     for chunk in kafka_client.read_range(bootstrap, topic, {}, marks, idle_timeout_s=5):
-        out.extend((r.key, r.value) for r in chunk)  # type: ignore[misc]
+        out.extend(zip(chunk["key"].to_pylist(), chunk["value"].to_pylist(), strict=True))
     return out
 
 
