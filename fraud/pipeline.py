@@ -14,13 +14,12 @@ from datetime import UTC, datetime
 
 import polars as pl
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
-from deltalake.exceptions import TableNotFoundError
+from deltalake import CommitProperties, Transaction
 
 from fraud.features import FEATURES, batch_features
 from fraud.scoring import EVENT_FIELDS, score_frame
 from lake.silver import rows_added_since
-from lake.tables import UTC_TS, silver_uri
+from lake.tables import UTC_TS, insert_new_rows, open_table, silver_uri
 from lakehouse.config import Settings
 
 log = logging.getLogger(__name__)
@@ -82,49 +81,20 @@ class StepResult:
         return f"{self.table}: {self.rows_written} rows from {self.rows_in} new source rows in {self.seconds:.1f}s"
 
 
-def _open(uri: str, settings: Settings) -> DeltaTable | None:
-    try:
-        return DeltaTable(uri, storage_options=settings.storage_options or None)
-    except TableNotFoundError:
-        return None
-
-
 def read_table(
     settings: Settings, uri: str, columns: list[str] | None = None
 ) -> pl.DataFrame | None:
-    table = _open(uri, settings)
+    table = open_table(uri, settings)
     if table is None:
         return None
     return pl.from_arrow(table.to_pyarrow_dataset().to_table(columns=columns))  # type: ignore[return-value]
 
 
-def _merge_insert(
+def _insert(
     settings: Settings, uri: str, rows: pa.Table, marker: str, version: int, partition: str
 ) -> int:
     commit = CommitProperties(app_transactions=[Transaction(marker, version)])
-    target = _open(uri, settings)
-    if target is None:
-        write_deltalake(
-            uri,
-            rows,
-            mode="append",
-            partition_by=[partition],
-            storage_options=settings.storage_options or None,
-            commit_properties=commit,
-        )
-        return rows.num_rows
-    metrics = (
-        target.merge(
-            rows,
-            predicate=f"t.transaction_id = s.transaction_id AND t.{partition} = s.{partition}",
-            source_alias="s",
-            target_alias="t",
-            commit_properties=commit,
-        )
-        .when_not_matched_insert_all()
-        .execute()
-    )
-    return int(metrics.get("num_target_rows_inserted", 0))
+    return insert_new_rows(settings, uri, rows, "transaction_id", partition, commit)
 
 
 def build_features(settings: Settings) -> StepResult:
@@ -132,7 +102,7 @@ def build_features(settings: Settings) -> StepResult:
     silver history (windows and merchant risk need the past) with the labels in silver."""
     started = time.monotonic()
     uri = features_uri(settings)
-    target = _open(uri, settings)
+    target = open_table(uri, settings)
     processed = target.transaction_version(FEATURES_MARKER) if target else None
     new, version = rows_added_since(
         settings, silver_uri(settings, "silver_transactions"), processed
@@ -159,7 +129,7 @@ def build_features(settings: Settings) -> StepResult:
         )
         .select(FEATURES_SCHEMA.names)
     )
-    result.rows_written = _merge_insert(
+    result.rows_written = _insert(
         settings, uri, rows.to_arrow().cast(FEATURES_SCHEMA), FEATURES_MARKER, version, "tx_date"
     )
     result.seconds = time.monotonic() - started
@@ -176,7 +146,7 @@ def build_decisions(settings: Settings, model: object | None = None) -> StepResu
 
     started = time.monotonic()
     uri = decisions_uri(settings)
-    target = _open(uri, settings)
+    target = open_table(uri, settings)
     processed = target.transaction_version(DECISIONS_MARKER) if target else None
     new, version = rows_added_since(settings, features_uri(settings), processed)
     result = StepResult("fraud_decisions", processed, version, rows_in=new.num_rows)
@@ -213,7 +183,7 @@ def build_decisions(settings: Settings, model: object | None = None) -> StepResu
             / 1000.0
         ).alias("lag_ms"),
     )
-    result.rows_written = _merge_insert(
+    result.rows_written = _insert(
         settings,
         uri,
         rows.select(DECISIONS_SCHEMA.names).to_arrow().cast(DECISIONS_SCHEMA),

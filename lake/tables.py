@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.dataset as pads
-from deltalake import DeltaTable
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake.exceptions import TableNotFoundError
 
 from lakehouse.config import Settings
 
@@ -49,7 +50,7 @@ DEAD_LETTER_SCHEMA = pa.schema(
     ]
 )
 
-_LINEAGE = [
+LINEAGE_FIELDS = [
     pa.field("source_epoch", pa.int32(), nullable=False),
     pa.field("source_partition", pa.int32(), nullable=False),
     pa.field("source_offset", pa.int64(), nullable=False),
@@ -72,7 +73,7 @@ SILVER_ORDERS_SCHEMA = pa.schema(
         pa.field("qty", pa.int32(), nullable=False),
         pa.field("price", pa.float64(), nullable=False),
         pa.field("line_amount", pa.float64(), nullable=False),
-        *_LINEAGE,
+        *LINEAGE_FIELDS,
     ]
 )
 
@@ -86,7 +87,7 @@ SILVER_SESSIONS_SCHEMA = pa.schema(
         pa.field("channel", pa.string(), nullable=False),
         pa.field("city", pa.string(), nullable=False),
         pa.field("order_id", pa.string()),
-        *_LINEAGE,
+        *LINEAGE_FIELDS,
     ]
 )
 
@@ -102,7 +103,7 @@ SILVER_INVENTORY_SCHEMA = pa.schema(
         pa.field("on_order", pa.int64(), nullable=False),
         pa.field("sold_qty", pa.int64(), nullable=False),
         pa.field("received_qty", pa.int64(), nullable=False),
-        *_LINEAGE,
+        *LINEAGE_FIELDS,
     ]
 )
 
@@ -119,7 +120,7 @@ SILVER_INVENTORY_CURRENT_SCHEMA = pa.schema(
 
 
 def _supply_schema(*fields: tuple[str, pa.DataType, bool]) -> pa.schema:
-    return pa.schema([pa.field(n, t, nullable=not req) for n, t, req in fields] + _LINEAGE)
+    return pa.schema([pa.field(n, t, nullable=not req) for n, t, req in fields] + LINEAGE_FIELDS)
 
 
 # supply chain (forecasting/): one row per event, key in SUPPLY silver specs (lake/silver.py)
@@ -199,7 +200,7 @@ SILVER_TRANSACTIONS_SCHEMA = pa.schema(
         pa.field("ip_hash", pa.string()),
         pa.field("lat", pa.float64()),
         pa.field("lon", pa.float64()),
-        *_LINEAGE,
+        *LINEAGE_FIELDS,
     ]
 )
 
@@ -211,7 +212,7 @@ SILVER_FRAUD_LABELS_SCHEMA = pa.schema(
         pa.field("reported_at", UTC_TS, nullable=False),
         pa.field("ts", UTC_TS, nullable=False),
         pa.field("report_date", pa.date32(), nullable=False),
-        *_LINEAGE,
+        *LINEAGE_FIELDS,
     ]
 )
 
@@ -254,3 +255,48 @@ def consistent_dataset(table: DeltaTable) -> pads.Dataset:
         [f.with_type(pa.string_view()) if pa.types.is_string(f.type) else f for f in base]
     )
     return table.to_pyarrow_dataset(schema=views)
+
+
+def open_table(uri: str, settings: Settings) -> DeltaTable | None:
+    """The Delta table at `uri`, or None when none was written there yet."""
+    try:
+        return DeltaTable(uri, storage_options=settings.storage_options or None)
+    except TableNotFoundError:
+        return None
+
+
+def insert_new_rows(
+    settings: Settings,
+    uri: str,
+    rows: pa.Table,
+    key: str,
+    partition: str,
+    commit: CommitProperties,
+    target: DeltaTable | None = None,
+) -> int:
+    """Append `rows` whose (`key`, `partition`) is not in the table yet, in one commit carrying
+    `commit` (e.g. the txn marker of the source version processed): a re-run inserts nothing.
+    The first write creates the table, partitioned by `partition`. Returns rows inserted."""
+    target = target or open_table(uri, settings)
+    if target is None:
+        write_deltalake(
+            uri,
+            rows,
+            mode="append",
+            partition_by=[partition],
+            storage_options=settings.storage_options or None,
+            commit_properties=commit,
+        )
+        return rows.num_rows
+    metrics = (
+        target.merge(
+            rows,
+            predicate=f"t.{key} = s.{key} AND t.{partition} = s.{partition}",
+            source_alias="s",
+            target_alias="t",
+            commit_properties=commit,
+        )
+        .when_not_matched_insert_all()
+        .execute()
+    )
+    return int(metrics.get("num_target_rows_inserted", 0))

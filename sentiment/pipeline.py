@@ -19,10 +19,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
-from deltalake.exceptions import TableNotFoundError
 
 from lake.silver import rows_added_since
-from lake.tables import raw_uri
+from lake.tables import insert_new_rows, open_table, raw_uri
 from lakehouse.config import Settings
 from sentiment import preprocess
 from sentiment.generator import BRANDS
@@ -58,13 +57,6 @@ class StepResult:
             f"{self.table}: {self.rows_written} rows from {self.rows_read} source rows "
             f"in {self.seconds:.1f}s" + (f" ({extra})" if extra else "")
         )
-
-
-def _open(uri: str, settings: Settings) -> DeltaTable | None:
-    try:
-        return DeltaTable(uri, storage_options=settings.storage_options or None)
-    except TableNotFoundError:
-        return None
 
 
 def parse_raw(raw_batch: pa.Table) -> pa.Table:
@@ -147,42 +139,11 @@ def preprocess_posts(posts: pa.Table, history: preprocess.SeenPosts) -> pa.Table
     return table.select(SILVER_SOCIAL_SCHEMA.names).cast(SILVER_SOCIAL_SCHEMA)
 
 
-def _merge(
-    settings: Settings,
-    uri: str,
-    target: DeltaTable | None,
-    rows: pa.Table,
-    commit: CommitProperties,
-) -> int:
-    if target is None:
-        write_deltalake(
-            uri,
-            rows,
-            mode="append",
-            partition_by=["event_date"],
-            storage_options=settings.storage_options or None,
-            commit_properties=commit,
-        )
-        return rows.num_rows
-    metrics = (
-        target.merge(
-            rows,
-            predicate="t.post_id = s.post_id AND t.event_date = s.event_date",
-            source_alias="s",
-            target_alias="t",
-            commit_properties=commit,
-        )
-        .when_not_matched_insert_all()
-        .execute()
-    )
-    return int(metrics.get("num_target_rows_inserted", 0))
-
-
 def build_silver_social(settings: Settings) -> StepResult:
     """raw_social_raw rows added since the last run → silver_social (one commit)."""
     started = time.monotonic()
     uri = silver_social_uri(settings)
-    target = _open(uri, settings)
+    target = open_table(uri, settings)
     processed = target.transaction_version(SILVER_MARKER) if target else None
     raw, raw_version = rows_added_since(settings, raw_uri(settings, "social_raw"), processed)
     result = StepResult("silver_social", processed, raw_version, rows_read=raw.num_rows)
@@ -196,7 +157,9 @@ def build_silver_social(settings: Settings) -> StepResult:
     else:
         rows = SILVER_SOCIAL_SCHEMA.empty_table()
     commit = CommitProperties(app_transactions=[Transaction(SILVER_MARKER, raw_version)])
-    result.rows_written = _merge(settings, uri, target, rows, commit)
+    result.rows_written = insert_new_rows(
+        settings, uri, rows, "post_id", "event_date", commit, target
+    )
     result.counts = {
         "duplicates": int(pc.sum(pc.is_valid(rows["duplicate_of"])).as_py() or 0),
         "spam": int(pc.sum(rows["is_spam"]).as_py() or 0),
@@ -204,7 +167,7 @@ def build_silver_social(settings: Settings) -> StepResult:
             pc.sum(pc.invert(pc.is_in(rows["lang"], pa.array(CLASSIFIED_LANGS)))).as_py() or 0
         ),
     }
-    result.table_version = _open(uri, settings).version()  # type: ignore[union-attr]
+    result.table_version = open_table(uri, settings).version()  # type: ignore[union-attr]
     result.seconds = time.monotonic() - started
     return result
 
@@ -260,7 +223,7 @@ def build_social_sentiment(settings: Settings, encoder: str = "static") -> StepR
     duplicates and languages other than fr/en are not classified (counted)."""
     started = time.monotonic()
     uri = social_sentiment_uri(settings)
-    target = _open(uri, settings)
+    target = open_table(uri, settings)
     processed = target.transaction_version(SENTIMENT_MARKER) if target else None
     silver, version = rows_added_since(settings, silver_social_uri(settings), processed)
     result = StepResult("social_sentiment", processed, version, rows_read=silver.num_rows)
@@ -282,13 +245,15 @@ def build_social_sentiment(settings: Settings, encoder: str = "static") -> StepR
         else SOCIAL_SENTIMENT_SCHEMA.empty_table()
     )
     commit = CommitProperties(app_transactions=[Transaction(SENTIMENT_MARKER, version)])
-    result.rows_written = _merge(settings, uri, target, rows, commit)
+    result.rows_written = insert_new_rows(
+        settings, uri, rows, "post_id", "event_date", commit, target
+    )
     result.counts = {"skipped": silver.num_rows - posts.num_rows}
     for label in ("pos", "neu", "neg"):
         result.counts[label] = (
             int(pc.sum(pc.equal(rows["label"], label)).as_py() or 0) if rows.num_rows else 0
         )
-    result.table_version = _open(uri, settings).version()  # type: ignore[union-attr]
+    result.table_version = open_table(uri, settings).version()  # type: ignore[union-attr]
     result.seconds = time.monotonic() - started
     return result
 
@@ -340,7 +305,7 @@ def build_sentiment_index(settings: Settings) -> tuple[StepResult, list[dict[str
 
     started = time.monotonic()
     uri = sentiment_index_uri(settings)
-    target = _open(uri, settings)
+    target = open_table(uri, settings)
     processed = target.transaction_version(INDEX_MARKER) if target else None
     source_uri = social_sentiment_uri(settings)
     new, version = rows_added_since(settings, source_uri, processed)
@@ -351,7 +316,7 @@ def build_sentiment_index(settings: Settings) -> tuple[StepResult, list[dict[str
     hour_type = pa.timestamp("us", tz="UTC")
     hours = pc.unique(pc.floor_temporal(new["ts"], unit="hour"))
     lo, hi = pc.min(hours), pc.max(hours)
-    source = _open(source_uri, settings)
+    source = open_table(source_uri, settings)
     assert source is not None
     touched = source.to_pyarrow_dataset().to_table(
         filter=(pc.field("ts") >= lo.cast(hour_type))
@@ -382,7 +347,7 @@ def build_sentiment_index(settings: Settings) -> tuple[StepResult, list[dict[str
             .execute()
         )
     result.rows_written = rows.num_rows
-    refreshed = _open(uri, settings)
+    refreshed = open_table(uri, settings)
     assert refreshed is not None
     history_from = lo.as_py() - timedelta(hours=index.HISTORY_HOURS)
     window = (

@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from lake.tables import LINEAGE_FIELDS, UTC_TS
 from lakehouse.config import Settings
 
-UTC_TS = pa.timestamp("us", tz="UTC")
 CLEAN_TOPIC = "social_clean"
 SENTIMENT_TOPIC = "social_sentiment"
 OUTPUT_TOPICS = (CLEAN_TOPIC, SENTIMENT_TOPIC)
-
-_LINEAGE = [
-    pa.field("source_epoch", pa.int32(), nullable=False),
-    pa.field("source_partition", pa.int32(), nullable=False),
-    pa.field("source_offset", pa.int64(), nullable=False),
-    pa.field("ingested_at", UTC_TS, nullable=False),
-]
 
 # silver_social: every post once (MERGE on post_id), cleaned and flagged; partitioned by day.
 SILVER_SOCIAL_SCHEMA = pa.schema(
@@ -40,7 +33,7 @@ SILVER_SOCIAL_SCHEMA = pa.schema(
         pa.field("spam_score", pa.float64(), nullable=False),
         pa.field("spam_rules", pa.int32(), nullable=False),
         pa.field("is_spam", pa.bool_(), nullable=False),
-        *_LINEAGE,
+        *LINEAGE_FIELDS,
     ]
 )
 
