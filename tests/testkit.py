@@ -17,6 +17,25 @@ SEED_ORDER = {
 }
 
 
+# The seed's `transactions` example (section 1), exactly as written there.
+SEED_TRANSACTION = {
+    "transaction_id": "tx_987654",
+    "timestamp": "2025-08-16T12:00:05Z",
+    "account_id": "acc_123",
+    "card_hash": "4a1f...ed",
+    "amount": 249.90,
+    "currency": "EUR",
+    "merchant_id": "m_445",
+    "merchant_category": "electronics",
+    "channel": "ecom",
+    "country": "FR",
+    "device_id": "dvc_771",
+    "ip": "83.12.45.21",
+    "lat": 48.85,
+    "lon": 2.35,
+}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from testkit import SEED_TRANSACTION
 
 from fraud.pipeline import decisions_uri, features_uri, read_table
 from ingestion import kafka_client
@@ -37,22 +38,7 @@ CHAIN = " or ".join(
 )
 
 
-SEED_EVENT = {
-    "transaction_id": "ext_1",
-    "timestamp": "2026-11-02T11:00:05Z",
-    "account_id": "acc_123",
-    "card_hash": "4a1f...ed",
-    "amount": 249.90,
-    "currency": "EUR",
-    "merchant_id": "m_445",
-    "merchant_category": "electronics",
-    "channel": "ecom",
-    "country": "FR",
-    "device_id": "dvc_771",
-    "ip": "83.12.45.21",
-    "lat": 48.85,
-    "lon": 2.35,
-}
+SEED_EVENT = {**SEED_TRANSACTION, "transaction_id": "ext_1", "timestamp": "2026-11-02T11:00:05Z"}
 FOREIGN = [
     SEED_EVENT,
     {

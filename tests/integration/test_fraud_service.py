@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from testkit import free_port
+from testkit import SEED_TRANSACTION, free_port
 
 from fraud.features import online_features
 from fraud.rules import load_config
@@ -23,22 +23,7 @@ from lakehouse.config import Settings
 
 pytestmark = pytest.mark.integration
 
-SEED_EVENT = {
-    "transaction_id": "tx_987654",
-    "timestamp": "2025-08-16T12:00:05Z",
-    "account_id": "acc_123",
-    "card_hash": "4a1f...ed",
-    "amount": 249.90,
-    "currency": "EUR",
-    "merchant_id": "m_445",
-    "merchant_category": "electronics",
-    "channel": "ecom",
-    "country": "FR",
-    "device_id": "dvc_771",
-    "ip": "83.12.45.21",
-    "lat": 48.85,
-    "lon": 2.35,
-}
+SEED_EVENT = SEED_TRANSACTION
 
 
 @dataclass

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from testkit import SEED_ORDER
+from testkit import SEED_ORDER, SEED_TRANSACTION
 
 from ingestion.contracts import CONTRACTS, contract
 from ingestion.validation import MAX_PAYLOAD_BYTES, validate
@@ -24,22 +24,7 @@ SEED_EVENTS = {
         "is_fraud": True,
         "reported_at": "2025-08-21T09:30:00Z",
     },
-    "transactions": {
-        "transaction_id": "tx_987654",
-        "timestamp": "2025-08-16T12:00:05Z",
-        "account_id": "acc_123",
-        "card_hash": "4a1f...ed",
-        "amount": 249.90,
-        "currency": "EUR",
-        "merchant_id": "m_445",
-        "merchant_category": "electronics",
-        "channel": "ecom",
-        "country": "FR",
-        "device_id": "dvc_771",
-        "ip": "83.12.45.21",
-        "lat": 48.85,
-        "lon": 2.35,
-    },
+    "transactions": SEED_TRANSACTION,
     "social_raw": {
         "post_id": "p_889",
         "ts": "2025-08-16T10:04:00Z",
