@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import dagster as dg
 
+from dagster_project import forecasting, fraud, sentiment
 from dagster_project.assets.gold import dbt_resource, gold_dbt
 from dagster_project.assets.raw import RAW_ASSETS
 from dagster_project.assets.silver import SILVER_ASSETS
 from dagster_project.checks import QUALITY_CHECKS
-from dagster_project.forecasting import defs as supply_chain_defs
-from dagster_project.fraud import defs as fraud_defs
 from dagster_project.resources import LakehouseResource
 from dagster_project.sensors import INGEST_JOBS, NIGHTLY_TAG, SENSORS
-from dagster_project.sentiment import defs as sentiment_defs
 
 # dbt models over tables written by nightly assets (the supply-chain gold, ...) only change
 # when those run: their nightly job rebuilds them, the 15-minute refresh leaves them alone.
@@ -46,17 +44,19 @@ gold_schedule = dg.ScheduleDefinition(
 
 # The streaming spine. Each use case (fraud, sentiment, supply chain) adds its own
 # `dg.Definitions` (assets, checks, jobs, sensors, schedules; no resources or executor) to
-# DOMAIN_DEFS below; they share the `lakehouse` and `dbt` resources defined here.
-core_defs = dg.Definitions(
-    assets=[*RAW_ASSETS, *SILVER_ASSETS, gold_dbt],
-    asset_checks=QUALITY_CHECKS,
-    jobs=[*INGEST_JOBS.values(), gold_job, everything_job],
-    sensors=SENSORS,
-    schedules=[gold_schedule],
-    resources={"lakehouse": LakehouseResource(), "dbt": dbt_resource()},
-    executor=dg.in_process_executor,
+# DOMAIN_DEFS below; they share the `lakehouse` and `dbt` resources defined here. `defs` is
+# the only Definitions object at module scope, so Dagster's loader finds exactly one.
+DOMAIN_DEFS = (fraud.defs, sentiment.defs, forecasting.defs)
+
+defs = dg.Definitions.merge(
+    dg.Definitions(
+        assets=[*RAW_ASSETS, *SILVER_ASSETS, gold_dbt],
+        asset_checks=QUALITY_CHECKS,
+        jobs=[*INGEST_JOBS.values(), gold_job, everything_job],
+        sensors=SENSORS,
+        schedules=[gold_schedule],
+        resources={"lakehouse": LakehouseResource(), "dbt": dbt_resource()},
+        executor=dg.in_process_executor,
+    ),
+    *DOMAIN_DEFS,
 )
-
-DOMAIN_DEFS: list[dg.Definitions] = [fraud_defs, sentiment_defs, supply_chain_defs]
-
-defs = dg.Definitions.merge(core_defs, *DOMAIN_DEFS)
