@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
-from deltalake import DeltaTable, write_deltalake
-from deltalake.exceptions import TableNotFoundError
+from deltalake import write_deltalake
 
 from forecasting import backtest as bt
 from forecasting.demand import calendar_features, daily_demand, future_frame
@@ -28,7 +27,7 @@ from forecasting.inventory import (
 )
 from forecasting.models import MAX_HORIZON, Candidate, default_candidates
 from ingestion.generators.catalog import SKUS
-from lake.tables import silver_uri
+from lake.tables import open_table, silver_uri
 from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError
 
@@ -71,24 +70,16 @@ def gold_uri(settings: Settings, name: str) -> str:
 
 
 def read_silver(settings: Settings, name: str) -> pl.DataFrame | None:
-    try:
-        table = DeltaTable(
-            silver_uri(settings, name), storage_options=settings.storage_options or None
-        )
-    except TableNotFoundError:
+    table = open_table(silver_uri(settings, name), settings)
+    if table is None:
         return None
     return pl.from_arrow(table.to_pyarrow_table())  # type: ignore[return-value]
 
 
 def read_gold(settings: Settings, name: str) -> pl.DataFrame:
-    try:
-        table = DeltaTable(
-            gold_uri(settings, name), storage_options=settings.storage_options or None
-        )
-    except TableNotFoundError:
-        raise LakehouseError(
-            f"gold table {name} does not exist yet: materialize it first"
-        ) from None
+    table = open_table(gold_uri(settings, name), settings)
+    if table is None:
+        raise LakehouseError(f"gold table {name} does not exist yet: materialize it first")
     return pl.from_arrow(table.to_pyarrow_table())  # type: ignore[return-value]
 
 

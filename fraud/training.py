@@ -223,23 +223,20 @@ def train_model(
 
 def load_lake_history(settings: Settings) -> tuple[pl.DataFrame, pl.DataFrame]:
     """silver_transactions and silver_fraud_labels as Polars frames (empty if absent)."""
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
 
-    from lake.tables import silver_uri
+    from lake.tables import open_table, silver_uri
 
     frames = []
     for name, columns in (
         ("silver_transactions", TX_COLUMNS),
         ("silver_fraud_labels", ["transaction_id", "is_fraud", "reported_at"]),
     ):
-        try:
-            table = DeltaTable(
-                silver_uri(settings, name), storage_options=settings.storage_options or None
-            )
-            frames.append(pl.from_arrow(table.to_pyarrow_dataset().to_table(columns=columns)))
-        except TableNotFoundError:
-            frames.append(None)
+        table = open_table(silver_uri(settings, name), settings)
+        frames.append(
+            None
+            if table is None
+            else pl.from_arrow(table.to_pyarrow_dataset().to_table(columns=columns))
+        )
     tx, labels = frames
     if tx is None:
         tx = pl.DataFrame()

@@ -25,13 +25,12 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
-from deltalake.exceptions import TableNotFoundError
+from deltalake import CommitProperties, Transaction, write_deltalake
 
 from ingestion import kafka_client
 from ingestion.contracts import contract
 from ingestion.validation import validate
-from lake.tables import DEAD_LETTER_SCHEMA, RAW_SCHEMA, dead_letter_uri, raw_uri
+from lake.tables import DEAD_LETTER_SCHEMA, RAW_SCHEMA, dead_letter_uri, open_table, raw_uri
 from lakehouse.config import Settings
 from lakehouse.errors import BrokerBehindLakeError
 
@@ -94,15 +93,8 @@ class BatchResult:
         )
 
 
-def _open(uri: str, settings: Settings) -> DeltaTable | None:
-    try:
-        return DeltaTable(uri, storage_options=settings.storage_options or None)
-    except TableNotFoundError:
-        return None
-
-
 def lake_offsets(settings: Settings, topic: str, partitions: Iterable[int]) -> LakeOffsets:
-    table = _open(raw_uri(settings, topic), settings)
+    table = open_table(raw_uri(settings, topic), settings)
     if table is None:
         return LakeOffsets(0, {p: 0 for p in partitions}, {})
     epoch = table.transaction_version(epoch_app_id(topic)) or 0
@@ -188,7 +180,7 @@ def start_new_epoch(settings: Settings, topic: str, bootstrap: str, reason: str)
     Returns the new epoch number."""
     partitions = kafka_client.partitions_for(bootstrap, topic)
     uri = raw_uri(settings, topic)
-    table = _open(uri, settings)
+    table = open_table(uri, settings)
     old = lake_offsets(settings, topic, partitions)
     epoch = (old.epoch + 1) if table is not None else 0
     metadata = {
@@ -314,7 +306,7 @@ def ingest_batch(
         ),
     )
     result.rows_written = raw.num_rows
-    result.table_version = _open(raw_uri(settings, topic), settings).version()  # type: ignore[union-attr]
+    result.table_version = open_table(raw_uri(settings, topic), settings).version()  # type: ignore[union-attr]
     result.seconds = time.monotonic() - started
     log.info("%s", result.summary())
     return result
@@ -356,7 +348,7 @@ def _write_dead_letters(
     """Append dead letters exactly once: the dead-letter table keeps its own offsets per
     partition, so a retry after a crash between this commit and the raw one skips them."""
     uri = dead_letter_uri(settings)
-    table = _open(uri, settings)
+    table = open_table(uri, settings)
     done = {
         p: (table.transaction_version(app_id(topic, p, epoch)) or 0) if table else 0
         for p in read_to

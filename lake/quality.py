@@ -583,19 +583,15 @@ def load_for_check(
 
 
 def _load_silver(settings: Settings, table_name: str, days: int | None) -> pd.DataFrame:
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
-
     from lake.silver import SPECS
-    from lake.tables import silver_uri
+    from lake.tables import open_table, silver_uri
 
     uri = silver_uri(settings, table_name)
-    try:
-        table = DeltaTable(uri, storage_options=settings.storage_options or None)
-    except TableNotFoundError:
+    table = open_table(uri, settings)
+    if table is None:
         raise QualityError(
             f"{table_name} does not exist yet at {uri}: materialise it before checking it"
-        ) from None
+        )
     spec = SPECS.get(table_name)
     if spec is None or days is None:
         return table.to_pandas()

@@ -20,9 +20,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.dataset as pads
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
-from deltalake.exceptions import DeltaError, TableNotFoundError
+from deltalake.exceptions import DeltaError
 
-from lake.tables import SILVER_TABLES, raw_uri, silver_uri
+from lake.tables import SILVER_TABLES, open_table, raw_uri, silver_uri
 from lakehouse.config import Settings
 
 log = logging.getLogger(__name__)
@@ -328,13 +328,6 @@ class SilverResult:
         )
 
 
-def _open(uri: str, settings: Settings, version: int | None = None) -> DeltaTable | None:
-    try:
-        return DeltaTable(uri, version=version, storage_options=settings.storage_options or None)
-    except TableNotFoundError:
-        return None
-
-
 def marker(topic: str) -> str:
     return f"silver<-raw_{topic}"
 
@@ -344,7 +337,7 @@ def rows_added_since(
 ) -> tuple[pa.Table, int | None]:
     """Rows of the files a Delta table gained after `processed_version` (all rows if None),
     and the version read. Files rewritten since (compaction) are read again: callers MERGE."""
-    raw = _open(uri, settings)
+    raw = open_table(uri, settings)
     if raw is None:
         return pa.table({}), None
     current = raw.version()
@@ -353,7 +346,7 @@ def rows_added_since(
         if processed_version >= current:
             return dataset.schema.empty_table(), current
         try:
-            before = _open(uri, settings, processed_version)
+            before = open_table(uri, settings, processed_version)
             seen = {_rel(u, uri) for u in before.file_uris()} if before else set()
         except DeltaError:  # old log entries cleaned up: reprocess everything (MERGE is idempotent)
             seen = set()
@@ -386,7 +379,7 @@ def build_silver(settings: Settings, name: str) -> SilverResult:
     started = time.monotonic()
     spec = SPECS[name]
     uri = silver_uri(settings, name)
-    target = _open(uri, settings)
+    target = open_table(uri, settings)
     processed = target.transaction_version(marker(spec.topic)) if target else None
     batch, raw_version = rows_added_since(settings, raw_uri(settings, spec.topic), processed)
     result = SilverResult(name, processed, raw_version, raw_rows_read=batch.num_rows)
@@ -437,7 +430,7 @@ def build_silver(settings: Settings, name: str) -> SilverResult:
         result.rows_inserted = int(metrics.get("num_target_rows_inserted", 0))
     # keys already in silver: re-delivered events, or a range re-read in a new epoch
     result.duplicates_skipped = result.rows_in_batch - result.rows_inserted
-    result.table_version = _open(uri, settings).version()  # type: ignore[union-attr]
+    result.table_version = open_table(uri, settings).version()  # type: ignore[union-attr]
     result.seconds = time.monotonic() - started
     log.info("%s", result.summary())
     return result
@@ -463,7 +456,7 @@ def build_inventory_current(settings: Settings) -> SilverResult:
     MERGE keeping the update with the greatest event time (one commit, with its marker)."""
     started = time.monotonic()
     uri = silver_uri(settings, "silver_inventory_current")
-    target = _open(uri, settings)
+    target = open_table(uri, settings)
     processed = target.transaction_version(CURRENT_MARKER) if target else None
     source_uri = silver_uri(settings, "silver_inventory")
     updates, version = rows_added_since(settings, source_uri, processed)
@@ -508,6 +501,6 @@ def build_inventory_current(settings: Settings) -> SilverResult:
         )
         result.rows_inserted = int(metrics.get("num_target_rows_inserted", 0))
         result.extra["rows_updated"] = int(metrics.get("num_target_rows_updated", 0))
-    result.table_version = _open(uri, settings).version()  # type: ignore[union-attr]
+    result.table_version = open_table(uri, settings).version()  # type: ignore[union-attr]
     result.seconds = time.monotonic() - started
     return result

@@ -257,10 +257,11 @@ def consistent_dataset(table: DeltaTable) -> pads.Dataset:
     return table.to_pyarrow_dataset(schema=views)
 
 
-def open_table(uri: str, settings: Settings) -> DeltaTable | None:
-    """The Delta table at `uri`, or None when none was written there yet."""
+def open_table(uri: str, settings: Settings, version: int | None = None) -> DeltaTable | None:
+    """The Delta table at `uri` (at `version`, default the latest), or None when none was
+    written there yet."""
     try:
-        return DeltaTable(uri, storage_options=settings.storage_options or None)
+        return DeltaTable(uri, version=version, storage_options=settings.storage_options or None)
     except TableNotFoundError:
         return None
 

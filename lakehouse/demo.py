@@ -12,13 +12,11 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import DeltaTable
-from deltalake.exceptions import TableNotFoundError
 
 from ingestion import kafka_client
 from ingestion.broker import TOPICS, EmbeddedBroker, ensure_running
 from ingestion.raw import lake_offsets, start_new_epoch
-from lake.tables import SILVER_TABLES, dead_letter_uri, raw_uri, silver_uri
+from lake.tables import SILVER_TABLES, dead_letter_uri, open_table, raw_uri, silver_uri
 from lakehouse.config import Settings
 from lakehouse.generate import backfill, backfill_supply, live
 from lakehouse.runner import materialize_selection
@@ -186,9 +184,8 @@ def _backfill_use_cases(bootstrap: str, options: DemoOptions, end: datetime) -> 
 
 
 def _count(settings: Settings, uri: str) -> int | str:
-    try:
-        table = DeltaTable(uri, storage_options=settings.storage_options or None)
-    except TableNotFoundError:
+    table = open_table(uri, settings)
+    if table is None:
         return "-"
     actions = pa.table(table.get_add_actions(flatten=True))  # arro3 → pyarrow
     return int(pc.sum(actions["num_records"]).as_py() or 0)
@@ -221,15 +218,12 @@ def _print_use_cases(con: duckdb.DuckDBPyConnection, settings: Settings) -> None
     for day, brand, posts, score in rows:
         index = "-" if score is None else f"{score:+.3f}"
         print(f"    {day} {brand:<12} {posts:>6} posts  index {index}")
-    try:
-        from sentiment.tables import alerts_uri
+    from sentiment.alerts import stored_alerts
 
-        alerts = DeltaTable(alerts_uri(settings), storage_options=settings.storage_options or None)
-        for alert in (
-            alerts.to_pyarrow_table(columns=["summary"]).column("summary").to_pylist()[-3:]
-        ):
-            print(f"    ALERT {alert}")
-    except TableNotFoundError:
+    summaries = stored_alerts(settings).column("summary").to_pylist()
+    for summary in summaries[-3:]:
+        print(f"    ALERT {summary}")
+    if not summaries:
         print("    no sentiment alert")
     print("\n    Reorder proposals (gold.sc_reorder_proposals, first 5 by predicted stock-out):")
     rows = con.execute(

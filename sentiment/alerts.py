@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
-from deltalake import DeltaTable, write_deltalake
-from deltalake.exceptions import TableNotFoundError
+from deltalake import write_deltalake
 
+from lake.tables import open_table
 from lakehouse.config import Settings
 from sentiment.index import Spike
 from sentiment.tables import ALERTS_SCHEMA, alerts_uri
@@ -106,15 +106,8 @@ def pagerduty_payload(alert: Alert, routing_key: str = "lakehouse-sentiment") ->
     }
 
 
-def _open(settings: Settings) -> DeltaTable | None:
-    try:
-        return DeltaTable(alerts_uri(settings), storage_options=settings.storage_options or None)
-    except TableNotFoundError:
-        return None
-
-
 def stored_alerts(settings: Settings) -> pa.Table:
-    table = _open(settings)
+    table = open_table(alerts_uri(settings), settings)
     return table.to_pyarrow_table() if table is not None else ALERTS_SCHEMA.empty_table()
 
 
@@ -189,7 +182,7 @@ def raise_alerts(settings: Settings, spikes: list[Spike]) -> list[dict[str, Any]
             }
         )
     table = pa.Table.from_pylist(rows, schema=ALERTS_SCHEMA)
-    target = _open(settings)
+    target = open_table(alerts_uri(settings), settings)
     if target is None:
         write_deltalake(
             alerts_uri(settings),

@@ -19,11 +19,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
-from deltalake.exceptions import TableNotFoundError
+from deltalake import CommitProperties, Transaction, write_deltalake
 
 from ingestion import kafka_client
 from lake.silver import rows_added_since
+from lake.tables import open_table
 from lakehouse.config import Settings
 from sentiment.tables import outbox_uri
 
@@ -43,11 +43,8 @@ def _app_id(topic: str, table_uri: str) -> str:
 
 
 def published_version(settings: Settings, topic: str, table_uri: str) -> int | None:
-    try:
-        outbox = DeltaTable(outbox_uri(settings), storage_options=settings.storage_options or None)
-    except TableNotFoundError:
-        return None
-    return outbox.transaction_version(_app_id(topic, table_uri))
+    outbox = open_table(outbox_uri(settings), settings)
+    return None if outbox is None else outbox.transaction_version(_app_id(topic, table_uri))
 
 
 def publish_new_rows(

@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import duckdb
-from deltalake import DeltaTable
-from deltalake.exceptions import TableNotFoundError
 
+from lake.tables import open_table
 from lakehouse.config import Settings
 from sentiment.tables import social_sentiment_uri
 
 
 def social_sentiment_violations(settings: Settings) -> dict[str, int]:
     """Rows breaking each rule of silver_social_sentiment (all zero when the table is absent)."""
-    try:
-        table = DeltaTable(
-            social_sentiment_uri(settings), storage_options=settings.storage_options or None
-        ).to_pyarrow_table()
-    except TableNotFoundError:
-        table = None
+    delta = open_table(social_sentiment_uri(settings), settings)
+    table = None if delta is None else delta.to_pyarrow_table()
     rules = {
         "bad_label": "label NOT IN ('pos', 'neu', 'neg')",
         "bad_confidence": "NOT (confidence BETWEEN 0 AND 1)",
