@@ -153,6 +153,11 @@ def run_kafka_python(bootstrap: str, high_watermarks: dict[int, int]) -> dict[st
         seconds = timer.seconds
     finally:
         consumer.close()
+    return _loop_result(count, seconds, nbytes, cpu0)
+
+
+def _loop_result(count: int, seconds: float, nbytes: int, cpu0: float) -> dict[str, Any]:
+    """Figures of a plain consume loop, measured in its own process."""
     return {
         "events": count,
         "seconds": seconds,
@@ -196,14 +201,7 @@ def run_confluent(bootstrap: str, high_watermarks: dict[int, int]) -> dict[str, 
         seconds = timer.seconds
     finally:
         consumer.close()
-    return {
-        "events": count,
-        "seconds": seconds,
-        "bytes": nbytes,
-        "peak_rss_mb": peak_rss_mb(),
-        "cpu_s": _cpu_seconds() - cpu0,
-        "load": load(),
-    }
+    return _loop_result(count, seconds, nbytes, cpu0)
 
 
 def _plain_poll(bootstrap: str, high_watermarks: dict[int, int], cap: int, **overrides: Any) -> int:

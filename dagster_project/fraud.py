@@ -3,17 +3,21 @@
 raw_transactions), silver_fraud_labels from the `fraud_labels` topic, and a nightly
 retraining (fraud_model) + drift report (fraud_drift) on their own schedule."""
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
 
 from dagster_project.resources import LakehouseResource
 from dagster_project.sensors import NIGHTLY_TAG
-from fraud.pipeline import StepResult
+
+if TYPE_CHECKING:  # fraud.pipeline imports polars and the feature code: not at load time
+    from fraud.pipeline import StepResult
 
 NIGHTLY = {NIGHTLY_TAG: "nightly"}
 MIN_LAKE_FRAUDS = 20  # fewer labelled frauds than this: no retraining on the lake
 
 
-def _metadata(result: StepResult, path: str) -> dict[str, object]:
+def _metadata(result: "StepResult", path: str) -> dict[str, object]:
     return {
         "rows_written": result.rows_written,
         "source_rows": result.rows_in,
