@@ -14,7 +14,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from dagster_project.resources import LakehouseResource
 from ingestion import kafka_client
 from ingestion.broker import TOPICS
-from ingestion.raw import lake_offsets
+from ingestion.raw import lake_offsets, log_behind_lake
 from lakehouse.errors import LakehouseError
 
 # Tag on assets that run on a nightly schedule, never inside a streaming micro-batch.
@@ -39,13 +39,9 @@ def topic_sensor(topic: str, job: UnresolvedAssetJobDefinition) -> dg.SensorDefi
         except LakehouseError as exc:
             return dg.SkipReason(str(exc))
         lake = lake_offsets(settings, topic, marks)
-        behind = {p: n for p, n in lake.next_offsets.items() if marks.get(p, 0) < n}
-        if behind:  # the broker lost its log (embedded restart): ingesting would fail
-            return dg.SkipReason(
-                f"{topic}: the broker's log ends at {marks} but the lake already holds offsets "
-                f"{behind} (epoch {lake.epoch}); the broker lost data. Run `lakehouse ingest "
-                f"--topic {topic} --new-epoch` to ingest its current log as a new epoch."
-            )
+        behind = log_behind_lake(topic, lake, marks)
+        if behind is not None:  # the broker lost its log (embedded restart): ingesting would fail
+            return dg.SkipReason(str(behind))
         cursor = json.loads(context.cursor or "{}")
         # The cursor is per epoch: after a new epoch, offsets restart at 0.
         requested = (

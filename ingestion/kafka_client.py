@@ -21,6 +21,10 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from lakehouse.errors import BrokerError
 
 log = logging.getLogger(__name__)
+# kafka-python 3 logs a traceback when a consumer is closed while a fetch is in flight (every
+# bounded read here ends that way) and warns about its own event-loop timing: noise in the
+# CLI and in Dagster runs alike. Errors that matter reach callers as exceptions (BrokerError).
+logging.getLogger("kafka.net").setLevel(logging.CRITICAL)
 
 # Large, compressed batches: the backfill sends hundreds of thousands of small JSON events;
 # kafka-python spends ~60 µs of Python per send, so batching and compression are what is left.

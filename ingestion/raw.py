@@ -137,25 +137,39 @@ def _last_records(batch: pa.Table) -> tuple[dict[int, int], dict[int, str]]:
     return next_offsets, fingerprints
 
 
-def _check_broker_matches_lake(
-    bootstrap: str, topic: str, state: LakeOffsets, high_watermarks: dict[int, int]
-) -> None:
+def log_behind_lake(
+    topic: str, state: LakeOffsets, high_watermarks: dict[int, int]
+) -> BrokerBehindLakeError | None:
+    """The error to raise when the broker's log ends before offsets the lake already holds (the
+    embedded broker lost its memory storage), else None. Sensors skip with its message."""
     behind = {
         p: (hw, state.next_offsets.get(p, 0))
         for p, hw in high_watermarks.items()
         if hw < state.next_offsets.get(p, 0)
     }
-    fix = f"`lakehouse ingest --topic {topic} --new-epoch`"
-    if behind:
-        detail = ", ".join(
-            f"partition {p}: broker ends at {hw}, lake holds up to {n}"
-            for p, (hw, n) in sorted(behind.items())
-        )
-        raise BrokerBehindLakeError(
-            f"{topic}: the broker's log is behind the lake ({detail}); the broker lost data "
-            f"(an embedded broker restart empties it). Nothing was read. To continue with the "
-            f"broker's current log as a new epoch, run {fix}"
-        )
+    if not behind:
+        return None
+    detail = ", ".join(
+        f"partition {p}: broker ends at {hw}, lake holds up to {n}"
+        for p, (hw, n) in sorted(behind.items())
+    )
+    return BrokerBehindLakeError(
+        f"{topic}: the broker's log is behind the lake ({detail}); the broker lost data "
+        f"(an embedded broker restart empties it). Nothing was read. To continue with the "
+        f"broker's current log as a new epoch, run {_new_epoch_fix(topic)}"
+    )
+
+
+def _new_epoch_fix(topic: str) -> str:
+    return f"`lakehouse ingest --topic {topic} --new-epoch`"
+
+
+def _check_broker_matches_lake(
+    bootstrap: str, topic: str, state: LakeOffsets, high_watermarks: dict[int, int]
+) -> None:
+    error = log_behind_lake(topic, state, high_watermarks)
+    if error is not None:
+        raise error
     # Same offsets but different records: the log was replaced and refilled past our offsets.
     probe = {p: n - 1 for p, n in state.next_offsets.items() if n > 0 and p in state.fingerprints}
     if not probe:
@@ -171,7 +185,7 @@ def _check_broker_matches_lake(
         raise BrokerBehindLakeError(
             f"{topic}: the record at the lake's last offset differs from the one ingested "
             f"(partitions {changed}): the broker's log was replaced. Nothing was read. To "
-            f"ingest the broker's current log as a new epoch, run {fix}"
+            f"ingest the broker's current log as a new epoch, run {_new_epoch_fix(topic)}"
         )
 
 

@@ -345,9 +345,6 @@ def main() -> None:
     logging.getLogger("ingestion").setLevel(logging.INFO)
     logging.getLogger("lake").setLevel(logging.INFO)
     logging.getLogger("lakehouse").setLevel(logging.INFO)
-    # kafka-python 3 logs a traceback when a consumer is closed while a fetch is in flight
-    # (every bounded read ends that way) and warns about its own event-loop timing: noise.
-    logging.getLogger("kafka.net").setLevel(logging.CRITICAL)
     try:
         app()
     except LakehouseError as exc:

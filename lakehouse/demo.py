@@ -15,10 +15,10 @@ import pyarrow.compute as pc
 
 from ingestion import kafka_client
 from ingestion.broker import TOPICS, EmbeddedBroker, ensure_running
-from ingestion.raw import lake_offsets, start_new_epoch
+from ingestion.raw import lake_offsets, log_behind_lake, start_new_epoch
 from lake.tables import SILVER_TABLES, dead_letter_uri, open_table, raw_uri, silver_uri
 from lakehouse.config import Settings
-from lakehouse.generate import backfill, backfill_supply, live
+from lakehouse.generate import RETAIL_TOPICS, backfill, backfill_supply, live
 from lakehouse.runner import materialize_selection
 
 
@@ -56,7 +56,7 @@ def _new_epochs_if_broker_is_fresh(settings: Settings, bootstrap: str) -> None:
     for topic in TOPICS:
         marks = kafka_client.probe_high_watermarks(bootstrap, topic)
         state = lake_offsets(settings, topic, marks)
-        if any(state.next_offsets.get(p, 0) > hw for p, hw in marks.items()):
+        if log_behind_lake(topic, state, marks) is not None:
             epoch = start_new_epoch(settings, topic, bootstrap, "demo started a fresh broker")
             print(f"    {topic}: the lake holds offsets of an earlier broker: epoch {epoch}")
 
@@ -93,39 +93,28 @@ def run_demo(settings: Settings, options: DemoOptions = DemoOptions()) -> None:
             ", with micro-batches through Dagster while it flows"
         )
         live_sent: dict[str, int] = {}
-        producer = threading.Thread(
-            target=lambda: live_sent.update(
-                live(
+
+        def send(scale: float, topics: tuple[str, ...], **window: datetime) -> threading.Thread:
+            def run() -> None:
+                sent = live(
                     bootstrap,
                     options.live_minutes,
                     options.live_speed,
                     options.seed,
-                    options.history_scale,
+                    scale,
+                    topics,
                     start=live_start,
-                    inventory_from=history_start,
+                    **window,
                 )
-            ),
-            daemon=True,
-        )
-        producers = [producer]
-        if options.use_cases:
-            payments = threading.Thread(
-                target=lambda: live_sent.update(
-                    live(
-                        bootstrap,
-                        options.live_minutes,
-                        options.live_speed,
-                        options.seed,
-                        options.fraud_scale * 10,  # denser live payments: decisions to watch
-                        ("transactions",),
-                        start=live_start,
-                    )
-                ),
-                daemon=True,
-            )
-            payments.start()
-            producers.append(payments)
-        producer.start()
+                live_sent.update(sent)
+
+            thread = threading.Thread(target=run, daemon=True)
+            thread.start()
+            return thread
+
+        producers = [send(options.history_scale, RETAIL_TOPICS, inventory_from=history_start)]
+        if options.use_cases:  # denser live payments than history: decisions to watch
+            producers.append(send(options.fraud_scale * 10, ("transactions",)))
         batches = 0
         while any(p.is_alive() for p in producers):
             # streaming assets of every topic, up to the current high-water marks
