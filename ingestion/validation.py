@@ -191,16 +191,11 @@ def frame_sql(schema: dict[str, Any]) -> str:
     return _frame(schema, f"(CASE WHEN json_valid({text}) THEN {text}::JSON END)", 0)
 
 
-def validate(batch: pa.Table, schema: dict[str, Any], threads: int | None = None) -> pa.Array:
-    """Reasons (NULL = valid) for a table with binary columns `key` and `value`.
-
-    `threads` caps DuckDB's threads (default: all cores), e.g. 1 when another thread of the
-    process is busy at the same time."""
+def validate(batch: pa.Table, schema: dict[str, Any]) -> pa.Array:
+    """Reasons (NULL = valid) for a table with binary columns `key` and `value`."""
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
-        if threads:
-            con.execute(f"SET threads = {int(threads)}")
         con.register("batch", batch.select(["key", "value"]))
         query = (
             f"SELECT {reason_sql(schema)} AS reason "
