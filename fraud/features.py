@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 import polars as pl
 
@@ -61,6 +62,7 @@ FEATURES: list[str] = [
     *GRAPH_PAIRS,
     "new_device_for_account",
     "new_ip_for_account",
+    "component_size",
 ]
 DESCRIPTIONS = {
     "amount": "amount",
@@ -80,6 +82,7 @@ DESCRIPTIONS = {
     "ips_per_account": "IPs used by this account",
     "new_device_for_account": "new device for this account",
     "new_ip_for_account": "new IP for this account",
+    "component_size": "devices, accounts and IPs linked to this account",
 }
 
 
@@ -161,6 +164,9 @@ def batch_features(transactions: pl.DataFrame, labels: pl.DataFrame | None = Non
     for name, column in (("merchant", "merchant_id"), ("mcc", "merchant_category")):
         _risk(out, name, tx, column, label_times, t_min, stride)
     _graph(out, tx)
+    out["component_size"] = component_sizes(
+        _codes(tx["account_hash"]), _codes(tx["device_id"]), _codes(tx["ip_hash"])
+    )
     frame = tx.select("transaction_id", "ts").with_columns(
         [pl.Series(name, out[name], dtype=pl.Float64) for name in FEATURES]
     )
@@ -354,6 +360,55 @@ def _graph(out: dict[str, np.ndarray], tx: pl.DataFrame) -> None:
                 out[flag] = np.where(valid, flags["first"].cast(pl.Float64).to_numpy(), np.nan)
 
 
+def component_sizes(account: np.ndarray, device: np.ndarray, ip: np.ndarray) -> np.ndarray:
+    """Size (devices + accounts + IPs) of the connected component of each transaction's
+    account in the device ↔ account ↔ IP graph of the transactions up to it (rows in order,
+    codes dense per node type, -1 for null; NaN without an account)."""
+    n_account, n_device = int(account.max(initial=-1)) + 1, int(device.max(initial=-1)) + 1
+    n_nodes = n_account + n_device + int(ip.max(initial=-1)) + 1
+    return _union_find_sizes(
+        account.astype(np.int64),
+        np.where(device >= 0, device + n_account, -1).astype(np.int64),
+        np.where(ip >= 0, ip + n_account + n_device, -1).astype(np.int64),
+        n_nodes,
+    )
+
+
+# Union-find is sequential by nature (each edge's effect depends on every earlier one): a
+# compiled loop over the rows, as statsforecast does for its recursive models.
+@numba.njit(cache=True)
+def _root(parent: np.ndarray, node: int) -> int:
+    while parent[node] != node:
+        parent[node] = parent[parent[node]]  # path halving
+        node = parent[node]
+    return node
+
+
+@numba.njit(cache=True)
+def _union_find_sizes(
+    account: np.ndarray, device: np.ndarray, ip: np.ndarray, n_nodes: int
+) -> np.ndarray:
+    parent = np.arange(n_nodes)
+    size = np.ones(n_nodes, dtype=np.int64)
+    out = np.full(account.size, np.nan)
+    for i in range(account.size):
+        if account[i] < 0:
+            continue
+        root = _root(parent, account[i])
+        for other in (device[i], ip[i]):
+            if other < 0:
+                continue
+            other_root = _root(parent, other)
+            if other_root == root:
+                continue
+            if size[other_root] > size[root]:
+                root, other_root = other_root, root
+            parent[other_root] = root
+            size[root] += size[other_root]
+        out[i] = size[root]
+    return out
+
+
 # ---- online path --------------------------------------------------------------------------
 @dataclass
 class EntityHistory:
@@ -368,6 +423,9 @@ class EntityHistory:
     mcc_transactions: int
     # GRAPH_PAIRS feature -> (distinct neighbours before, this neighbour seen before) or None
     graph: Mapping[str, tuple[int, bool] | None] = field(default_factory=dict)
+    # (component root, its size) of the account, device and IP present (a node not seen
+    # before is its own root of size 1); empty without an account
+    components: Sequence[tuple[str, int]] = ()
 
 
 def online_features(
@@ -422,6 +480,9 @@ def online_features(
     for feature, pair in NEW_FLAGS.items():
         seen = history.graph.get(pair)
         f[feature] = np.nan if seen is None else (0.0 if seen[1] else 1.0)
+    # this transaction's edges join the components of its nodes: the sum of distinct roots
+    roots = dict(history.components)
+    f["component_size"] = float(sum(roots.values())) if roots else np.nan
     return {
         name: (None if isinstance(f[name], float) and np.isnan(f[name]) else f[name])
         for name in FEATURES

@@ -41,6 +41,15 @@ def to_silver(event: Mapping[str, object], pii_key: str) -> dict[str, object]:
     return row
 
 
+def graph_nodes(tx: Mapping[str, object]) -> list[str]:
+    """The transaction's account, device and IP as nodes of the graph (none without an
+    account: its edges all go through the account)."""
+    if tx.get("account_hash") is None:
+        return []
+    prefixed = (("a:", "account_hash"), ("d:", "device_id"), ("i:", "ip_hash"))
+    return [prefix + str(tx[column]) for prefix, column in prefixed if tx.get(column) is not None]
+
+
 class FeatureStore(Protocol):
     def snapshot(self, tx: Mapping[str, object], ts_us: int) -> EntityHistory: ...
 
@@ -66,6 +75,13 @@ class InMemoryStore:
         self.labelled: set[str] = set()
         self.tx_place: dict[str, tuple[str, str]] = {}
         self.graph: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self.parent: dict[str, str] = {}  # union-find over graph nodes; roots are absent
+        self.size: dict[str, int] = {}  # root -> component size (absent: 1)
+
+    def _root(self, node: str) -> str:
+        while node in self.parent:
+            node = self.parent[node]
+        return node
 
     def snapshot(self, tx: Mapping[str, object], ts_us: int) -> EntityHistory:
         events = {
@@ -82,6 +98,7 @@ class InMemoryStore:
                 continue
             members = self.graph.get((feature, str(tx[node])), set())
             graph[feature] = (len(members), str(tx[neighbour]) in members)
+        roots = [self._root(node) for node in graph_nodes(tx)]
         return EntityHistory(
             events=events,
             card_previous=self.last_card.get(card),
@@ -91,6 +108,7 @@ class InMemoryStore:
             mcc_frauds=sum(t < ts_us for t in self.label_times.get(("c", category), ())),
             mcc_transactions=self.tx_count.get(("c", category), 0),
             graph=graph,
+            components=[(root, self.size.get(root, 1)) for root in roots],
         )
 
     def record(self, tx: Mapping[str, object], ts_us: int) -> None:
@@ -112,6 +130,19 @@ class InMemoryStore:
         for feature, (node, neighbour) in GRAPH_PAIRS.items():
             if tx.get(node) is not None and tx.get(neighbour) is not None:
                 self.graph[(feature, str(tx[node]))].add(str(tx[neighbour]))
+        nodes = graph_nodes(tx)
+        for other in nodes[1:]:
+            self._union(nodes[0], other)
+
+    def _union(self, a: str, b: str) -> None:
+        root_a, root_b = self._root(a), self._root(b)
+        if root_a == root_b:
+            return
+        size_a, size_b = self.size.pop(root_a, 1), self.size.pop(root_b, 1)
+        if size_a < size_b:
+            root_a, root_b = root_b, root_a
+        self.parent[root_b] = root_a
+        self.size[root_a] = size_a + size_b
 
     def record_label(self, transaction_id: str, is_fraud: bool, reported_us: int) -> None:
         place = self.tx_place.get(transaction_id)
@@ -125,15 +156,60 @@ class InMemoryStore:
         pass
 
 
+# Union-find over graph nodes in two hashes (KEYS[1] node -> parent, roots absent; KEYS[2]
+# root -> component size, absent = 1), in Lua so that a union is atomic between services.
+_FIND_ROOT = """
+local function root(node)
+  local parent = redis.call('HGET', KEYS[1], node)
+  while parent do node = parent; parent = redis.call('HGET', KEYS[1], node) end
+  return node
+end
+"""
+_ROOTS_LUA = (
+    _FIND_ROOT
+    + """
+local out = {}
+for _, node in ipairs(ARGV) do
+  local r = root(node)
+  out[#out + 1] = r
+  out[#out + 1] = tonumber(redis.call('HGET', KEYS[2], r) or '1')
+end
+return out
+"""
+)
+_UNION_LUA = (
+    _FIND_ROOT
+    + """
+local a = root(ARGV[1])
+for i = 2, #ARGV do
+  local b = root(ARGV[i])
+  if a ~= b then
+    local size_a = tonumber(redis.call('HGET', KEYS[2], a) or '1')
+    local size_b = tonumber(redis.call('HGET', KEYS[2], b) or '1')
+    if size_a < size_b then a, b = b, a end
+    redis.call('HSET', KEYS[1], b, a)
+    redis.call('HDEL', KEYS[2], b)
+    redis.call('HSET', KEYS[2], a, size_a + size_b)
+  end
+end
+return 0
+"""
+)
+
+
 class RedisStore:
     """The same data in Redis: sorted sets of events (score = event time, µs), counters,
-    sorted sets of fraud-label times, sets for the graph; every key under `prefix`."""
+    sorted sets of fraud-label times, sets for the graph degrees, two hashes for its
+    components; every key under `prefix`."""
 
     def __init__(self, url: str, prefix: str = "lakehouse:fraud:") -> None:
         import redis
 
         self.client = redis.Redis.from_url(url, decode_responses=True)
         self.prefix = prefix
+        self._roots = self.client.register_script(_ROOTS_LUA)
+        self._union = self.client.register_script(_UNION_LUA)
+        self._uf_keys = [self._k("uf", "parent"), self._k("uf", "size")]
 
     def _k(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -162,6 +238,9 @@ class RedisStore:
             key = self._k("g", feature, str(tx[node]))
             pipe.scard(key)
             pipe.sismember(key, str(tx[neighbour]))
+        nodes = graph_nodes(tx)
+        if nodes:
+            self._roots(keys=self._uf_keys, args=nodes, client=pipe)
         replies = pipe.execute()
         events: dict[str, list[tuple[int, float, str]]] = {}
         for (entity, _), members in zip(entities, replies, strict=False):
@@ -185,6 +264,7 @@ class RedisStore:
         graph: dict[str, tuple[int, bool] | None] = dict.fromkeys(GRAPH_PAIRS)
         for i, (feature, _, _) in enumerate(pairs):
             graph[feature] = (int(rest[5 + 2 * i]), bool(rest[6 + 2 * i]))
+        flat = rest[5 + 2 * len(pairs)] if nodes else []
         return EntityHistory(
             events=events,
             card_previous=previous,
@@ -194,6 +274,7 @@ class RedisStore:
             mcc_frauds=int(rest[3]),
             mcc_transactions=int(rest[4] or 0),
             graph=graph,
+            components=[(flat[i], int(flat[i + 1])) for i in range(0, len(flat), 2)],
         )
 
     def record(self, tx: Mapping[str, object], ts_us: int) -> None:
@@ -228,6 +309,9 @@ class RedisStore:
         for feature, (node, neighbour) in GRAPH_PAIRS.items():
             if tx.get(node) is not None and tx.get(neighbour) is not None:
                 pipe.sadd(self._k("g", feature, str(tx[node])), str(tx[neighbour]))
+        nodes = graph_nodes(tx)
+        if len(nodes) > 1:
+            self._union(keys=self._uf_keys, args=nodes, client=pipe)
         pipe.execute()
 
     def record_label(self, transaction_id: str, is_fraud: bool, reported_us: int) -> None:

@@ -295,6 +295,8 @@ def insert_new_rows(
             predicate=f"t.{key} = s.{key} AND t.{partition} = s.{partition}",
             source_alias="s",
             target_alias="t",
+            # a column added by a newer release is added to the table; older rows read null
+            merge_schema=True,
             commit_properties=commit,
         )
         .when_not_matched_insert_all()

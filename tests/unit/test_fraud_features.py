@@ -17,6 +17,7 @@ from fraud.features import (
     RISK_PRIOR_WEIGHT,
     batch_features,
     haversine_km,
+    online_features,
     zscore,
 )
 from fraud.replay import replay
@@ -135,6 +136,28 @@ def test_graph_features_count_distinct_neighbours_so_far() -> None:
     assert out["new_device_for_account"].to_list() == [1, 1, 1, 0]
 
 
+def test_component_size_grows_as_transactions_link_accounts() -> None:
+    rows = [
+        tx(1, 0),  # acc_a, dvc_1, ip_1
+        tx(2, 10, account_hash="acc_b", card_hash="card_b", device_id="dvc_2", ip_hash="ip_2"),
+        tx(3, 20),  # nothing new
+        # acc_c uses acc_a's device and acc_b's IP: both components and acc_c become one
+        tx(4, 30, account_hash="acc_c", card_hash="card_c", ip_hash="ip_2"),
+        tx(5, 40, account_hash="acc_d", card_hash="card_d", device_id=None, ip_hash=None),
+        tx(6, 50, account_hash="acc_b", card_hash="card_b", device_id="dvc_2", ip_hash="ip_2"),
+    ]
+    out = batch_features(frame(rows))
+    assert out["component_size"].to_list() == [3, 3, 3, 7, 1, 7]
+    # the same through the online store, transaction by transaction
+    store = InMemoryStore()
+    online = []
+    for row in rows:
+        ts_us = int(row["ts"].timestamp() * 1e6)  # type: ignore[attr-defined]
+        online.append(online_features(row, ts_us, store.snapshot(row, ts_us))["component_size"])
+        store.record(row, ts_us)
+    assert online == [3, 3, 3, 7, 1, 7]
+
+
 def test_merchant_risk_uses_only_labels_reported_before_the_transaction() -> None:
     day = 86400
     rows = [
@@ -190,6 +213,7 @@ def _parity(store: object) -> None:
     labels = stream.labels
     assert labels["is_fraud"].sum() > 5  # the merchant risk path is exercised
     batch = batch_features(silver, labels)
+    assert batch["component_size"].max() > 3  # accounts linked through devices or IPs
     online = pl.DataFrame(
         [
             {"transaction_id": row["transaction_id"], **f}

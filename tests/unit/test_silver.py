@@ -105,3 +105,23 @@ def test_inventory_current_keeps_latest_update_per_sku_store(settings: Settings)
     by_store = {r["store_id"]: r["on_hand"] for r in current.to_pylist()}
     assert by_store == {"s_lille": 9, "s_lyon": 8}
     assert DeltaTable(silver_uri(settings, "silver_inventory")).to_pyarrow_table().num_rows == 5
+
+
+def test_insert_new_rows_skips_known_keys_and_adds_new_columns(settings: Settings) -> None:
+    from deltalake import CommitProperties
+
+    from lake.tables import insert_new_rows
+
+    uri = settings.table_uri("silver", "evolving")
+    day = date(2026, 11, 2)
+    first = pa.table({"id": ["a", "b"], "d": [day, day], "x": [1.0, 2.0]})
+    assert insert_new_rows(settings, uri, first, "id", "d", CommitProperties()) == 2
+    # a newer release writes one more column: the table gains it, old rows read null
+    second = pa.table({"id": ["b", "c"], "d": [day, day], "x": [9.0, 3.0], "y": [None, 30.0]})
+    assert insert_new_rows(settings, uri, second, "id", "d", CommitProperties()) == 1
+    rows = DeltaTable(uri).to_pyarrow_table().sort_by("id").to_pylist()
+    assert [(r["id"], r["x"], r["y"]) for r in rows] == [
+        ("a", 1.0, None),
+        ("b", 2.0, None),
+        ("c", 3.0, 30.0),
+    ]
