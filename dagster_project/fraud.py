@@ -7,14 +7,23 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from dagster_project.lineage import DatasetRef, lineage_run
 from dagster_project.resources import LakehouseResource
 from dagster_project.sensors import NIGHTLY_TAG
+from lakehouse.config import Settings
 
 if TYPE_CHECKING:  # fraud.pipeline imports polars and the feature code: not at load time
     from fraud.pipeline import StepResult
 
 NIGHTLY = {NIGHTLY_TAG: "nightly"}
 MIN_LAKE_FRAUDS = 20  # fewer labelled frauds than this: no retraining on the lake
+
+
+def _silver(settings: Settings, name: str) -> DatasetRef:
+    """A silver table as a lineage dataset: (name, uri, schema)."""
+    from lake.tables import SILVER_TABLES, silver_uri
+
+    return name, silver_uri(settings, name), SILVER_TABLES[name][1]
 
 
 def _metadata(result: "StepResult", path: str) -> dict[str, object]:
@@ -48,12 +57,16 @@ def _metadata(result: "StepResult", path: str) -> dict[str, object]:
 def fraud_features(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource
 ) -> dg.MaterializeResult:
-    from fraud.pipeline import build_features, features_uri
+    from fraud.pipeline import FEATURES_SCHEMA, build_features, features_uri
 
     settings = lakehouse.settings()
-    result = build_features(settings)
+    uri = features_uri(settings)
+    inputs = [_silver(settings, "silver_transactions"), _silver(settings, "silver_fraud_labels")]
+    with lineage_run(settings, context, inputs, [("fraud_features", uri, FEATURES_SCHEMA)]) as h:
+        result = build_features(settings)
+        h.set_output_stats("fraud_features", result.rows_written)
     context.log.info(result.summary())
-    return dg.MaterializeResult(metadata=_metadata(result, features_uri(settings)))
+    return dg.MaterializeResult(metadata=_metadata(result, uri))
 
 
 @dg.asset(
@@ -72,12 +85,25 @@ def fraud_features(
 def fraud_decisions(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource
 ) -> dg.MaterializeResult:
-    from fraud.pipeline import build_decisions, decisions_uri
+    from fraud.pipeline import (
+        DECISIONS_SCHEMA,
+        FEATURES_SCHEMA,
+        build_decisions,
+        decisions_uri,
+        features_uri,
+    )
 
     settings = lakehouse.settings()
-    result = build_decisions(settings)
+    uri = decisions_uri(settings)
+    inputs = [
+        ("fraud_features", features_uri(settings), FEATURES_SCHEMA),
+        _silver(settings, "silver_transactions"),
+    ]
+    with lineage_run(settings, context, inputs, [("fraud_decisions", uri, DECISIONS_SCHEMA)]) as h:
+        result = build_decisions(settings)
+        h.set_output_stats("fraud_decisions", result.rows_written)
     context.log.info(result.summary())
-    return dg.MaterializeResult(metadata=_metadata(result, decisions_uri(settings)))
+    return dg.MaterializeResult(metadata=_metadata(result, uri))
 
 
 @dg.asset_check(asset=fraud_decisions, name="fraud_decisions_valid", blocking=False)
@@ -133,21 +159,24 @@ def fraud_model(
     )
 
     settings = lakehouse.settings()
-    tx, labels = load_lake_history(settings)
-    frauds = int(labels["is_fraud"].sum()) if labels.height else 0
-    if frauds < MIN_LAKE_FRAUDS:
-        if tx.height == 0 or champion_model(settings) is not None:
-            reason = f"the lake holds {tx.height} transactions and {frauds} fraud labels: nothing to retrain on"
-            context.log.info(reason)
-            return dg.MaterializeResult(metadata={"skipped": reason})
-        context.log.warning(
-            f"the lake holds {frauds} fraud labels and no champion exists: training on simulated data"
-        )
-        tx, labels, as_of = simulated_history(settings)
-        source = "simulated"
-    else:
-        as_of, source = lake_as_of(tx, labels), "lake"
-    result = train_and_register(settings, tx, labels, as_of, source=source)
+    # The output is a model version in the MLflow registry, not a lake table: no output dataset.
+    inputs = [_silver(settings, "silver_transactions"), _silver(settings, "silver_fraud_labels")]
+    with lineage_run(settings, context, inputs, []):
+        tx, labels = load_lake_history(settings)
+        frauds = int(labels["is_fraud"].sum()) if labels.height else 0
+        if frauds < MIN_LAKE_FRAUDS:
+            if tx.height == 0 or champion_model(settings) is not None:
+                reason = f"the lake holds {tx.height} transactions and {frauds} fraud labels: nothing to retrain on"
+                context.log.info(reason)
+                return dg.MaterializeResult(metadata={"skipped": reason})
+            context.log.warning(
+                f"the lake holds {frauds} fraud labels and no champion exists: training on simulated data"
+            )
+            tx, labels, as_of = simulated_history(settings)
+            source = "simulated"
+        else:
+            as_of, source = lake_as_of(tx, labels), "lake"
+        result = train_and_register(settings, tx, labels, as_of, source=source)
     context.log.info(result.promotion)
     challenger = result.metrics["gbdt + rules (challenger)"]
     return dg.MaterializeResult(
@@ -209,21 +238,40 @@ def fraud_drift(context: dg.AssetExecutionContext, lakehouse: LakehouseResource)
 
     from fraud.drift import drift_report
     from fraud.features import FEATURES
-    from fraud.pipeline import decisions_uri, features_uri, read_table
+    from fraud.pipeline import (
+        DECISIONS_SCHEMA,
+        FEATURES_SCHEMA,
+        decisions_uri,
+        features_uri,
+        read_table,
+    )
     from lake.tables import silver_uri
 
     settings = lakehouse.settings()
-    features = read_table(settings, features_uri(settings), ["transaction_id", "ts", *FEATURES])
-    if features is None or features.height == 0:
+    inputs = [
+        ("fraud_features", features_uri(settings), FEATURES_SCHEMA),
+        ("fraud_decisions", decisions_uri(settings), DECISIONS_SCHEMA),
+        _silver(settings, "silver_fraud_labels"),
+    ]
+    # The report is asset metadata and check results, not a table: no output dataset.
+    with lineage_run(settings, context, inputs, []):
+        features = read_table(settings, features_uri(settings), ["transaction_id", "ts", *FEATURES])
+        report = None
+        if features is not None and features.height > 0:
+            decisions = read_table(
+                settings, decisions_uri(settings), ["transaction_id", "ts", "score"]
+            )
+            labels = read_table(
+                settings,
+                silver_uri(settings, "silver_fraud_labels"),
+                ["transaction_id", "is_fraud"],
+            )
+            report = drift_report(features, decisions, labels, _training_window(settings))
+    if report is None:
         yield dg.MaterializeResult(metadata={"rows": 0})
         for spec in DRIFT_CHECKS:
             yield dg.AssetCheckResult(check_name=spec.name, passed=True, metadata={"rows": 0})
         return
-    decisions = read_table(settings, decisions_uri(settings), ["transaction_id", "ts", "score"])
-    labels = read_table(
-        settings, silver_uri(settings, "silver_fraud_labels"), ["transaction_id", "is_fraud"]
-    )
-    report = drift_report(features, decisions, labels, _training_window(settings))
     worst, worst_value = report.worst
     table = pl.DataFrame(
         {"feature": list(report.feature_psi), "psi": list(report.feature_psi.values())}

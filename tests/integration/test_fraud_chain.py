@@ -61,6 +61,17 @@ FOREIGN = [
 ]
 
 
+def _lineage(settings: Settings, job: str) -> list[dict]:
+    """The OpenLineage events of one asset, in the order they were written."""
+    events = [json.loads(line) for line in settings.lineage_file.read_text().splitlines()]
+    return [e for e in events if e["job"]["name"] == job]
+
+
+def _names(datasets: list[dict]) -> list[str]:
+    """Logical table names (symlinks facet) of an event's inputs or outputs."""
+    return [d["facets"]["symlinks"]["identifiers"][0]["name"] for d in datasets]
+
+
 def test_chain_materializes_and_decides_every_transaction(
     settings: Settings, broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
@@ -116,6 +127,22 @@ def test_chain_materializes_and_decides_every_transaction(
     labels = read_table(settings, silver_uri(settings, "silver_fraud_labels"))
     assert labels is not None and "ext_2" in labels["transaction_id"].to_list()
 
+    # OpenLineage: START + COMPLETE per fraud asset, its inputs and outputs, the rows written
+    for job, inputs, rows in (
+        ("fraud_features", ["silver_transactions", "silver_fraud_labels"], features),
+        ("fraud_decisions", ["fraud_features", "silver_transactions"], decisions),
+    ):
+        events = _lineage(settings, job)
+        assert [e["eventType"] for e in events] == ["START", "COMPLETE"], job
+        for event in events:
+            assert _names(event["inputs"]) == inputs
+            assert _names(event["outputs"]) == [job]
+            assert event["outputs"][0]["name"].endswith(f"/silver/{job}")
+            assert event["outputs"][0]["facets"]["schema"]["fields"]
+            assert all(d["facets"]["schema"]["fields"] for d in event["inputs"])
+        stats = events[1]["outputs"][0]["outputFacets"]["outputStatistics"]
+        assert stats["rowCount"] == rows.height
+
     # a re-run with nothing new adds nothing (markers in the Delta commits)
     materialize_selection(settings, CHAIN)
     again = read_table(settings, decisions_uri(settings))
@@ -132,3 +159,17 @@ def test_chain_materializes_and_decides_every_transaction(
     # nightly: too few lake labels and a champion exists → no retraining; drift checks run
     nightly = materialize_selection(settings, "key:fraud_model or key:fraud_drift")
     assert "2 assets materialized" in nightly
+    # the re-run emitted its own START/COMPLETE (0 rows); the nightly assets read, write no table
+    assert [e["eventType"] for e in _lineage(settings, "fraud_decisions")] == [
+        "START",
+        "COMPLETE",
+    ] * 2
+    rerun = _lineage(settings, "fraud_decisions")[3]["outputs"][0]["outputFacets"]
+    assert rerun["outputStatistics"]["rowCount"] == 0
+    for job, inputs in (
+        ("fraud_model", ["silver_transactions", "silver_fraud_labels"]),
+        ("fraud_drift", ["fraud_features", "fraud_decisions", "silver_fraud_labels"]),
+    ):
+        events = _lineage(settings, job)
+        assert [e["eventType"] for e in events] == ["START", "COMPLETE"], job
+        assert _names(events[1]["inputs"]) == inputs and events[1]["outputs"] == []
