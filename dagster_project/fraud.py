@@ -51,7 +51,8 @@ def _metadata(result: "StepResult", path: str) -> dict[str, object]:
         "service): velocity per card/device/IP (1m/5m/1h counts, 5m sum, 1h distinct merchants), "
         "haversine distance and km/min since the card's previous transaction, 7-day amount "
         "z-score, smoothed merchant/MCC fraud rate from labels reported before the transaction, "
-        "device↔account↔IP graph degrees and component size. Only transactions new in silver are added."
+        "device↔account↔IP graph degrees and component size. Only transactions new in silver are added, "
+        "computed over the 7 days before them plus a summary of the older history."
     ),
 )
 def fraud_features(

@@ -108,12 +108,16 @@ def serve(
     reload_seconds: Annotated[
         float, typer.Option(min=0, help="how often to check whether the champion moved (0: never)")
     ] = 30,
-    warm_days: Annotated[
-        float, typer.Option(min=0, help="replay the last N days of silver into the feature store")
-    ] = 0,
+    warm: Annotated[
+        bool,
+        typer.Option(
+            "--warm/--no-warm",
+            help="load the feature store from silver first (history, windows, graph, labels)",
+        ),
+    ] = False,
 ) -> None:
     """Online decision service: POST /v1/decisions, /healthz, /metrics (FastAPI + uvicorn)."""
     from fraud.service import serve as run
     from lakehouse.config import Settings
 
-    run(Settings.from_env(), host, port, reload_seconds, warm_days)
+    run(Settings.from_env(), host, port, reload_seconds, warm)

@@ -128,6 +128,48 @@ def speed_km_per_min(dist_km, seconds):
     return dist_km / np.maximum(np.asarray(seconds, dtype=np.float64) / 60.0, MIN_MINUTES)
 
 
+# ---- what history leaves behind ----------------------------------------------------------
+EDGE_COLUMNS = ("device_id", "ip_hash")  # the graph's edges: account ↔ device, account ↔ IP
+
+
+@dataclass
+class PriorHistory:
+    """What the transactions before some point leave to the features of later ones: the
+    windows reach back at most ZSCORE_WINDOW_US, everything else (merchant counts, the card's
+    previous transaction, the graph, fraud labels) is summarised here. `batch_features` over
+    the rows from that point on plus this summary gives every row at least ZSCORE_WINDOW_US
+    after it exactly the features of a run over the whole history; the online stores load it
+    (`FeatureStore.load`) instead of replaying the history."""
+
+    merchant_tx: pl.DataFrame  # merchant_id, n
+    mcc_tx: pl.DataFrame  # merchant_category, n
+    card_last: pl.DataFrame  # card_hash, t (µs), lat, lon, country: the latest transaction
+    edges: dict[str, pl.DataFrame]  # EDGE_COLUMNS -> distinct (account_hash, column)
+    fraud_labels: pl.DataFrame  # transaction_id, merchant_id, merchant_category, t (µs)
+
+
+def prior_history(transactions: pl.DataFrame, labels: pl.DataFrame | None) -> PriorHistory:
+    """Summarise `transactions` (silver columns) and the fraud labels of those transactions."""
+    tx = transactions.sort("ts", "transaction_id")
+    return PriorHistory(
+        merchant_tx=tx.group_by("merchant_id").len("n"),
+        mcc_tx=tx.group_by("merchant_category").len("n"),
+        card_last=tx.filter(pl.col("card_hash").is_not_null())
+        .group_by("card_hash")
+        .agg(
+            pl.col("ts").last().dt.epoch("us").alias("t"),
+            pl.col("lat").last().cast(pl.Float64),
+            pl.col("lon").last().cast(pl.Float64),
+            pl.col("country").last(),
+        ),
+        edges={
+            column: tx.select("account_hash", column).drop_nulls().unique(maintain_order=True)
+            for column in EDGE_COLUMNS
+        },
+        fraud_labels=_fraud_label_times(tx, labels),
+    )
+
+
 # ---- batch path ---------------------------------------------------------------------------
 def _codes(series: pl.Series) -> np.ndarray:
     """Dense integer code per value, -1 for null."""
@@ -139,16 +181,23 @@ def _grouped_keys(code: np.ndarray, t_rel: np.ndarray, stride: int) -> np.ndarra
     return code.astype(np.int64) * stride + t_rel
 
 
-def batch_features(transactions: pl.DataFrame, labels: pl.DataFrame | None = None) -> pl.DataFrame:
+def batch_features(
+    transactions: pl.DataFrame,
+    labels: pl.DataFrame | None = None,
+    prior: PriorHistory | None = None,
+) -> pl.DataFrame:
     """Features of every transaction of `transactions` (silver columns), using only the
-    transactions before it and the labels reported before its time. Rows come back in the
-    order (ts, transaction_id) with `transaction_id`, `ts` and FEATURES."""
+    transactions before it (those of `prior` included) and the labels reported before its
+    time. Rows come back in the order (ts, transaction_id) with `transaction_id`, `ts` and
+    FEATURES."""
     tx = transactions.sort("ts", "transaction_id")
     n = tx.height
     out: dict[str, np.ndarray] = {}
     ts = tx["ts"].dt.epoch("us").to_numpy().astype(np.int64)
     amount = tx["amount"].cast(pl.Float64).to_numpy()
     label_times = _fraud_label_times(tx, labels)
+    if prior is not None:
+        label_times = pl.concat([prior.fraud_labels, label_times])
     t_min = int(ts.min()) if n else 0
     t_max = max(int(ts.max()) if n else 0, int(label_times["t"].max()) if label_times.height else 0)
     stride = t_max - t_min + ZSCORE_WINDOW_US + 1
@@ -161,12 +210,15 @@ def batch_features(transactions: pl.DataFrame, labels: pl.DataFrame | None = Non
     for entity, column in ENTITIES.items():
         _velocity(out, entity, _codes(tx[column]), t_rel, amount, merchants, stride)
     _card_history(out, tx, cards, t_rel, amount, stride)
+    if prior is not None:
+        _card_previous_from(out, prior.card_last, tx, ts)
     for name, column in (("merchant", "merchant_id"), ("mcc", "merchant_category")):
-        _risk(out, name, tx, column, label_times, t_min, stride)
-    _graph(out, tx)
-    out["component_size"] = component_sizes(
-        _codes(tx["account_hash"]), _codes(tx["device_id"]), _codes(tx["ip_hash"])
-    )
+        before = (
+            None if prior is None else (prior.merchant_tx if name == "merchant" else prior.mcc_tx)
+        )
+        _risk(out, name, tx, column, label_times, t_min, stride, before)
+    _graph(out, tx, prior)
+    out["component_size"] = _components(tx, prior)
     frame = tx.select("transaction_id", "ts").with_columns(
         [pl.Series(name, out[name], dtype=pl.Float64) for name in FEATURES]
     )
@@ -177,7 +229,12 @@ def _fraud_label_times(tx: pl.DataFrame, labels: pl.DataFrame | None) -> pl.Data
     """First time each transaction was reported as fraud, with its merchant and category."""
     if labels is None or labels.height == 0:
         return pl.DataFrame(
-            schema={"merchant_id": pl.String, "merchant_category": pl.String, "t": pl.Int64}
+            schema={
+                "transaction_id": pl.String,
+                "merchant_id": pl.String,
+                "merchant_category": pl.String,
+                "t": pl.Int64,
+            }
         )
     first = (
         labels.filter(pl.col("is_fraud"))
@@ -187,7 +244,7 @@ def _fraud_label_times(tx: pl.DataFrame, labels: pl.DataFrame | None) -> pl.Data
     )
     return first.join(
         tx.select("transaction_id", "merchant_id", "merchant_category"), on="transaction_id"
-    ).select("merchant_id", "merchant_category", "t")
+    ).select("transaction_id", "merchant_id", "merchant_category", "t")
 
 
 def _velocity(
@@ -304,6 +361,29 @@ def _card_history(
     out["card_tx_7d"][order] = k
 
 
+def _card_previous_from(
+    out: dict[str, np.ndarray], card_last: pl.DataFrame, tx: pl.DataFrame, ts: np.ndarray
+) -> None:
+    """Distance, speed and country change of each card's first row here since the card's
+    latest transaction of the prior history."""
+    first = np.flatnonzero(np.isnan(out["dist_prev_km"]) & np.isnan(out["country_changed"]))
+    rows = tx[first].select("card_hash", "lat", "lon", "country")
+    looked = rows.join(card_last, on="card_hash", how="left", maintain_order="left")
+    known = looked["t"].is_not_null().to_numpy()
+    rows, looked, first = rows.filter(known), looked.filter(known), first[known]
+    dist = haversine_km(
+        looked["lat"].fill_null(np.nan).to_numpy(),
+        looked["lon"].fill_null(np.nan).to_numpy(),
+        rows["lat"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
+        rows["lon"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
+    )
+    out["dist_prev_km"][first] = dist
+    out["km_per_min"][first] = speed_km_per_min(dist, (ts[first] - looked["t"].to_numpy()) / 1e6)
+    out["country_changed"][first] = (
+        (rows["country"] != looked["country"]).cast(pl.Float64).to_numpy()
+    )
+
+
 def _lags(pos: np.ndarray, start: np.ndarray) -> Iterator[tuple[np.ndarray, int]]:
     """(rows whose window reaches back `lag` rows, lag) for lag = 1, 2, … (previous rows only)."""
     lag = 1
@@ -322,9 +402,11 @@ def _risk(
     label_times: pl.DataFrame,
     t_min: int,
     stride: int,
+    before: pl.DataFrame | None = None,
 ) -> None:
     """Smoothed fraud rate of the merchant (or category) from the fraud labels reported
-    strictly before the transaction's time, over the transactions it had before."""
+    strictly before the transaction's time, over the transactions it had before (`before`:
+    its transaction count in the prior history)."""
     values = pl.concat([tx[column].cast(pl.String), label_times[column].cast(pl.String)])
     codes = _codes(values)
     tx_code, label_code = codes[: tx.height], codes[tx.height :]
@@ -334,6 +416,13 @@ def _risk(
     rank = np.empty(tx.height)
     group_start = np.searchsorted(tx_code[order], tx_code[order], side="left")
     rank[order] = np.arange(tx.height) - group_start
+    if before is not None:
+        rank += (
+            tx.select(column)
+            .join(before, on=column, how="left", maintain_order="left")["n"]
+            .fill_null(0)
+            .to_numpy()
+        )
     label_rel = np.maximum(label_times["t"].to_numpy() - t_min, 0)  # bad data: before all
     label_keys = np.sort(_grouped_keys(label_code, label_rel, stride))
     frauds = np.searchsorted(label_keys, _grouped_keys(tx_code, ts, stride), side="left") - (
@@ -344,15 +433,34 @@ def _risk(
         out["merchant_tx_before"] = rank
 
 
-def _graph(out: dict[str, np.ndarray], tx: pl.DataFrame) -> None:
+def _graph(out: dict[str, np.ndarray], tx: pl.DataFrame, prior: PriorHistory | None) -> None:
     """Distinct neighbours in the device ↔ account ↔ IP graph up to this transaction."""
     for feature, (node, neighbour) in GRAPH_PAIRS.items():
-        flags = tx.select(
-            valid=pl.col(node).is_not_null() & pl.col(neighbour).is_not_null(),
-            first=pl.struct(node, neighbour).is_first_distinct(),
-            node=pl.col(node),
-        ).with_columns(first=pl.col("first") & pl.col("valid"))
-        counts = flags.select(pl.col("first").cast(pl.Int64).cum_sum().over("node")).to_series()
+        edge = neighbour if node == "account_hash" else node
+        known = (
+            prior.edges[edge]
+            if prior is not None
+            else pl.DataFrame(schema={"account_hash": pl.String, edge: pl.String})
+        )
+        flags = (
+            tx.select(
+                node,
+                neighbour,
+                valid=pl.col(node).is_not_null() & pl.col(neighbour).is_not_null(),
+                first=pl.struct(node, neighbour).is_first_distinct(),
+            )
+            .join(
+                known.with_columns(known=pl.lit(True)),
+                on=[node, neighbour],
+                how="left",
+                maintain_order="left",
+            )
+            .join(known.group_by(node).len("before"), on=node, how="left", maintain_order="left")
+            .with_columns(first=pl.col("first") & pl.col("valid") & pl.col("known").is_null())
+        )
+        counts = flags.select(
+            pl.col("first").cast(pl.Int64).cum_sum().over(node) + pl.col("before").fill_null(0)
+        ).to_series()
         valid = flags["valid"].to_numpy()
         out[feature] = np.where(valid, counts.cast(pl.Float64).to_numpy(), np.nan)
         for flag, pair in NEW_FLAGS.items():
@@ -360,13 +468,54 @@ def _graph(out: dict[str, np.ndarray], tx: pl.DataFrame) -> None:
                 out[flag] = np.where(valid, flags["first"].cast(pl.Float64).to_numpy(), np.nan)
 
 
+def _components(tx: pl.DataFrame, prior: PriorHistory | None) -> np.ndarray:
+    """component_size: the prior history's edges go through the union-find first."""
+    nodes = tx.select("account_hash", "device_id", "ip_hash")
+    if prior is not None:
+        edges = [prior.edges[c].select("account_hash", c) for c in EDGE_COLUMNS]
+        nodes = pl.concat([*edges, nodes], how="diagonal")
+    sizes = component_sizes(*(_codes(nodes[c]) for c in ("account_hash", "device_id", "ip_hash")))
+    return sizes[nodes.height - tx.height :]
+
+
 def component_sizes(account: np.ndarray, device: np.ndarray, ip: np.ndarray) -> np.ndarray:
     """Size (devices + accounts + IPs) of the connected component of each transaction's
     account in the device ↔ account ↔ IP graph of the transactions up to it (rows in order,
     codes dense per node type, -1 for null; NaN without an account)."""
+    return _union_find(*_node_ids(account, device, ip))[0]
+
+
+def component_roots(edges: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
+    """The graph of `PriorHistory.edges` as (node, root, size) for every node in a component
+    of two or more, nodes named as the online stores name them ("a:", "d:", "i:" + id)."""
+    nodes = pl.concat([edges[c].select("account_hash", c) for c in EDGE_COLUMNS], how="diagonal")
+    prefixes = {"account_hash": "a:", "device_id": "d:", "ip_hash": "i:"}
+    *ids, n_nodes = _node_ids(*(_codes(nodes[c]) for c in prefixes))
+    _, parent, size = _union_find(*ids, n_nodes)
+    while not np.array_equal(parent, parent[parent]):  # flatten: every node -> its root
+        parent = parent[parent]
+    names = np.empty(n_nodes, dtype=object)
+    for (column, prefix), node in zip(prefixes.items(), ids, strict=True):
+        present = node >= 0
+        names[node[present]] = (prefix + nodes[column].filter(pl.Series(present))).to_numpy()
+    linked = np.flatnonzero(size[parent] > 1)
+    return pl.DataFrame(
+        {
+            "node": names[linked],
+            "root": names[parent[linked]],
+            "size": size[parent[linked]],
+        },
+        schema={"node": pl.String, "root": pl.String, "size": pl.Int64},
+    )
+
+
+def _node_ids(
+    account: np.ndarray, device: np.ndarray, ip: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Per-type codes → one id space (accounts, then devices, then IPs)."""
     n_account, n_device = int(account.max(initial=-1)) + 1, int(device.max(initial=-1)) + 1
     n_nodes = n_account + n_device + int(ip.max(initial=-1)) + 1
-    return _union_find_sizes(
+    return (
         account.astype(np.int64),
         np.where(device >= 0, device + n_account, -1).astype(np.int64),
         np.where(ip >= 0, ip + n_account + n_device, -1).astype(np.int64),
@@ -385,9 +534,10 @@ def _root(parent: np.ndarray, node: int) -> int:
 
 
 @numba.njit(cache=True)
-def _union_find_sizes(
+def _union_find(
     account: np.ndarray, device: np.ndarray, ip: np.ndarray, n_nodes: int
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(component size after each row, parent, size) with rows adding their edges in order."""
     parent = np.arange(n_nodes)
     size = np.ones(n_nodes, dtype=np.int64)
     out = np.full(account.size, np.nan)
@@ -406,7 +556,7 @@ def _union_find_sizes(
             parent[other_root] = root
             size[root] += size[other_root]
         out[i] = size[root]
-    return out
+    return out, parent, size
 
 
 # ---- online path --------------------------------------------------------------------------

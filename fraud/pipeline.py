@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 from deltalake import CommitProperties, Transaction
 
-from fraud.features import FEATURES, batch_features
+from fraud.features import FEATURES, ZSCORE_WINDOW_US, batch_features, prior_history
 from fraud.scoring import EVENT_FIELDS, score_frame
 from lake.silver import rows_added_since
 from lake.tables import UTC_TS, insert_new_rows, open_table, silver_uri
@@ -98,8 +99,10 @@ def _insert(
 
 
 def build_features(settings: Settings) -> StepResult:
-    """Features of the transactions silver gained since the last run, computed over the whole
-    silver history (windows and merchant risk need the past) with the labels in silver."""
+    """Features of the transactions silver gained since the last run. The velocity windows
+    and the z-score see the 7 days before the earliest new transaction; everything older is
+    summarised (`prior_history`: merchant counts, the cards' previous transactions, the
+    graph, fraud labels) instead of being run through the feature kernels again."""
     started = time.monotonic()
     uri = features_uri(settings)
     target = open_table(uri, settings)
@@ -119,7 +122,14 @@ def build_features(settings: Settings) -> StepResult:
         silver_uri(settings, "silver_fraud_labels"),
         ["transaction_id", "is_fraud", "reported_at"],
     )
-    features = batch_features(history, labels)  # type: ignore[arg-type]
+    since = pc.min(new["ts"]).as_py() - timedelta(microseconds=ZSCORE_WINDOW_US)
+    older = pl.col("ts") < since
+    prior = prior_history(history.filter(older), labels)  # type: ignore[union-attr]
+    features = batch_features(history.filter(~older), labels, prior)  # type: ignore[union-attr]
+    result.extra = {
+        "context_rows": features.height,
+        "summarised_rows": history.height - features.height,
+    }  # type: ignore[union-attr]
     new_ids = pl.from_arrow(new.select(["transaction_id"])).to_series().unique()  # type: ignore[union-attr]
     rows = (
         features.filter(pl.col("transaction_id").is_in(new_ids.implode()))

@@ -1,6 +1,6 @@
 """Replay a stream (silver columns) through the online path: snapshot → features → record,
-with labels applied as their report time passes. Used by the parity test, the store warm-up
-of the decision service and the benchmarks."""
+with labels applied as their report time passes. Used by the parity tests and the benchmarks
+(the service's warm-up loads the same state column-wise: `fraud.store.state_from_history`)."""
 
 from __future__ import annotations
 
@@ -35,8 +35,3 @@ def replay(
         features = online_features(row, t, store.snapshot(row, t))
         store.record(row, t)
         yield row, features
-
-
-def warm(store: FeatureStore, transactions: pl.DataFrame, labels: pl.DataFrame | None) -> int:
-    """Load history into the store (e.g. the last days of silver before serving)."""
-    return sum(1 for _ in replay(store, transactions, labels))

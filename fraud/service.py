@@ -238,43 +238,40 @@ def build_engine(
     settings: Settings,
     say: Callable[[str], object] = print,
     redis_prefix: str = "lakehouse:fraud:",
-    warm_days: float = 0.0,
+    warm: bool = False,
 ) -> DecisionEngine:
     from fraud.training import configure_registry
 
     configure_registry(settings)
     model = ensure_champion(settings, say)
     store = open_store(settings.redis_url, redis_prefix)
-    if warm_days > 0:
-        warmed = warm_store(settings, store, warm_days)
+    if warm:
+        started = time.monotonic()
+        loaded = warm_store(settings, store)
         say(
-            f"feature store warmed with {warmed} transactions from the last {warm_days:g} days of silver"
+            f"feature store loaded from {loaded:,} silver transactions "
+            f"in {time.monotonic() - started:.1f}s"
         )
     return DecisionEngine(settings, model, store, load_config())
 
 
-def warm_store(settings: Settings, store: FeatureStore, days: float) -> int:
-    """Replay the last `days` of silver_transactions (and labels) into the store."""
-    from datetime import timedelta
-
-    import polars as pl
-
-    from fraud.replay import warm
+def warm_store(settings: Settings, store: FeatureStore) -> int:
+    """Empty the store, then load it with the state the whole of silver_transactions and
+    silver_fraud_labels leave (the same values a replay would give, column-wise)."""
+    from fraud.store import state_from_history
     from fraud.training import load_lake_history
 
     tx, labels = load_lake_history(settings)
-    if tx.height == 0:
-        return 0
-    since = tx["ts"].max() - timedelta(days=days)  # type: ignore[operator]
-    return warm(store, tx.filter(pl.col("ts") > since), labels)
+    store.clear()
+    if tx.height:
+        store.load(state_from_history(tx, labels))
+    return tx.height
 
 
-def serve(
-    settings: Settings, host: str, port: int, reload_seconds: float, warm_days: float
-) -> None:
+def serve(settings: Settings, host: str, port: int, reload_seconds: float, warm: bool) -> None:
     import uvicorn
 
-    engine = build_engine(settings, warm_days=warm_days)
+    engine = build_engine(settings, warm=warm)
     print(
         f"fraud decision service on http://{host}:{port} (model v{engine.model.version}, "
         f"store {'redis' if settings.redis_url else 'in-process'}); POST /v1/decisions"

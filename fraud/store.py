@@ -12,11 +12,23 @@ from __future__ import annotations
 
 import hmac
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from hashlib import sha256
 from typing import Protocol
 
-from fraud.features import ENTITIES, GRAPH_PAIRS, WINDOWS_US, ZSCORE_WINDOW_US, EntityHistory
+import polars as pl
+
+from fraud.features import (
+    ENTITIES,
+    GRAPH_PAIRS,
+    WINDOWS_US,
+    ZSCORE_WINDOW_US,
+    EntityHistory,
+    PriorHistory,
+    component_roots,
+    prior_history,
+)
 
 LONGEST_WINDOW_US = max(WINDOWS_US.values())
 TX_MEMORY_SECONDS = 180 * 86_400  # how long a transaction's merchant is kept for its label
@@ -50,6 +62,53 @@ def graph_nodes(tx: Mapping[str, object]) -> list[str]:
     return [prefix + str(tx[column]) for prefix, column in prefixed if tx.get(column) is not None]
 
 
+def _horizon(entity: str) -> int:
+    return ZSCORE_WINDOW_US if entity == "card" else LONGEST_WINDOW_US
+
+
+@dataclass
+class StoreState:
+    """What a store holds after a stream of transactions, computed column-wise from silver
+    instead of replaying it row by row (`FeatureStore.load`)."""
+
+    prior: PriorHistory
+    events: dict[str, pl.DataFrame]  # entity -> key, t, amount, merchant_id, transaction_id
+    components: pl.DataFrame  # node, root, size (`component_roots`)
+    places: pl.DataFrame  # transaction_id, merchant_id, merchant_category: labels may come
+
+
+def state_from_history(transactions: pl.DataFrame, labels: pl.DataFrame | None) -> StoreState:
+    """The store's state after `transactions` (silver columns) and the fraud labels of them:
+    the windows keep what is within their reach of the latest transaction."""
+    tx = transactions.sort("ts", "transaction_id")
+    prior = prior_history(tx, labels)
+    latest = tx["ts"].dt.epoch("us").max() if tx.height else 0
+    t = pl.col("ts").dt.epoch("us")
+    events = {
+        entity: tx.filter(pl.col(column).is_not_null() & (t > latest - _horizon(entity))).select(
+            pl.col(column).alias("key"),
+            t.alias("t"),
+            pl.col("amount").cast(pl.Float64),
+            "merchant_id",
+            "transaction_id",
+        )
+        for entity, column in ENTITIES.items()
+    }
+    places = tx.filter(t > latest - TX_MEMORY_SECONDS * 1_000_000).select(
+        "transaction_id", "merchant_id", "merchant_category"
+    )
+    return StoreState(prior, events, component_roots(prior.edges), places)
+
+
+def _pairs(prior: PriorHistory) -> Iterator[tuple[str, str, list[str]]]:
+    """(GRAPH_PAIRS feature, node, its distinct neighbours) of the prior history's graph."""
+    for feature, (node, neighbour) in GRAPH_PAIRS.items():
+        edge = neighbour if node == "account_hash" else node
+        grouped = prior.edges[edge].group_by(node).agg(pl.col(neighbour))
+        for key, members in grouped.iter_rows():
+            yield feature, key, members
+
+
 class FeatureStore(Protocol):
     def snapshot(self, tx: Mapping[str, object], ts_us: int) -> EntityHistory: ...
 
@@ -57,17 +116,22 @@ class FeatureStore(Protocol):
 
     def record_label(self, transaction_id: str, is_fraud: bool, reported_us: int) -> None: ...
 
+    def load(self, state: StoreState) -> None:
+        """Fill an empty store with `state` (the decision service's warm-up)."""
+        ...
+
+    def clear(self) -> int: ...
+
     def close(self) -> None: ...
-
-
-def _horizon(entity: str) -> int:
-    return ZSCORE_WINDOW_US if entity == "card" else LONGEST_WINDOW_US
 
 
 class InMemoryStore:
     """Everything in dictionaries of this process (default profile, tests, benchmarks)."""
 
     def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> int:
         self.events: dict[tuple[str, str], list[tuple[int, float, str]]] = defaultdict(list)
         self.last_card: dict[str, tuple[int, float | None, float | None, str]] = {}
         self.tx_count: dict[tuple[str, str], int] = defaultdict(int)
@@ -77,6 +141,39 @@ class InMemoryStore:
         self.graph: dict[tuple[str, str], set[str]] = defaultdict(set)
         self.parent: dict[str, str] = {}  # union-find over graph nodes; roots are absent
         self.size: dict[str, int] = {}  # root -> component size (absent: 1)
+        return 0
+
+    def load(self, state: StoreState) -> None:
+        prior = state.prior
+        for merchant, n in prior.merchant_tx.iter_rows():
+            self.tx_count[("m", str(merchant))] = n
+        for category, n in prior.mcc_tx.iter_rows():
+            self.tx_count[("c", str(category))] = n
+        for card, t, lat, lon, country in prior.card_last.iter_rows():
+            self.last_card[card] = (t, lat, lon, str(country))
+        for feature, key, members in _pairs(prior):
+            self.graph[(feature, key)] = set(members)
+        for node, root, size in state.components.iter_rows():
+            if node == root:
+                self.size[root] = size
+            else:
+                self.parent[node] = root
+        for entity, frame in state.events.items():
+            grouped = frame.group_by("key").agg("t", "amount", "merchant_id")
+            for key, *columns in grouped.iter_rows():
+                self.events[(entity, key)] = list(zip(*columns, strict=True))
+        self.tx_place.update(
+            zip(
+                state.places["transaction_id"],
+                zip(state.places["merchant_id"], state.places["merchant_category"], strict=True),
+                strict=True,
+            )
+        )
+        for txid, merchant, category, t in prior.fraud_labels.iter_rows():
+            if txid not in self.labelled:
+                self.labelled.add(txid)
+                self.label_times[("m", merchant)].append(t)
+                self.label_times[("c", category)].append(t)
 
     def _root(self, node: str) -> str:
         while node in self.parent:
@@ -324,6 +421,56 @@ class RedisStore:
         pipe = self.client.pipeline(transaction=False)
         pipe.zadd(self._k("lab", "m", merchant), {transaction_id: reported_us}, nx=True)
         pipe.zadd(self._k("lab", "c", category), {transaction_id: reported_us}, nx=True)
+        pipe.execute()
+
+    def load(self, state: StoreState, chunk: int = 10_000) -> None:
+        """Write `state` with pipelined commands, `chunk` per round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        queued = 0
+
+        def flush_if_full() -> None:
+            nonlocal queued
+            queued += 1
+            if queued >= chunk:
+                pipe.execute()
+                queued = 0
+
+        prior = state.prior
+        for kind, frame in (("m", prior.merchant_tx), ("c", prior.mcc_tx)):
+            for key, n in frame.iter_rows():
+                pipe.set(self._k("n", kind, str(key)), n)
+                flush_if_full()
+        for card, t, lat, lon, country in prior.card_last.iter_rows():
+            fields = {"ts": t, "lat": "" if lat is None else repr(lat), "country": str(country)}
+            pipe.hset(
+                self._k("last", card), mapping={**fields, "lon": "" if lon is None else repr(lon)}
+            )
+            flush_if_full()
+        for feature, key, members in _pairs(prior):
+            pipe.sadd(self._k("g", feature, key), *members)
+            flush_if_full()
+        roots = state.components.filter(pl.col("node") == pl.col("root"))
+        children = state.components.filter(pl.col("node") != pl.col("root"))
+        for frame, key, value in ((roots, 1, "size"), (children, 0, "root")):
+            rows = dict(zip(frame["node"], frame[value], strict=True))
+            for start in range(0, len(rows), chunk):
+                part = dict(list(rows.items())[start : start + chunk])
+                pipe.hset(self._uf_keys[key], mapping=part)
+                flush_if_full()
+        for entity, frame in state.events.items():
+            ttl = _horizon(entity) // 1000 + 60_000
+            for key, t, amount, merchant, txid in frame.iter_rows():
+                name = self._k("ev", entity, key)
+                pipe.zadd(name, {f"{txid}|{amount!r}|{merchant}": t})
+                pipe.pexpire(name, ttl)
+                flush_if_full()
+        for txid, merchant, category in state.places.iter_rows():
+            pipe.set(self._k("tx", txid), f"{merchant}|{category}", ex=TX_MEMORY_SECONDS)
+            flush_if_full()
+        for txid, merchant, category, t in prior.fraud_labels.iter_rows():
+            pipe.zadd(self._k("lab", "m", merchant), {txid: t}, nx=True)
+            pipe.zadd(self._k("lab", "c", category), {txid: t}, nx=True)
+            flush_if_full()
         pipe.execute()
 
     def clear(self) -> int:

@@ -143,6 +143,15 @@ def test_chain_materializes_and_decides_every_transaction(
         stats = events[1]["outputs"][0]["outputFacets"]["outputStatistics"]
         assert stats["rowCount"] == rows.height
 
+    # the decision service's `--warm`: the store loaded from this silver, column-wise
+    from fraud.service import warm_store
+    from fraud.store import InMemoryStore
+
+    store = InMemoryStore()
+    assert warm_store(settings, store) == silver.height
+    assert set(store.last_card) == set(silver["card_hash"].unique())
+    assert sum(store.tx_count[("m", m)] for m in silver["merchant_id"].unique()) == silver.height
+
     # a re-run with nothing new adds nothing (markers in the Delta commits)
     materialize_selection(settings, CHAIN)
     again = read_table(settings, decisions_uri(settings))
