@@ -449,13 +449,16 @@ class RedisStore:
         for feature, key, members in _pairs(prior):
             pipe.sadd(self._k("g", feature, key), *members)
             flush_if_full()
-        roots = state.components.filter(pl.col("node") == pl.col("root"))
-        children = state.components.filter(pl.col("node") != pl.col("root"))
-        for frame, key, value in ((roots, 1, "size"), (children, 0, "root")):
-            rows = dict(zip(frame["node"], frame[value], strict=True))
-            for start in range(0, len(rows), chunk):
-                part = dict(list(rows.items())[start : start + chunk])
-                pipe.hset(self._uf_keys[key], mapping=part)
+        parent_key, size_key = self._uf_keys
+        is_root = pl.col("node") == pl.col("root")
+        for key, frame in (
+            (size_key, state.components.filter(is_root).select("node", "size")),
+            (parent_key, state.components.filter(~is_root).select("node", "root")),
+        ):
+            nodes, values = frame.to_series(0).to_list(), frame.to_series(1).to_list()
+            for start in range(0, len(nodes), chunk):
+                part = slice(start, start + chunk)
+                pipe.hset(key, mapping=dict(zip(nodes[part], values[part], strict=True)))
                 flush_if_full()
         for entity, frame in state.events.items():
             ttl = _horizon(entity) // 1000 + 60_000

@@ -208,26 +208,36 @@ def redis_store() -> Iterator[RedisStore]:
         store.close()
 
 
+def _stream(days: int, scale: float = 0.02) -> tuple[pl.DataFrame, pl.DataFrame]:
+    stream = generate_transactions(
+        T0, T0 + timedelta(days=days), seed=9, scale=scale, fraud_rate=0.02
+    )
+    return silver_from_events(stream.transactions.drop("is_fraud", "scenario"), "k"), stream.labels
+
+
+def _online(store: object, rows: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
+    """FEATURES of `rows` replayed through `store`."""
+    return pl.DataFrame(
+        [{"transaction_id": row["transaction_id"], **f} for row, f in replay(store, rows, labels)],  # type: ignore[arg-type]
+        schema={"transaction_id": pl.String, **dict.fromkeys(FEATURES, pl.Float64)},
+    )
+
+
+def _assert_same(a: pl.DataFrame, b: pl.DataFrame) -> None:
+    assert a["transaction_id"].to_list() == b["transaction_id"].to_list()
+    for name in FEATURES:
+        x = a[name].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        y = b[name].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        # sums and variances: cumulative sums (batch) vs direct sums (online) differ in rounding
+        assert np.allclose(x, y, rtol=1e-7, atol=1e-7, equal_nan=True), name
+
+
 def _parity(store: object) -> None:
-    stream = generate_transactions(T0, T0 + timedelta(days=8), seed=9, scale=0.015, fraud_rate=0.02)
-    silver = silver_from_events(stream.transactions.drop("is_fraud", "scenario"), "k")
-    labels = stream.labels
+    silver, labels = _stream(8, scale=0.015)
     assert labels["is_fraud"].sum() > 5  # the merchant risk path is exercised
     batch = batch_features(silver, labels)
     assert batch["component_size"].max() > 3  # accounts linked through devices or IPs
-    online = pl.DataFrame(
-        [
-            {"transaction_id": row["transaction_id"], **f}
-            for row, f in replay(store, silver, labels)
-        ],  # type: ignore[arg-type]
-        schema={"transaction_id": pl.String, **dict.fromkeys(FEATURES, pl.Float64)},
-    )
-    assert online["transaction_id"].to_list() == batch["transaction_id"].to_list()
-    for name in FEATURES:
-        a = batch[name].cast(pl.Float64).fill_null(np.nan).to_numpy()
-        b = online[name].cast(pl.Float64).fill_null(np.nan).to_numpy()
-        # sums and variances: cumulative sums (batch) vs direct sums (online) differ in rounding
-        assert np.allclose(a, b, rtol=1e-7, atol=1e-7, equal_nan=True), name
+    _assert_same(batch, _online(store, silver, labels))
 
 
 def test_online_equals_batch_in_process() -> None:
@@ -236,21 +246,6 @@ def test_online_equals_batch_in_process() -> None:
 
 def test_online_equals_batch_through_redis(redis_store: RedisStore) -> None:
     _parity(redis_store)
-
-
-def _stream(days: int) -> tuple[pl.DataFrame, pl.DataFrame]:
-    stream = generate_transactions(
-        T0, T0 + timedelta(days=days), seed=9, scale=0.02, fraud_rate=0.02
-    )
-    return silver_from_events(stream.transactions.drop("is_fraud", "scenario"), "k"), stream.labels
-
-
-def _assert_same(a: pl.DataFrame, b: pl.DataFrame) -> None:
-    assert a["transaction_id"].to_list() == b["transaction_id"].to_list()
-    for name in FEATURES:
-        x = a[name].cast(pl.Float64).fill_null(np.nan).to_numpy()
-        y = b[name].cast(pl.Float64).fill_null(np.nan).to_numpy()
-        assert np.allclose(x, y, rtol=1e-7, atol=1e-7, equal_nan=True), name
 
 
 def test_batch_over_the_last_days_plus_a_summary_equals_the_whole_history() -> None:
@@ -274,11 +269,8 @@ def _warm_parity(store: object) -> None:
     assert state.components.height > 0 and all(f.height for f in state.events.values())
     store.load(state)  # type: ignore[attr-defined]
     rest = silver.filter(pl.col("ts") >= split)
-    online = pl.DataFrame(
-        [{"transaction_id": row["transaction_id"], **f} for row, f in replay(store, rest, labels)],  # type: ignore[arg-type]
-        schema={"transaction_id": pl.String, **dict.fromkeys(FEATURES, pl.Float64)},
-    )
-    _assert_same(batch_features(silver, labels).filter(pl.col("ts") >= split), online)
+    expected = batch_features(silver, labels).filter(pl.col("ts") >= split)
+    _assert_same(expected, _online(store, rest, labels))
 
 
 def test_a_loaded_store_continues_like_a_replayed_one_in_process() -> None:
