@@ -129,7 +129,12 @@ def speed_km_per_min(dist_km, seconds):
 
 
 # ---- what history leaves behind ----------------------------------------------------------
+GRAPH_NODES = {"account_hash": "a:", "device_id": "d:", "ip_hash": "i:"}  # -> store name prefix
 EDGE_COLUMNS = ("device_id", "ip_hash")  # the graph's edges: account ↔ device, account ↔ IP
+PAIR_EDGES = {  # GRAPH_PAIRS feature -> the EDGE_COLUMNS edges it counts
+    feature: neighbour if node == "account_hash" else node
+    for feature, (node, neighbour) in GRAPH_PAIRS.items()
+}
 
 
 @dataclass
@@ -436,7 +441,7 @@ def _risk(
 def _graph(out: dict[str, np.ndarray], tx: pl.DataFrame, prior: PriorHistory | None) -> None:
     """Distinct neighbours in the device ↔ account ↔ IP graph up to this transaction."""
     for feature, (node, neighbour) in GRAPH_PAIRS.items():
-        edge = neighbour if node == "account_hash" else node
+        edge = PAIR_EDGES[feature]
         known = (
             prior.edges[edge]
             if prior is not None
@@ -470,12 +475,17 @@ def _graph(out: dict[str, np.ndarray], tx: pl.DataFrame, prior: PriorHistory | N
 
 def _components(tx: pl.DataFrame, prior: PriorHistory | None) -> np.ndarray:
     """component_size: the prior history's edges go through the union-find first."""
-    nodes = tx.select("account_hash", "device_id", "ip_hash")
+    nodes = tx.select(*GRAPH_NODES)
     if prior is not None:
-        edges = [prior.edges[c].select("account_hash", c) for c in EDGE_COLUMNS]
-        nodes = pl.concat([*edges, nodes], how="diagonal")
-    sizes = component_sizes(*(_codes(nodes[c]) for c in ("account_hash", "device_id", "ip_hash")))
+        nodes = pl.concat([_edge_rows(prior.edges), nodes])
+    sizes = component_sizes(*(_codes(nodes[c]) for c in GRAPH_NODES))
     return sizes[nodes.height - tx.height :]
+
+
+def _edge_rows(edges: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
+    """`PriorHistory.edges` as one edge per row, in GRAPH_NODES columns."""
+    frames = [edges[c].select("account_hash", c) for c in EDGE_COLUMNS]
+    return pl.concat(frames, how="diagonal").select(*GRAPH_NODES)
 
 
 def component_sizes(account: np.ndarray, device: np.ndarray, ip: np.ndarray) -> np.ndarray:
@@ -487,15 +497,14 @@ def component_sizes(account: np.ndarray, device: np.ndarray, ip: np.ndarray) -> 
 
 def component_roots(edges: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
     """The graph of `PriorHistory.edges` as (node, root, size) for every node in a component
-    of two or more, nodes named as the online stores name them ("a:", "d:", "i:" + id)."""
-    nodes = pl.concat([edges[c].select("account_hash", c) for c in EDGE_COLUMNS], how="diagonal")
-    prefixes = {"account_hash": "a:", "device_id": "d:", "ip_hash": "i:"}
-    *ids, n_nodes = _node_ids(*(_codes(nodes[c]) for c in prefixes))
+    of two or more, nodes named as the online stores name them (GRAPH_NODES prefix + id)."""
+    nodes = _edge_rows(edges)
+    *ids, n_nodes = _node_ids(*(_codes(nodes[c]) for c in GRAPH_NODES))
     _, parent, size = _union_find(*ids, n_nodes)
     while not np.array_equal(parent, parent[parent]):  # flatten: every node -> its root
         parent = parent[parent]
     names = np.empty(n_nodes, dtype=object)
-    for (column, prefix), node in zip(prefixes.items(), ids, strict=True):
+    for (column, prefix), node in zip(GRAPH_NODES.items(), ids, strict=True):
         present = node >= 0
         names[node[present]] = (prefix + nodes[column].filter(pl.Series(present))).to_numpy()
     linked = np.flatnonzero(size[parent] > 1)

@@ -128,8 +128,8 @@ def build_features(settings: Settings) -> StepResult:
     features = batch_features(history.filter(~older), labels, prior)  # type: ignore[union-attr]
     result.extra = {
         "context_rows": features.height,
-        "summarised_rows": history.height - features.height,
-    }  # type: ignore[union-attr]
+        "summarised_rows": history.height - features.height,  # type: ignore[union-attr]
+    }
     new_ids = pl.from_arrow(new.select(["transaction_id"])).to_series().unique()  # type: ignore[union-attr]
     rows = (
         features.filter(pl.col("transaction_id").is_in(new_ids.implode()))

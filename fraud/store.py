@@ -21,7 +21,9 @@ import polars as pl
 
 from fraud.features import (
     ENTITIES,
+    GRAPH_NODES,
     GRAPH_PAIRS,
+    PAIR_EDGES,
     WINDOWS_US,
     ZSCORE_WINDOW_US,
     EntityHistory,
@@ -58,8 +60,7 @@ def graph_nodes(tx: Mapping[str, object]) -> list[str]:
     account: its edges all go through the account)."""
     if tx.get("account_hash") is None:
         return []
-    prefixed = (("a:", "account_hash"), ("d:", "device_id"), ("i:", "ip_hash"))
-    return [prefix + str(tx[column]) for prefix, column in prefixed if tx.get(column) is not None]
+    return [prefix + str(tx[c]) for c, prefix in GRAPH_NODES.items() if tx.get(c) is not None]
 
 
 def _horizon(entity: str) -> int:
@@ -103,8 +104,7 @@ def state_from_history(transactions: pl.DataFrame, labels: pl.DataFrame | None) 
 def _pairs(prior: PriorHistory) -> Iterator[tuple[str, str, list[str]]]:
     """(GRAPH_PAIRS feature, node, its distinct neighbours) of the prior history's graph."""
     for feature, (node, neighbour) in GRAPH_PAIRS.items():
-        edge = neighbour if node == "account_hash" else node
-        grouped = prior.edges[edge].group_by(node).agg(pl.col(neighbour))
+        grouped = prior.edges[PAIR_EDGES[feature]].group_by(node).agg(pl.col(neighbour))
         for key, members in grouped.iter_rows():
             yield feature, key, members
 
