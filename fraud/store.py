@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from hashlib import sha256
-from typing import Protocol
+from typing import Any, Protocol
 
 import polars as pl
 
@@ -304,9 +304,26 @@ class RedisStore:
 
         self.client = redis.Redis.from_url(url, decode_responses=True)
         self.prefix = prefix
-        self._roots = self.client.register_script(_ROOTS_LUA)
-        self._union = self.client.register_script(_UNION_LUA)
         self._uf_keys = [self._k("uf", "parent"), self._k("uf", "size")]
+        # loaded once and queued as EVALSHA: a redis-py Script in a pipeline would add a
+        # SCRIPT EXISTS round trip to every request
+        self._shas = {lua: self.client.script_load(lua) for lua in (_ROOTS_LUA, _UNION_LUA)}
+
+    def _execute_with_script(self, pipe: Any, lua: str | None, nodes: list[str]) -> list[Any]:
+        """Queue the union-find script `lua` (if any) on `nodes` last, execute the pipeline
+        and return its replies. If Redis lost its script cache (restart, SCRIPT FLUSH) the
+        script runs again with EVAL, which reloads it: the other commands ran anyway."""
+        import redis
+
+        if lua is not None:
+            pipe.evalsha(self._shas[lua], len(self._uf_keys), *self._uf_keys, *nodes)
+        replies = pipe.execute(raise_on_error=False)
+        if lua is not None and isinstance(replies[-1], redis.exceptions.NoScriptError):
+            replies[-1] = self.client.eval(lua, len(self._uf_keys), *self._uf_keys, *nodes)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
 
     def _k(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -336,9 +353,7 @@ class RedisStore:
             pipe.scard(key)
             pipe.sismember(key, str(tx[neighbour]))
         nodes = graph_nodes(tx)
-        if nodes:
-            self._roots(keys=self._uf_keys, args=nodes, client=pipe)
-        replies = pipe.execute()
+        replies = self._execute_with_script(pipe, _ROOTS_LUA if nodes else None, nodes)
         events: dict[str, list[tuple[int, float, str]]] = {}
         for (entity, _), members in zip(entities, replies, strict=False):
             rows = []
@@ -407,9 +422,7 @@ class RedisStore:
             if tx.get(node) is not None and tx.get(neighbour) is not None:
                 pipe.sadd(self._k("g", feature, str(tx[node])), str(tx[neighbour]))
         nodes = graph_nodes(tx)
-        if len(nodes) > 1:
-            self._union(keys=self._uf_keys, args=nodes, client=pipe)
-        pipe.execute()
+        self._execute_with_script(pipe, _UNION_LUA if len(nodes) > 1 else None, nodes)
 
     def record_label(self, transaction_id: str, is_fraud: bool, reported_us: int) -> None:
         if not is_fraud:

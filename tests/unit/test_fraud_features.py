@@ -279,3 +279,14 @@ def test_a_loaded_store_continues_like_a_replayed_one_in_process() -> None:
 
 def test_a_loaded_store_continues_like_a_replayed_one_in_redis(redis_store: RedisStore) -> None:
     _warm_parity(redis_store)
+
+
+def test_redis_store_survives_a_lost_script_cache(redis_store: RedisStore) -> None:
+    first, second = tx(1, 0), tx(2, 10, account_hash="acc_b", card_hash="card_b")
+    redis_store.record(first, 0)
+    redis_store.client.script_flush()  # as after a Redis restart
+    history = redis_store.snapshot(second, 10_000_000)  # EVALSHA fails, EVAL reloads
+    assert online_features(second, 10_000_000, history)["component_size"] == 4
+    redis_store.client.script_flush()
+    redis_store.record(second, 10_000_000)
+    assert redis_store.snapshot(first, 20_000_000).components == [("a:acc_a", 4)] * 3
