@@ -8,6 +8,8 @@ SPEC   := $(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-16)
 STAMP  := $(VENV)/.installed-$(SPEC)
 DBT_SOURCES := $(shell find dbt/models dbt/seeds dbt/macros dbt/tests -type f 2>/dev/null) dbt/dbt_project.yml dbt/profiles.yml
 MANIFEST := dbt/target/manifest.json
+# The distilled sentiment embedding table, a function of the installed model: built once here.
+EMBEDDINGS := $(VENV)/share/lakehouse/minilm_static_tokens.npy
 
 # Nothing phones home: dbt, Dagster, Great Expectations and Hugging Face stay offline.
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
@@ -38,12 +40,15 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $@
 	@echo "venv ready: $(VENV) ($(SPEC))"
 
-venv: $(STAMP) $(MANIFEST)
+venv: $(STAMP) $(MANIFEST) $(EMBEDDINGS)
 
 # dagster-dbt needs the manifest before the code location imports: build it at setup time.
 $(MANIFEST): $(STAMP) $(DBT_SOURCES)
 	$(BIN)/lakehouse dbt parse --quiet
 	@touch $@
+
+$(EMBEDDINGS): $(STAMP)
+	$(BIN)/lakehouse sentiment prepare
 
 demo: venv
 	$(BIN)/lakehouse demo

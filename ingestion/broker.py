@@ -8,6 +8,7 @@ every topic, which is why the lake, not the broker, holds the offsets (see inges
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -20,6 +21,8 @@ from pathlib import Path
 from ingestion import kafka_client
 from lakehouse.config import Settings
 from lakehouse.errors import BrokerError
+
+log = logging.getLogger(__name__)
 
 TOPICS = (
     "orders",
@@ -214,6 +217,34 @@ def ensure_running(settings: Settings) -> str:
         kafka_client.ensure_topics(settings.bootstrap, TOPICS, settings.topic_partitions)
         return settings.bootstrap
     broker = EmbeddedBroker(settings)
-    broker.start()
-    broker.ensure_topics()
+    if broker.start():
+        broker.ensure_topics()
+        open_fresh_epochs(settings, broker.bootstrap)
+    else:
+        broker.ensure_topics()
     return broker.bootstrap
+
+
+def open_fresh_epochs(settings: Settings, bootstrap: str) -> dict[str, int]:
+    """Call right after starting the embedded broker: its log lives in memory, so a broker this
+    process has just started is known to be empty, not to have lost data. Where the lake holds
+    offsets of an earlier broker, record a new epoch for the topic (in the raw table, with the
+    reason), so sensors and ingestion read the new log from 0 instead of stopping. Returns
+    topic -> new epoch. Never call it for an external broker: there, a log behind the lake
+    means lost data and ingestion stops with the `--new-epoch` fix."""
+    from ingestion.raw import lake_offsets, log_behind_lake, start_new_epoch
+
+    opened: dict[str, int] = {}
+    for topic in TOPICS:
+        marks = kafka_client.probe_high_watermarks(bootstrap, topic)
+        state = lake_offsets(settings, topic, marks)
+        if log_behind_lake(topic, state, marks) is not None:
+            opened[topic] = start_new_epoch(
+                settings, topic, bootstrap, "the project started a fresh embedded broker"
+            )
+    if opened:
+        log.info(
+            "fresh embedded broker: new epoch for %s",
+            ", ".join(f"{t} ({e})" for t, e in opened.items()),
+        )
+    return opened

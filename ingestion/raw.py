@@ -23,6 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, Transaction, write_deltalake
@@ -72,6 +73,7 @@ class BatchResult:
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
     table_version: int | None = None
     seconds: float = 0.0
+    left_at_cap: int = 0  # records of the requested range the batch cap left for the next batch
 
     @property
     def records_read(self) -> int:
@@ -86,11 +88,17 @@ class BatchResult:
     def summary(self) -> str:
         if not self.records_read:
             return f"{self.topic}: up to date (epoch {self.epoch}, offsets {self.end_offsets})"
-        return (
+        text = (
             f"{self.topic}: read {self.records_read} records ({self.rows_written} raw rows, "
             f"{self.dead_letters} dead letters) in {self.seconds:.1f}s; next offsets "
             f"{self.end_offsets}, lag {sum(self.lag.values())}"
         )
+        if self.left_at_cap:
+            text += (
+                f"; stopped at the batch cap with {self.left_at_cap:,} records left: "
+                "run it again, or `lakehouse materialize --until-caught-up`"
+            )
+        return text
 
 
 def lake_offsets(settings: Settings, topic: str, partitions: Iterable[int]) -> LakeOffsets:
@@ -135,6 +143,52 @@ def _last_records(batch: pa.Table) -> tuple[dict[int, int], dict[int, str]]:
         for r in rows.to_pylist()
     }
     return next_offsets, fingerprints
+
+
+def in_step_targets(start: dict[int, int], target: dict[int, int], cap: int) -> dict[int, int]:
+    """End offsets of a batch capped at `cap` records that advances every partition by the same
+    share of its lag (largest remainders get the leftover records), so a backlog is read in
+    step rather than partition after partition. Without a cap to apply, `target` itself."""
+    lag = {p: max(target[p] - start.get(p, 0), 0) for p in target}
+    total = sum(lag.values())
+    if total <= cap:
+        return dict(target)
+    shares = {p: cap * n / total for p, n in lag.items()}
+    quota = {p: int(share) for p, share in shares.items()}
+    by_remainder = sorted(lag, key=lambda p: (quota[p] - shares[p], p))
+    for p in by_remainder[: cap - sum(quota.values())]:
+        quota[p] += 1
+    return {p: start.get(p, 0) + quota[p] for p in target}
+
+
+def time_step_mask(
+    batch: pa.Table, start: dict[int, int], capped: dict[int, int], target: dict[int, int]
+) -> pa.Array:
+    """Which records of a capped batch to keep so that it ends at one Kafka timestamp across
+    partitions: the earliest last timestamp among the partitions the cap stopped short. Each
+    partition keeps the prefix of its records up to that time (by running maximum, so the kept
+    offsets stay contiguous); the rest is read again by the next batch. Features and silver then
+    see a backlog in time order however it was sliced."""
+    short = {p for p in target if capped[p] < target[p] and capped[p] > start.get(p, 0)}
+    if not short or not batch.num_rows:
+        return pa.array(np.ones(batch.num_rows, dtype=bool))
+    partitions = batch["partition"].to_numpy()
+    stamps = np.array(batch["timestamp_ms"].to_numpy(), dtype=np.int64)  # writable copy
+    offsets = batch["offset"].to_numpy()
+    keep = np.ones(batch.num_rows, dtype=bool)
+    running: dict[int, np.ndarray] = {}
+    for p in np.unique(partitions):  # a handful of partitions: vectorised within each
+        rows = np.flatnonzero(partitions == p)
+        rows = rows[np.argsort(offsets[rows], kind="stable")]
+        running[int(p)] = rows
+        stamps[rows] = np.maximum.accumulate(stamps[rows])
+    cut = min(int(stamps[running[p][-1]]) for p in short if p in running)
+    # Strictly before the cut: records sharing the cut's millisecond may lie on both sides of
+    # a short partition's end. Only when that would leave nothing, up to the cut itself.
+    after = (lambda t: t >= cut) if (stamps < cut).any() else (lambda t: t > cut)
+    for rows in running.values():
+        keep[rows[after(stamps[rows])]] = False
+    return pa.array(keep)
 
 
 def log_behind_lake(
@@ -247,6 +301,7 @@ def ingest_batch(
         p: min(hw, (end_offsets or high_watermarks).get(p, hw)) for p, hw in high_watermarks.items()
     }
     cap = min(max_records or settings.max_batch_records, settings.max_batch_records)
+    capped = in_step_targets(start, target, cap)
 
     # Validate in a worker thread while the next records are polled: DuckDB releases the GIL,
     # so schema validation overlaps kafka-python's (GIL-bound) decoding. Groups of
@@ -257,7 +312,7 @@ def ingest_batch(
     validated: list[Future[pa.Array]] = []
     pending: list[pa.Table] = []
     with ThreadPoolExecutor(1, thread_name_prefix=f"validate-{topic}") as pool:
-        for chunk in kafka_client.read_range(bootstrap, topic, start, target, max_records=cap):
+        for chunk in kafka_client.read_range(bootstrap, topic, start, capped, max_records=cap):
             chunks.append(chunk)
             pending.append(chunk)
             if sum(t.num_rows for t in pending) >= VALIDATION_GROUP:
@@ -267,9 +322,16 @@ def ingest_batch(
             validated.append(pool.submit(validate, pa.concat_tables(pending), schema))
         chunk_reasons = [future.result() for future in validated]
     batch = pa.concat_tables(chunks) if chunks else kafka_client.RECORDS_SCHEMA.empty_table()
+    reasons = pa.concat_arrays(chunk_reasons) if chunk_reasons else pa.array([], pa.string())
+    if capped != target:  # stopped at the cap with lag left: end every partition at one time
+        keep = time_step_mask(batch, start, capped, target)
+        batch, reasons = batch.filter(keep), reasons.filter(keep)
     read_upto, last_fingerprints = _last_records(batch)
     read_to = {**start, **read_upto}
     result = BatchResult(topic, state.epoch, None, start, read_to, high_watermarks)
+    result.left_at_cap = (
+        sum(target[p] - read_to.get(p, 0) for p in target) if capped != target else 0
+    )
     if not batch.num_rows:
         result.seconds = time.monotonic() - started
         return result
@@ -277,7 +339,6 @@ def ingest_batch(
     batch_id = _batch_id(topic, state.epoch, start, read_to)
     result.batch_id = batch_id
     now = datetime.now(UTC)
-    reasons = pa.concat_arrays(chunk_reasons) if chunk_reasons else pa.array([], pa.string())
     bad = pc.is_valid(reasons)
     result.dead_letters = _write_dead_letters(
         settings,

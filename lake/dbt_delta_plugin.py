@@ -12,8 +12,9 @@ Same as dbt-duckdb's own `delta` plugin, with two additions:
   source is an empty table of that schema instead of an error. The use-case sources use it
   (fraud decisions and labels, social sentiment, the supply-chain tables written by the
   nightly forecasting assets): a `dbt build` on a lake where those never ran (a fresh demo,
-  the 15-minute refresh, the CLI, CI) must still build every model — empty — rather than fail
-  or need a dbt variable. Core silver sources declare none: a missing one stays an error.
+  the 15-minute refresh, the CLI, CI, a user's lake that holds only some topics) must still
+  build every model — empty — rather than fail or need a dbt variable. Every source declares
+  one; a source without it stays an error when its table is missing.
 """
 
 from __future__ import annotations

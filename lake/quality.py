@@ -55,6 +55,11 @@ class QualityError(LakehouseError):
     """A quality check cannot run (unknown table, missing table or gold file)."""
 
 
+class NoDataYet(QualityError):
+    """The table does not exist because its topic has delivered no rows yet: nothing to check
+    (the check reports it and passes; it does not block what other topics feed)."""
+
+
 # ---- declarative suites ------------------------------------------------------------------
 
 
@@ -589,9 +594,7 @@ def _load_silver(settings: Settings, table_name: str, days: int | None) -> pd.Da
     uri = silver_uri(settings, table_name)
     table = open_table(uri, settings)
     if table is None:
-        raise QualityError(
-            f"{table_name} does not exist yet at {uri}: materialise it before checking it"
-        )
+        raise NoDataYet(f"{table_name}: no data yet (its topic has delivered no rows to {uri})")
     spec = SPECS.get(table_name)
     if spec is None or days is None:
         return table.to_pandas()

@@ -48,7 +48,7 @@ def _bootstrap(settings: Settings, start: bool = True) -> str:
 @broker_app.command("start")
 def broker_start() -> None:
     """Start the embedded broker on 127.0.0.1 and create the project's topics."""
-    from ingestion.broker import EmbeddedBroker
+    from ingestion.broker import EmbeddedBroker, open_fresh_epochs
 
     settings = _settings()
     broker = EmbeddedBroker(settings)
@@ -57,6 +57,9 @@ def broker_start() -> None:
     print(("started " if started else "already running: ") + broker.status().describe())
     if created:
         print(f"created topics {', '.join(created)} ({settings.topic_partitions} partitions each)")
+    if started:
+        for topic, epoch in open_fresh_epochs(settings, broker.bootstrap).items():
+            print(f"{topic}: the lake holds offsets of an earlier broker: new epoch {epoch}")
 
 
 @broker_app.command("stop")
@@ -239,14 +242,26 @@ def materialize(
         str | None,
         typer.Argument(help="Dagster asset selection, e.g. 'key:raw_orders+' or 'group:gold'"),
     ] = None,
+    until_caught_up: Annotated[
+        bool,
+        typer.Option(
+            "--until-caught-up",
+            help="run again while a micro-batch stopped at the batch cap with records left",
+        ),
+    ] = False,
 ) -> None:
     """Materialize assets through Dagster (default: the whole streaming graph up to the current
     offsets; nightly assets such as the supply-chain forecasts only when selected)."""
-    from lakehouse.runner import materialize_selection
+    from lakehouse.runner import materialize_selection, materialize_until_caught_up
 
     settings = _settings()
     _bootstrap(settings)
-    print(materialize_selection(settings, selection))
+    if not until_caught_up:
+        print(materialize_selection(settings, selection))
+        return
+    for n, outcome in enumerate(materialize_until_caught_up(settings, selection), start=1):
+        print(f"[{n}] {outcome.text}", flush=True)
+    print("caught up: every topic's micro-batch reached the high-water marks it saw")
 
 
 @app.command("demo")
@@ -345,6 +360,7 @@ def main() -> None:
     logging.getLogger("ingestion").setLevel(logging.INFO)
     logging.getLogger("lake").setLevel(logging.INFO)
     logging.getLogger("lakehouse").setLevel(logging.INFO)
+    logging.getLogger("sentiment").setLevel(logging.INFO)
     try:
         app()
     except LakehouseError as exc:

@@ -52,6 +52,10 @@ def _bootstrap(text: str) -> str:
 def _lake_root(text: str) -> str:
     if "://" in text and not text.startswith(("s3://", "file://")):
         raise ValueError("only local paths, file:// and s3:// are supported")
+    scheme, sep, rest = text.partition("://")
+    if sep and not rest.strip("/"):
+        where = "a bucket, s3://bucket/prefix" if scheme == "s3" else "a path, file:///abs/path"
+        raise ValueError(f"{scheme}:// names no location: give {where}")
     return text.rstrip("/")
 
 

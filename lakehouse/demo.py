@@ -14,8 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ingestion import kafka_client
-from ingestion.broker import TOPICS, EmbeddedBroker, ensure_running
-from ingestion.raw import lake_offsets, log_behind_lake, start_new_epoch
+from ingestion.broker import TOPICS, EmbeddedBroker, ensure_running, open_fresh_epochs
 from lake.tables import SILVER_TABLES, dead_letter_uri, open_table, raw_uri, silver_uri
 from lakehouse.config import Settings
 from lakehouse.generate import RETAIL_TOPICS, backfill, backfill_supply, live
@@ -50,17 +49,6 @@ def _done(started: float, what: str) -> None:
     print(f"    {what} ({time.monotonic() - started:.1f}s)", flush=True)
 
 
-def _new_epochs_if_broker_is_fresh(settings: Settings, bootstrap: str) -> None:
-    """A freshly started embedded broker has empty topics: where the lake already holds offsets
-    from an earlier broker, record a new epoch (explicitly, in the table) before reading."""
-    for topic in TOPICS:
-        marks = kafka_client.probe_high_watermarks(bootstrap, topic)
-        state = lake_offsets(settings, topic, marks)
-        if log_behind_lake(topic, state, marks) is not None:
-            epoch = start_new_epoch(settings, topic, bootstrap, "demo started a fresh broker")
-            print(f"    {topic}: the lake holds offsets of an earlier broker: epoch {epoch}")
-
-
 def run_demo(settings: Settings, options: DemoOptions = DemoOptions()) -> None:
     t0 = time.monotonic()
     embedded = EmbeddedBroker(settings) if settings.embedded_broker else None
@@ -71,7 +59,8 @@ def run_demo(settings: Settings, options: DemoOptions = DemoOptions()) -> None:
             started_broker = embedded.start()
         bootstrap = ensure_running(settings)
         if started_broker:
-            _new_epochs_if_broker_is_fresh(settings, bootstrap)
+            for topic, epoch in open_fresh_epochs(settings, bootstrap).items():
+                print(f"    {topic}: the lake holds offsets of an earlier broker: epoch {epoch}")
         _done(t, f"ready on {bootstrap}, topics {', '.join(TOPICS)}")
 
         now = datetime.now(UTC).replace(second=0, microsecond=0)

@@ -99,6 +99,19 @@ def classify(
         flush()
 
 
+@app.command("prepare")
+def prepare() -> None:
+    """Build the distilled embedding table into the environment (`make venv` runs this), so
+    the first `classify` or sentiment run on any LAKEHOUSE_HOME starts at once."""
+    from sentiment.embedding import PREBUILT_TABLE, build_static_table
+
+    if PREBUILT_TABLE.exists():
+        print(f"sentiment embedding table ready: {PREBUILT_TABLE}")
+        return
+    build_static_table(PREBUILT_TABLE)
+    print(f"sentiment embedding table built: {PREBUILT_TABLE}")
+
+
 @app.command("train")
 def train(encoder: EncoderOpt = None) -> None:
     """Train the head on the shipped data (sentiment/data), save it under LAKEHOUSE_HOME/models,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 
 SEED_ORDER = {
@@ -34,6 +35,14 @@ SEED_TRANSACTION = {
     "lat": 48.85,
     "lon": 2.35,
 }
+
+
+def check_counts(summary: str) -> tuple[int, int, int]:
+    """(checks, failed, warnings) from `lakehouse materialize`'s summary line."""
+    match = re.search(r"(\d+) checks \((\d+) failed, (\d+) warnings\)", summary)
+    assert match, f"no check counts in {summary!r}"
+    checks, failed, warned = (int(g) for g in match.groups())
+    return checks, failed, warned
 
 
 def free_port() -> int:

@@ -63,6 +63,7 @@ def raw_asset(topic: str) -> dg.AssetsDefinition:
                 "end_offsets": dg.MetadataValue.json(_str_keys(result.end_offsets)),
                 "high_watermarks": dg.MetadataValue.json(_str_keys(result.high_watermarks)),
                 "lag": sum(result.lag.values()),
+                "left_at_cap": result.left_at_cap,
                 "batch_id": result.batch_id or "",
                 "delta_version": result.table_version if result.table_version is not None else -1,
                 "seconds": round(result.seconds, 3),

@@ -35,7 +35,9 @@ DESCRIPTIONS = {
 
 
 def _metadata(result: SilverResult, uri: str) -> dict[str, object]:
+    status = "no data yet: its source holds no rows" if result.raw_version_to is None else "ok"
     return {
+        "status": status,
         "rows_inserted": result.rows_inserted,
         "rows_in_batch": result.rows_in_batch,
         "source_rows_read": result.raw_rows_read,

@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 from deltalake import DeltaTable
-from testkit import free_port
+from testkit import check_counts, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -49,9 +49,9 @@ def test_demo_runs_twice_and_leaves_no_broker(tmp_path: Path) -> None:
         "5 lowest stock cover",
         "make ui",
         "gold.daily_sales",
-        "0 failed",
     ):
         assert expected in first
+    assert check_counts(first)[1] == 0, first
     gold = tmp_path / "home" / "lake" / "gold" / "gold.duckdb"
     with duckdb.connect(str(gold), read_only=True) as con:
         units_first = con.execute("SELECT sum(units) FROM daily_sales").fetchall()[0][0]

@@ -42,6 +42,8 @@ def test_external_broker_and_s3_lake() -> None:
         ("LAKEHOUSE_TOPIC_PARTITIONS", "0", "between 1 and 64"),
         ("LAKEHOUSE_KAFKA_BOOTSTRAP", "localhost", "host:port"),
         ("LAKEHOUSE_LAKE_ROOT", "gs://bucket", "s3://bucket/prefix"),
+        ("LAKEHOUSE_LAKE_ROOT", "s3://", "give a bucket"),
+        ("LAKEHOUSE_LAKE_ROOT", "s3:///", "give a bucket"),
         ("LAKEHOUSE_OPENLINEAGE_URL", "ftp://x", "http(s) endpoint"),
         ("LAKEHOUSE_DAGSTER_POSTGRES_URL", "mysql://x", "postgresql://"),
         ("LAKEHOUSE_MAX_BATCH_RECORDS", "-5", "positive integer"),

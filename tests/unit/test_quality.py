@@ -21,6 +21,7 @@ from lake import quality
 from lake.quality import (
     SUITES,
     ExpectationSpec,
+    NoDataYet,
     QualityError,
     QualityReport,
     load_for_check,
@@ -237,8 +238,8 @@ def test_load_silver_reads_the_last_days(settings: Settings) -> None:
     assert report.success, report.summary()
 
 
-def test_load_silver_missing_table(settings: Settings) -> None:
-    with pytest.raises(QualityError, match="does not exist yet"):
+def test_load_silver_missing_table_is_no_data_yet(settings: Settings) -> None:
+    with pytest.raises(NoDataYet, match="silver_sessions: no data yet"):
         load_for_check(settings, "silver_sessions")
 
 

@@ -99,3 +99,22 @@ def test_classify_command_reads_lines_and_jsonl(settings: Settings) -> None:
     assert rows[0]["aspects"] == ["delivery"] and 0 < rows[0]["confidence"] <= 1
     bad = CliRunner().invoke(app, ["sentiment", "classify"], input='{"txt": 1}\n')
     assert bad.exit_code != 0
+
+
+def test_token_table_comes_from_the_environment_unless_the_home_has_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sentiment import embedding
+
+    prebuilt = tmp_path / "env" / "share" / "lakehouse" / "minilm_static_tokens.npy"
+    monkeypatch.setattr(embedding, "PREBUILT_TABLE", prebuilt)
+    home_models = tmp_path / "home" / "models"
+    own = home_models / "sentiment" / "minilm_static_tokens.npy"
+    # neither exists: the first use builds into the home (and says so)
+    assert embedding.static_table_path(home_models) == own
+    prebuilt.parent.mkdir(parents=True)
+    np.save(prebuilt, np.zeros((3, 2), dtype=np.float16))
+    assert embedding.static_table_path(home_models) == prebuilt  # `make venv` built it
+    own.parent.mkdir(parents=True)
+    np.save(own, np.zeros((3, 2), dtype=np.float16))
+    assert embedding.static_table_path(home_models) == own
