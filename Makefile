@@ -48,7 +48,7 @@ $(MANIFEST): $(STAMP) $(DBT_SOURCES)
 	@touch $@
 
 $(EMBEDDINGS): $(STAMP)
-	$(BIN)/lakehouse sentiment prepare
+	rm -f $@ && $(BIN)/lakehouse sentiment prepare
 
 demo: venv
 	$(BIN)/lakehouse demo

@@ -106,6 +106,7 @@ def dbt_env(settings: Settings, gold_db: Path | None = None) -> dict[str, str]:
         "DBT_USE_COLORS": "False",
         "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
         "DBT_PROJECT_DIR": str(DBT_PROJECT_DIR),
+        "DBT_LAKEHOUSE_OUR_BRAND": settings.sentiment_brands[0],
     }
     # deltalake (inside the dbt process) reads the AWS_* variables for an s3:// lake root.
     env.update(settings.storage_options)

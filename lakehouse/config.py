@@ -102,6 +102,8 @@ class Settings:
     mlflow_tracking_uri: str
     alert_webhook_url: str | None
     sentiment_encoder: str = "static"
+    # brands the sentiment pipeline recognises in posts: ours first, then competitors
+    sentiment_brands: tuple[str, ...] = ("Lumio", "Vexa", "Nordline")
     storage_options: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -210,6 +212,13 @@ class Settings:
                 _sentiment_encoder,
                 "use static (distilled MiniLM, fast) or transformer (full MiniLM)",
             ),
+            sentiment_brands=_parse(
+                env,
+                "LAKEHOUSE_SENTIMENT_BRANDS",
+                ("Lumio", "Vexa", "Nordline"),
+                _brands,
+                "use a comma-separated list of brand names, your brand first (e.g. Acme,Rival)",
+            ),
             storage_options=_storage_options(env),
         )
 
@@ -246,6 +255,13 @@ class Settings:
     def table_uri(self, zone: str, name: str) -> str:
         """Location of a Delta table: `<lake>/<zone>/<name>` (zones: raw, silver, gold, _dead_letter)."""
         return f"{self.lake_root}/{zone}/{name}" if name else f"{self.lake_root}/{zone}"
+
+
+def _brands(text: str) -> tuple[str, ...]:
+    brands = tuple(b.strip() for b in text.split(","))
+    if not all(brands) or len(set(b.lower() for b in brands)) != len(brands):
+        raise ValueError("expected distinct, non-empty names")
+    return brands
 
 
 def _sentiment_encoder(text: str) -> str:

@@ -51,10 +51,9 @@ def classify(
     def flush() -> None:
         from sentiment.aspects import extract
         from sentiment.classifier import ensure_head
-        from sentiment.generator import BRANDS
         from sentiment.preprocess import detect_languages
 
-        langs = detect_languages(pending, BRANDS)
+        langs = detect_languages(pending, settings.sentiment_brands)
         model_langs = [lang if lang in ("fr", "en") else "en" for lang in langs]
         head = ensure_head(settings.models_dir, chosen)  # type: ignore[arg-type]
         labels, confidence, vectors = head.predict_with_embeddings(

@@ -24,7 +24,6 @@ from lake.silver import rows_added_since
 from lake.tables import insert_new_rows, open_table, raw_uri
 from lakehouse.config import Settings
 from sentiment import preprocess
-from sentiment.generator import BRANDS
 from sentiment.tables import (
     SILVER_SOCIAL_SCHEMA,
     SOCIAL_SENTIMENT_SCHEMA,
@@ -112,18 +111,21 @@ def _history(target: DeltaTable | None, since: datetime) -> preprocess.SeenPosts
     )
 
 
-def preprocess_posts(posts: pa.Table, history: preprocess.SeenPosts) -> pa.Table:
-    """Language, brand, cleaning, duplicates and spam for parsed posts (the silver row)."""
+def preprocess_posts(
+    posts: pa.Table, history: preprocess.SeenPosts, brands: tuple[str, ...]
+) -> pa.Table:
+    """Language, brand (the first of `brands` a post names), cleaning, duplicates and spam for
+    parsed posts (the silver row)."""
     texts = [str(t) for t in posts["text"].to_pylist()]
     ids = [str(p) for p in posts["post_id"].to_pylist()]
-    langs = preprocess.detect_languages(texts, BRANDS)
+    langs = preprocess.detect_languages(texts, brands)
     hashes = preprocess.exact_hashes(texts)
     signatures = preprocess.minhash_signatures(texts)
     duplicate_of, kind = preprocess.find_duplicates(ids, hashes, signatures, history)
     spam_proba, spam_rules = preprocess.spam_scores(texts)
     columns = {
         "lang": langs,
-        "brand": preprocess.brands_in(texts, BRANDS),
+        "brand": preprocess.brands_in(texts, brands),
         "clean_text": [clean_text(t, lang) for t, lang in zip(texts, langs, strict=True)],
         "text_hash": hashes,
         "minhash": [row.tobytes() for row in signatures],
@@ -153,7 +155,7 @@ def build_silver_social(settings: Settings) -> StepResult:
     posts = parse_raw(raw) if raw.num_rows else SILVER_SOCIAL_SCHEMA.empty_table()
     if posts.num_rows:
         oldest = posts["ts"].to_pylist()[0] - timedelta(hours=DEDUP_HISTORY_HOURS)
-        rows = preprocess_posts(posts, _history(target, oldest))
+        rows = preprocess_posts(posts, _history(target, oldest), settings.sentiment_brands)
     else:
         rows = SILVER_SOCIAL_SCHEMA.empty_table()
     commit = CommitProperties(app_transactions=[Transaction(SILVER_MARKER, raw_version)])

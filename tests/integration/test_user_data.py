@@ -239,3 +239,45 @@ def test_a_capped_backlog_is_read_in_step_and_gives_the_features_of_a_recompute(
         a = stored[name].fill_null(np.nan).to_numpy()
         b = expected[name].fill_null(np.nan).to_numpy()
         assert np.allclose(a, b, rtol=1e-9, atol=1e-9, equal_nan=True), name
+
+
+def test_posts_only_lake_with_the_users_brands(
+    settings: Settings, broker: EmbeddedBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sentiment_kit import install_models
+
+    monkeypatch.setenv("LAKEHOUSE_SENTIMENT_BRANDS", "Acme, Rival")
+    settings = Settings.from_env()
+    install_models(settings.models_dir)
+    texts = [
+        "Acme delivery was late again, very disappointed",
+        "Love my new Acme headphones, great sound",
+        "Rival support never answered my emails",
+        "Livraison Acme rapide, très contente !",
+        "Rival prices went up, not worth it anymore",
+    ]
+    posts = [
+        {
+            "post_id": f"p-{i}",
+            "ts": _iso(T0 + timedelta(minutes=3 * i)),
+            "source": ("forum", "reviews")[i % 2],
+            "lang": None,
+            "text": f"{texts[i % len(texts)]} #{i}",
+            "engagement": {"likes": i % 7, "replies": i % 3},
+        }
+        for i in range(200)
+    ]
+    lines = [json.dumps(p) for p in posts] + ['{"post_id": "p-x", "text": 5}']
+    assert produce_file(broker.bootstrap, "social_raw", tmp_path / "posts.jsonl", lines) == 201
+
+    summary = materialize_selection(settings, None)
+    assert check_counts(summary)[1] == 0, summary
+    brands = read_gold(
+        settings,
+        "SELECT brand, bool_or(is_our_brand) AS ours FROM sentiment_competitors GROUP BY 1",
+    ).to_pylist()
+    assert sorted((b["brand"], b["ours"]) for b in brands) == [("Acme", True), ("Rival", False)]
+    daily = read_gold(settings, "SELECT sum(posts) AS n FROM sentiment_daily").to_pylist()[0]
+    assert daily["n"] > 0
+    sales = read_gold(settings, "SELECT count(*) AS n FROM daily_sales").to_pylist()[0]
+    assert sales["n"] == 0

@@ -11,7 +11,7 @@ with daily as (
     group by all
 )
 select d, brand,
-       brand = '{{ var("sentiment_our_brand", "Lumio") }}' as is_our_brand,
+       brand = '{{ var("sentiment_our_brand", env_var("DBT_LAKEHOUSE_OUR_BRAND", "Lumio")) }}' as is_our_brand,
        posts,
        posts / sum(posts) over (partition by d) as share_of_voice,
        neg_posts / posts as neg_rate,
