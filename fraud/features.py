@@ -373,19 +373,30 @@ def _card_previous_from(
     latest transaction of the prior history."""
     first = np.flatnonzero(np.isnan(out["dist_prev_km"]) & np.isnan(out["country_changed"]))
     rows = tx[first].select("card_hash", "lat", "lon", "country")
-    looked = rows.join(card_last, on="card_hash", how="left", maintain_order="left")
-    known = looked["t"].is_not_null().to_numpy()
-    rows, looked, first = rows.filter(known), looked.filter(known), first[known]
+    # the previous payment's columns under names of their own: a join on card_hash would
+    # suffix them and leave the current row's lat/lon/country under the plain names
+    previous = card_last.select(
+        "card_hash",
+        pl.col("t").alias("prev_t"),
+        pl.col("lat").alias("prev_lat"),
+        pl.col("lon").alias("prev_lon"),
+        pl.col("country").alias("prev_country"),
+    )
+    looked = rows.join(previous, on="card_hash", how="left", maintain_order="left")
+    known = looked["prev_t"].is_not_null().to_numpy()
+    looked, first = looked.filter(known), first[known]
     dist = haversine_km(
-        looked["lat"].fill_null(np.nan).to_numpy(),
-        looked["lon"].fill_null(np.nan).to_numpy(),
-        rows["lat"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
-        rows["lon"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
+        looked["prev_lat"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
+        looked["prev_lon"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
+        looked["lat"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
+        looked["lon"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
     )
     out["dist_prev_km"][first] = dist
-    out["km_per_min"][first] = speed_km_per_min(dist, (ts[first] - looked["t"].to_numpy()) / 1e6)
+    out["km_per_min"][first] = speed_km_per_min(
+        dist, (ts[first] - looked["prev_t"].to_numpy()) / 1e6
+    )
     out["country_changed"][first] = (
-        (rows["country"] != looked["country"]).cast(pl.Float64).to_numpy()
+        (looked["country"] != looked["prev_country"]).cast(pl.Float64).to_numpy()
     )
 
 
