@@ -141,11 +141,19 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
 """
 
 
+def _champion(settings):
+    """The registry's champion; on the benchmark's fresh registry, one trained explicitly on
+    the simulator (the service and the batch path never do that by themselves)."""
+    from fraud.champion import train_simulated_champion
+    from fraud.training import champion_model
+
+    return champion_model(settings) or train_simulated_champion(settings, print)
+
+
 def bench_latency(env: dict[str, str], seconds: float, rate: float, redis: bool) -> None:
-    from fraud.service import ensure_champion
     from lakehouse.config import Settings
 
-    ensure_champion(Settings.from_env(env), print)
+    _champion(Settings.from_env(env))
     bodies = _events(int(rate * seconds) + 10)
     for i, b in enumerate(bodies):
         b["transaction_id"] = f"bench_{uuid.uuid4().hex[:6]}_{i}"
@@ -193,14 +201,13 @@ def bench_batch(env: dict[str, str], days: float, scale: float, redis_url: str |
     from fraud.replay import replay
     from fraud.rules import load_config
     from fraud.scoring import EVENT_FIELDS, score_columns, score_frame
-    from fraud.service import ensure_champion
     from fraud.simulator import generate_transactions
     from fraud.store import InMemoryStore, RedisStore, state_from_history
     from fraud.training import silver_from_events
     from lakehouse.config import Settings
 
     settings = Settings.from_env(env)
-    model = ensure_champion(settings, print)
+    model = _champion(settings)
     config = load_config()
     start = datetime(2025, 9, 1, tzinfo=UTC)
     stream = generate_transactions(start, start + timedelta(days=days), 5, scale)
@@ -293,7 +300,6 @@ def bench_lag(env: dict[str, str], n: int) -> None:
     import polars as pl
 
     from fraud.pipeline import decisions_uri, read_table
-    from fraud.service import ensure_champion
     from ingestion import kafka_client
     from ingestion.broker import EmbeddedBroker
     from lakehouse.config import Settings
@@ -301,7 +307,7 @@ def bench_lag(env: dict[str, str], n: int) -> None:
 
     os.environ.update(env)
     settings = Settings.from_env(env)
-    ensure_champion(settings, print)
+    _champion(settings)
     broker = EmbeddedBroker(settings)
     broker.start()
     broker.ensure_topics()

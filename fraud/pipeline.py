@@ -149,10 +149,12 @@ def build_features(settings: Settings) -> StepResult:
 
 def build_decisions(settings: Settings, model: object | None = None) -> StepResult:
     """ALLOW / CHALLENGE / BLOCK + score + reasons for the feature rows added since the last
-    run, with the registry's champion (trained first on simulated data on a fresh registry)."""
+    run, with the registry's champion — on a fresh registry a first one trained on the lake
+    if it holds enough labelled history, else rules only (`extra["model_status"]` says why;
+    fraud.champion)."""
+    from fraud.champion import Champion, resolve_champion
     from fraud.model import FraudModel
     from fraud.rules import load_config
-    from fraud.service import ensure_champion
 
     started = time.monotonic()
     uri = decisions_uri(settings)
@@ -163,8 +165,10 @@ def build_decisions(settings: Settings, model: object | None = None) -> StepResu
     if version is None or new.num_rows == 0:
         result.seconds = time.monotonic() - started
         return result
-    champion: FraudModel = (
-        model if isinstance(model, FraudModel) else ensure_champion(settings, log.info)
+    champion: Champion = (
+        Champion(model, f"model v{model.version} (given)")
+        if isinstance(model, FraudModel)
+        else resolve_champion(settings, log.info)
     )
     features = pl.from_arrow(new)
     events = read_table(
@@ -177,7 +181,7 @@ def build_decisions(settings: Settings, model: object | None = None) -> StepResu
         on="transaction_id",
         how="inner",  # type: ignore[arg-type]
     )
-    decided = score_frame(champion, load_config(), frame)
+    decided = score_frame(champion.model, load_config(), frame)
     now = datetime.now(UTC)
     rows = decided.join(
         frame.select(
@@ -205,6 +209,7 @@ def build_decisions(settings: Settings, model: object | None = None) -> StepResu
     result.extra = {
         **{f"decisions_{d.lower()}": int(n) for d, n in counts.iter_rows()},
         "model_version": champion.version,
+        "model_status": champion.status,
         "lag_ms_p50": float(rows["lag_ms"].median() or 0),
         "decision_latency_ms": float(rows["decision_latency_ms"].max() or 0),
     }

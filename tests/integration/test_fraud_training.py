@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import numpy as np
+import polars as pl
 import pytest
 from mlflow import MlflowClient
 
@@ -70,3 +71,21 @@ def test_model_beats_rules_and_promotion_needs_a_better_model(settings: Settings
     assert "kept as challenger" in third.promotion
     loaded = champion_model(settings)
     assert loaded is not None and loaded.version == first.model.version
+
+
+def test_no_label_in_the_validation_window_registers_nothing(settings: Settings) -> None:
+    from lakehouse.errors import PromotionRefused
+
+    tx, labels, end = simulated_history(settings, days=16, scale=0.03, seed=4, end=END)
+    options = SplitOptions(val_days=3, gap_days=1, maturity_days=2, rounds=20)
+    split = temporal_split(tx["ts"].dt.epoch("us").to_numpy(), int(end.timestamp() * 1e6), options)
+    validate_from = datetime.fromisoformat(split.bounds["validate_from"])
+    # the chargebacks of the validation window have not arrived (streaming, before maturity)
+    known = labels.join(tx.select("transaction_id", "ts"), on="transaction_id").filter(
+        pl.col("ts") < validate_from
+    )
+    with pytest.raises(PromotionRefused) as refused:
+        train_and_register(settings, tx, known.drop("ts"), end, options, source="simulated")
+    assert "val_average_precision is nan" in str(refused.value)
+    assert MlflowClient().search_registered_models() == []
+    assert not (settings.models_dir / "fraud" / "report.json").exists()

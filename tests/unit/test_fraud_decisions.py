@@ -31,6 +31,8 @@ def columns(n: int, **changes: object) -> dict[str, np.ndarray]:
         "country": "FR",
         "merchant_id": "m_1",
         "merchant_category": "grocery",
+        "count_tx_1m_card": 1.0,  # the velocity overrides read these features
+        "uniq_merchant_1h_card": 1.0,
     }
     base.update(changes)
     return {
@@ -81,6 +83,21 @@ def test_rules_override_the_score_and_never_lower_it() -> None:
     sanctioned = columns(1, merchant_id="m_sanctioned_001")
     assert decide(config, np.array([0.0]), np.zeros(1), 1.0, sanctioned).decision.tolist() == [
         BLOCK
+    ]
+
+
+def test_velocity_rules_override_a_low_score() -> None:
+    config = load_config()
+    cols = columns(4)
+    cols["count_tx_1m_card"] = np.array([4.0, 5.0, 9.0, np.nan])
+    cols["uniq_merchant_1h_card"] = np.array([4.0, 5.0, 10.0, np.nan])
+    out = decide(config, np.full(4, 0.02), np.zeros(4), 1.0, cols)
+    assert out.decision.tolist() == [ALLOW, CHALLENGE, BLOCK, ALLOW]
+    assert out.fired_rules == [
+        [],
+        ["R005_card_payments_per_minute"],
+        ["R005_card_payments_per_minute", "R006_card_merchants_per_hour"],
+        [],
     ]
 
 
