@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, Transaction
 
-from fraud.features import FEATURES, ZSCORE_WINDOW_US, batch_features, prior_history
+from fraud.features import CONTEXT_US, FEATURES, batch_features, prior_history
 from fraud.scoring import EVENT_FIELDS, score_frame
 from lake.silver import rows_added_since
 from lake.tables import UTC_TS, insert_new_rows, open_table, silver_uri
@@ -99,8 +99,9 @@ def _insert(
 
 
 def build_features(settings: Settings) -> StepResult:
-    """Features of the transactions silver gained since the last run. The velocity windows
-    and the z-score see the 7 days before the earliest new transaction; everything older is
+    """Features of the transactions silver gained since the last run. The windows (velocity,
+    z-score, the card's and the merchant's 1/7/30-day profiles) see the 30 days before the
+    earliest new transaction; everything older is
     summarised (`prior_history`: merchant counts, the cards' previous transactions, the
     graph, fraud labels) instead of being run through the feature kernels again."""
     started = time.monotonic()
@@ -122,7 +123,7 @@ def build_features(settings: Settings) -> StepResult:
         silver_uri(settings, "silver_fraud_labels"),
         ["transaction_id", "is_fraud", "reported_at"],
     )
-    since = pc.min(new["ts"]).as_py() - timedelta(microseconds=ZSCORE_WINDOW_US)
+    since = pc.min(new["ts"]).as_py() - timedelta(microseconds=CONTEXT_US)
     older = pl.col("ts") < since
     prior = prior_history(history.filter(older), labels)  # type: ignore[union-attr]
     features = batch_features(history.filter(~older), labels, prior)  # type: ignore[union-attr]

@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 
 from fraud.features import (
+    CONTEXT_US,
     FEATURES,
     RISK_PRIOR_RATE,
     RISK_PRIOR_WEIGHT,
@@ -249,9 +250,9 @@ def test_online_equals_batch_through_redis(redis_store: RedisStore) -> None:
 
 
 def test_batch_over_the_last_days_plus_a_summary_equals_the_whole_history() -> None:
-    silver, labels = _stream(11)
+    silver, labels = _stream(36, scale=0.01)
     cut = T0 + timedelta(days=3)
-    exact_from = cut + timedelta(days=7)  # the z-score window reaches back 7 days
+    exact_from = cut + timedelta(microseconds=CONTEXT_US)  # the longest window: 30 days
     silver = _with_dormant_cards(silver, cut, exact_from)
     prior = prior_history(silver.filter(pl.col("ts") < cut), labels)
     assert prior.fraud_labels.height > 0 and prior.card_last.height > 0
