@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from fraud.features import FEATURES
 from fraud.model import FraudModel, matrix
-from fraud.rules import DecisionConfig, decide, rules_only_score
+from fraud.rules import ALLOW, CHALLENGE, DecisionConfig, decide, rules_only_score
 from fraud.rules import fired as rules_fired
 
 EVENT_FIELDS = ("amount", "channel", "country", "merchant_id", "merchant_category")
@@ -61,6 +61,12 @@ def score_columns(
     x = matrix(columns, model.features)
     scores = model.score(x, explain=False)
     decisions = decide(config, scores.probability, scores.anomaly, model.anomaly_threshold, columns)
+    if config.challenge_lift > 0 and model.base_rate > 0:
+        # low base rate: a score far above it steps up (3DS) even below the 0.5 threshold
+        lifted = (decisions.decision == ALLOW) & (
+            scores.probability >= config.challenge_lift * model.base_rate
+        )
+        decisions.decision[lifted] = CHALLENGE
     mask = np.ones(n, dtype=bool) if explain_all else decisions.decision != "ALLOW"
     explained = np.flatnonzero(mask | decisions.anomalous) if explain else np.zeros(0, np.int64)
     none: list[str] = []  # shared by the rows without reasons (never mutated)

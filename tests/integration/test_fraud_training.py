@@ -54,6 +54,18 @@ def test_model_beats_rules_and_promotion_needs_a_better_model(settings: Settings
     ):
         assert np.isfinite(gbdt[metric])
     assert "promoted to champion" in first.promotion
+    # low base rate: a score ten times the training fraud rate is never simply allowed
+    from fraud.rules import load_config
+    from fraud.scoring import score_columns
+    from fraud.training import _columns, labelled_features
+
+    frame = labelled_features(tx, labels, end)
+    config = load_config()
+    scored = score_columns(first.model, config, _columns(frame), frame.height, explain=False)
+    floor = config.challenge_lift * first.model.base_rate
+    assert 0 < floor < 0.5
+    assert not ((scored.score >= floor) & (scored.decision == "ALLOW")).any()
+    assert ((scored.score >= floor) & (scored.score < 0.5)).any()  # the lift decided those
     client = MlflowClient()
     assert str(champion_version(client, MODEL_NAME)) == first.model.version
 

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pytest
 
@@ -151,7 +152,16 @@ def test_simulator_follows_the_seed_schema_and_rates() -> None:
         "account_takeover",
         "compromised_merchant",
         "amount_anomaly",
+        "fraud_ring",
     }
+    # the scenarios vary: card testing from many devices, rings sharing a few, slow takeovers
+    frauds = stream.transactions.filter(pl.col("is_fraud"))
+    testing = frauds.filter(pl.col("scenario") == "card_testing")
+    assert testing["device_id"].n_unique() > testing.height / 3
+    ring = frauds.filter(pl.col("scenario") == "fraud_ring")
+    assert ring["account_id"].n_unique() >= 2 * ring["device_id"].n_unique()
+    takeover = frauds.filter(pl.col("scenario") == "account_takeover")
+    assert 0 < takeover.filter(pl.col("ip").str.starts_with("83.")).height < takeover.height
     messages = stream.messages("transactions")
     schema_fields = list(contract("transactions").schema["properties"])
     first = json.loads(messages[0][1])
