@@ -526,6 +526,20 @@ def bench_families(env: dict[str, str]) -> None:
                 f"  {name:28s} {int(rows.sum()):6d} {auc:12.4f} {share['ALLOW']:6.1%} "
                 f"{share['CHALLENGE']:6.1%} {share['BLOCK']:6.1%} {np.median(scored.score[rows]):9.3f}"
             )
+        # the low-base-rate step-up (rules.v1.yaml challenge_lift): friction vs frauds allowed
+        from dataclasses import replace
+
+        names = sorted(set(scenario.tolist()) - {"legit"})
+        print(f"  challenge_lift: friction (legit not allowed) | share ALLOWed: {', '.join(names)}")
+        for lift in (0.0, 5.0, 10.0):
+            decided = score_columns(
+                model, replace(config, challenge_lift=lift), val, v.size, explain=False
+            ).decision
+            allowed = [f"{(decided[scenario == s] == 'ALLOW').mean():.0%}" for s in names]
+            print(
+                f"    {lift:4g}{' (shipped)' if lift == config.challenge_lift else '':10s} "
+                f"{(decided[legit] != 'ALLOW').mean():6.2%} | {', '.join(allowed)}"
+            )
         # calibration: mean calibrated score vs observed fraud rate per score band
         bands = [0, 0.01, 0.05, 0.2, 0.5, 0.8, 1.0001]
         print(
