@@ -16,7 +16,6 @@ if TYPE_CHECKING:  # fraud.pipeline imports polars and the feature code: not at 
     from fraud.pipeline import StepResult
 
 NIGHTLY = {NIGHTLY_TAG: "nightly"}
-MIN_LAKE_FRAUDS = 20  # fewer labelled frauds than this: no retraining on the lake
 
 
 def _silver(settings: Settings, name: str) -> DatasetRef:
@@ -80,7 +79,9 @@ def fraud_features(
         "ALLOW / CHALLENGE (3DS/SCA) / BLOCK per transaction (Annex C: score < 0.5, 0.5-0.8, "
         "> 0.8; rule overrides from fraud/rules.v1.yaml), with the calibrated score, the "
         "IsolationForest anomaly score, reason codes (top-3 SHAP + rule ids) for the "
-        "transactions not allowed, the model and rules versions, and the latencies."
+        "transactions not allowed, the model and rules versions, and the latencies. Without a "
+        "champion (fresh registry; too few labels in the lake to train one) the decisions are "
+        "rules-only: model_version = rules-only, and the metadata's model_status says why."
     ),
 )
 def fraud_decisions(
@@ -104,6 +105,8 @@ def fraud_decisions(
         result = build_decisions(settings)
         h.set_output_stats("fraud_decisions", result.rows_written)
     context.log.info(result.summary())
+    if result.extra.get("model_version") == "rules-only":
+        context.log.warning(str(result.extra["model_status"]))
     return dg.MaterializeResult(metadata=_metadata(result, uri))
 
 
@@ -142,8 +145,8 @@ def fraud_decisions_valid(lakehouse: LakehouseResource) -> dg.AssetCheckResult:
     owners=["team:fraud"],
     tags=NIGHTLY,
     description=(
-        "Nightly retraining on every label known so far: temporal split (fit | calibrate | gap | "
-        "validation | label maturity), LightGBM + Platt calibration + IsolationForest, "
+        "Nightly retraining on every label known so far in the lake (never on simulated data): "
+        "temporal split (fit | calibrate | gap | validation | label maturity: LAKEHOUSE_FRAUD_*), LightGBM + Platt calibration + IsolationForest, "
         "evaluated against rules-only and IsolationForest-only, registered in MLflow and promoted "
         "to `champion` only if it beats the current champion's AP on the same window."
     ),
@@ -151,33 +154,27 @@ def fraud_decisions_valid(lakehouse: LakehouseResource) -> dg.AssetCheckResult:
 def fraud_model(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource
 ) -> dg.MaterializeResult:
-    from fraud.training import (
-        champion_model,
-        lake_as_of,
-        load_lake_history,
-        simulated_history,
-        train_and_register,
-    )
+    from fraud.champion import lake_training_blocker
+    from fraud.training import lake_as_of, load_lake_history, split_options, train_and_register
+    from lakehouse.errors import ConfigError, PromotionRefused
 
     settings = lakehouse.settings()
     # The output is a model version in the MLflow registry, not a lake table: no output dataset.
     inputs = [_silver(settings, "silver_transactions"), _silver(settings, "silver_fraud_labels")]
+    source = "lake"  # never simulated data here: `lakehouse fraud train --source simulated` asks
     with lineage_run(settings, context, inputs, []):
         tx, labels = load_lake_history(settings)
-        frauds = int(labels["is_fraud"].sum()) if labels.height else 0
-        if frauds < MIN_LAKE_FRAUDS:
-            if tx.height == 0 or champion_model(settings) is not None:
-                reason = f"the lake holds {tx.height} transactions and {frauds} fraud labels: nothing to retrain on"
-                context.log.info(reason)
-                return dg.MaterializeResult(metadata={"skipped": reason})
-            context.log.warning(
-                f"the lake holds {frauds} fraud labels and no champion exists: training on simulated data"
-            )
-            tx, labels, as_of = simulated_history(settings)
-            source = "simulated"
-        else:
-            as_of, source = lake_as_of(tx, labels), "lake"
-        result = train_and_register(settings, tx, labels, as_of, source=source)
+        reason = lake_training_blocker(settings, tx, labels)
+        if reason is None:
+            try:
+                result = train_and_register(
+                    settings, tx, labels, lake_as_of(tx, labels), split_options(settings), source
+                )
+            except (ConfigError, PromotionRefused) as exc:  # e.g. no fraud in a window
+                reason = str(exc)
+    if reason is not None:
+        context.log.info(f"no retraining: {reason}")
+        return dg.MaterializeResult(metadata={"skipped": reason})
     context.log.info(result.promotion)
     challenger = result.metrics["gbdt + rules (challenger)"]
     return dg.MaterializeResult(

@@ -24,6 +24,12 @@ import polars as pl
 MINUTE_US = 60_000_000
 WINDOWS_US = {"1m": MINUTE_US, "5m": 5 * MINUTE_US, "1h": 60 * MINUTE_US}
 ZSCORE_WINDOW_US = 7 * 24 * 60 * MINUTE_US
+DAY_US = 24 * 60 * MINUTE_US
+# spending profiles of the card and recent risk of the merchant (terminal), in days
+PROFILE_WINDOWS_US = {"1d": DAY_US, "7d": 7 * DAY_US, "30d": 30 * DAY_US}
+# the longest look-back of any window: a micro-batch reads this much context before its
+# earliest transaction; everything older is summarised (PriorHistory)
+CONTEXT_US = max(ZSCORE_WINDOW_US, *PROFILE_WINDOWS_US.values())
 ENTITIES = {"card": "card_hash", "device": "device_id", "ip": "ip_hash"}
 GRAPH_PAIRS = {  # feature -> (node whose neighbours are counted, neighbour)
     "accounts_per_device": ("device_id", "account_hash"),
@@ -64,6 +70,28 @@ FEATURES: list[str] = [
     "new_ip_for_account",
     "component_size",
 ]
+# practitioners' standard features (feature families, added one at a time in bench/fraud.py)
+CARD_PROFILE = [
+    "card_tx_1d",
+    "card_tx_30d",
+    *(f"card_mean_amount_{w}" for w in PROFILE_WINDOWS_US),
+    "amount_to_card_mean_30d",
+]
+MERCHANT_WINDOWS = [
+    *(f"merchant_tx_{w}" for w in PROFILE_WINDOWS_US),
+    *(f"merchant_frauds_{w}" for w in PROFILE_WINDOWS_US),
+    *(f"merchant_fraud_rate_{w}" for w in PROFILE_WINDOWS_US),
+    "amount_to_merchant_mean",
+]
+TIMING = ["seconds_since_prev_card", "weekday", "is_weekend", "is_night"]
+BASE_FEATURES = list(FEATURES)
+FEATURES += [*CARD_PROFILE, *MERCHANT_WINDOWS, *TIMING]
+FAMILIES = {
+    "base": BASE_FEATURES,
+    "card profile": CARD_PROFILE,
+    "merchant windows": MERCHANT_WINDOWS,
+    "timing": TIMING,
+}
 DESCRIPTIONS = {
     "amount": "amount",
     "is_ecom": "e-commerce channel",
@@ -83,6 +111,26 @@ DESCRIPTIONS = {
     "new_device_for_account": "new device for this account",
     "new_ip_for_account": "new IP for this account",
     "component_size": "devices, accounts and IPs linked to this account",
+    "card_tx_1d": "card's transactions in the last day",
+    "card_tx_30d": "card's transactions in the last 30 days",
+    "card_mean_amount_1d": "card's mean amount over the last day",
+    "card_mean_amount_7d": "card's mean amount over the last 7 days",
+    "card_mean_amount_30d": "card's mean amount over the last 30 days",
+    "amount_to_card_mean_30d": "amount vs the card's 30-day mean amount (ratio)",
+    "amount_to_merchant_mean": "amount vs the merchant's mean amount (ratio)",
+    "seconds_since_prev_card": "time since the card's previous transaction (s)",
+    "weekday": "day of week (0 = Monday)",
+    "is_weekend": "weekend",
+    "is_night": "night (00:00-06:00 UTC)",
+    **{f"merchant_tx_{w}": f"merchant's transactions in the last {w}" for w in PROFILE_WINDOWS_US},
+    **{
+        f"merchant_frauds_{w}": f"frauds reported at this merchant in the last {w}"
+        for w in PROFILE_WINDOWS_US
+    },
+    **{
+        f"merchant_fraud_rate_{w}": f"merchant's fraud rate over the last {w}"
+        for w in PROFILE_WINDOWS_US
+    },
 }
 
 
@@ -140,14 +188,15 @@ PAIR_EDGES = {  # GRAPH_PAIRS feature -> the EDGE_COLUMNS edges it counts
 @dataclass
 class PriorHistory:
     """What the transactions before some point leave to the features of later ones: the
-    windows reach back at most ZSCORE_WINDOW_US, everything else (merchant counts, the card's
-    previous transaction, the graph, fraud labels) is summarised here. `batch_features` over
-    the rows from that point on plus this summary gives every row at least ZSCORE_WINDOW_US
-    after it exactly the features of a run over the whole history; the online stores load it
-    (`FeatureStore.load`) instead of replaying the history."""
+    windows reach back at most CONTEXT_US (30 days), everything else (merchant counts and
+    amounts, the card's previous transaction, the graph, fraud labels) is summarised here.
+    `batch_features` over the rows from that point on plus this summary gives every row at
+    least CONTEXT_US after it exactly the features of a run over the whole history; the
+    online stores load it (`FeatureStore.load`) instead of replaying the history."""
 
     merchant_tx: pl.DataFrame  # merchant_id, n
     mcc_tx: pl.DataFrame  # merchant_category, n
+    merchant_amount: pl.DataFrame  # merchant_id, total: sum of its amounts
     card_last: pl.DataFrame  # card_hash, t (µs), lat, lon, country: the latest transaction
     edges: dict[str, pl.DataFrame]  # EDGE_COLUMNS -> distinct (account_hash, column)
     fraud_labels: pl.DataFrame  # transaction_id, merchant_id, merchant_category, t (µs)
@@ -159,6 +208,9 @@ def prior_history(transactions: pl.DataFrame, labels: pl.DataFrame | None) -> Pr
     return PriorHistory(
         merchant_tx=tx.group_by("merchant_id").len("n"),
         mcc_tx=tx.group_by("merchant_category").len("n"),
+        merchant_amount=tx.group_by("merchant_id").agg(
+            pl.col("amount").cast(pl.Float64).sum().alias("total")
+        ),
         card_last=tx.filter(pl.col("card_hash").is_not_null())
         .group_by("card_hash")
         .agg(
@@ -205,11 +257,14 @@ def batch_features(
         label_times = pl.concat([prior.fraud_labels, label_times])
     t_min = int(ts.min()) if n else 0
     t_max = max(int(ts.max()) if n else 0, int(label_times["t"].max()) if label_times.height else 0)
-    stride = t_max - t_min + ZSCORE_WINDOW_US + 1
+    stride = t_max - t_min + CONTEXT_US + 1
     t_rel = ts - t_min
     out["amount"] = amount
     out["is_ecom"] = (tx["channel"] == "ecom").cast(pl.Float64).to_numpy()
     out["hour_utc"] = tx["ts"].dt.hour().cast(pl.Float64).to_numpy()
+    out["weekday"] = (tx["ts"].dt.weekday() - 1).cast(pl.Float64).to_numpy()
+    out["is_weekend"] = (out["weekday"] >= 5).astype(np.float64)
+    out["is_night"] = (out["hour_utc"] < 6).astype(np.float64)
     cards = _codes(tx["card_hash"])
     merchants = _codes(tx["merchant_id"])
     for entity, column in ENTITIES.items():
@@ -222,6 +277,7 @@ def batch_features(
             None if prior is None else (prior.merchant_tx if name == "merchant" else prior.mcc_tx)
         )
         _risk(out, name, tx, column, label_times, t_min, stride, before)
+    _merchant_windows(out, tx, merchants, t_rel, amount, label_times, t_min, prior)
     _graph(out, tx, prior)
     out["component_size"] = _components(tx, prior)
     frame = tx.select("transaction_id", "ts").with_columns(
@@ -341,6 +397,9 @@ def _card_history(
     changed = np.full(n, np.nan)
     changed[rows] = (country[rows] != country[p]).astype(np.float64)
     out["dist_prev_km"], out["km_per_min"], out["country_changed"] = dist, speed, changed
+    since = np.full(n, np.nan)
+    since[rows] = (t_rel[rows] - t_rel[p]) / 1e6
+    out["seconds_since_prev_card"] = since
     # 7-day mean/std of the card's *previous* amounts (population std)
     keys = _grouped_keys(cards[order], t_rel[order], stride)
     start = np.searchsorted(keys, keys - ZSCORE_WINDOW_US, side="right")
@@ -364,6 +423,20 @@ def _card_history(
     out["amount_zscore_7d"][order] = z
     out["card_tx_7d"] = np.full(n, np.nan)
     out["card_tx_7d"][order] = k
+    # spending profile: count and mean amount of the card's previous transactions per window
+    csum = np.concatenate([[0.0], np.cumsum(a)])
+    for label, width in PROFILE_WINDOWS_US.items():
+        begin = np.searchsorted(keys, keys - width, side="right")
+        count = (pos - begin).astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = np.where(count > 0, (csum[pos] - csum[begin]) / count, np.nan)
+        if label != "7d":
+            out[f"card_tx_{label}"] = np.full(n, np.nan)
+            out[f"card_tx_{label}"][order] = count
+        out[f"card_mean_amount_{label}"] = np.full(n, np.nan)
+        out[f"card_mean_amount_{label}"][order] = mean
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["amount_to_card_mean_30d"] = amount / out["card_mean_amount_30d"]
 
 
 def _card_previous_from(
@@ -373,19 +446,30 @@ def _card_previous_from(
     latest transaction of the prior history."""
     first = np.flatnonzero(np.isnan(out["dist_prev_km"]) & np.isnan(out["country_changed"]))
     rows = tx[first].select("card_hash", "lat", "lon", "country")
-    looked = rows.join(card_last, on="card_hash", how="left", maintain_order="left")
-    known = looked["t"].is_not_null().to_numpy()
-    rows, looked, first = rows.filter(known), looked.filter(known), first[known]
+    # the previous payment's columns under names of their own: a join on card_hash would
+    # suffix them and leave the current row's lat/lon/country under the plain names
+    previous = card_last.select(
+        "card_hash",
+        pl.col("t").alias("prev_t"),
+        pl.col("lat").alias("prev_lat"),
+        pl.col("lon").alias("prev_lon"),
+        pl.col("country").alias("prev_country"),
+    )
+    looked = rows.join(previous, on="card_hash", how="left", maintain_order="left")
+    known = looked["prev_t"].is_not_null().to_numpy()
+    looked, first = looked.filter(known), first[known]
     dist = haversine_km(
-        looked["lat"].fill_null(np.nan).to_numpy(),
-        looked["lon"].fill_null(np.nan).to_numpy(),
-        rows["lat"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
-        rows["lon"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
+        looked["prev_lat"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
+        looked["prev_lon"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
+        looked["lat"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
+        looked["lon"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
     )
     out["dist_prev_km"][first] = dist
-    out["km_per_min"][first] = speed_km_per_min(dist, (ts[first] - looked["t"].to_numpy()) / 1e6)
+    seconds = (ts[first] - looked["prev_t"].to_numpy()) / 1e6
+    out["km_per_min"][first] = speed_km_per_min(dist, seconds)
+    out["seconds_since_prev_card"][first] = seconds
     out["country_changed"][first] = (
-        (rows["country"] != looked["country"]).cast(pl.Float64).to_numpy()
+        (looked["country"] != looked["prev_country"]).cast(pl.Float64).to_numpy()
     )
 
 
@@ -436,6 +520,81 @@ def _risk(
     out[f"{name}_risk"] = smoothed_rate(frauds, rank)
     if name == "merchant":
         out["merchant_tx_before"] = rank
+
+
+def _merchant_windows(
+    out: dict[str, np.ndarray],
+    tx: pl.DataFrame,
+    merchants: np.ndarray,
+    t_rel: np.ndarray,
+    amount: np.ndarray,
+    label_times: pl.DataFrame,
+    t_min: int,
+    prior: PriorHistory | None,
+) -> None:
+    """Recent risk of the merchant (terminal): its previous transactions in (t - w, t], the
+    fraud labels of its transactions reported in (t - w, t) (only what was known at t: the
+    label delay is respected by construction), their ratio; and the amount relative to the
+    merchant's mean amount so far."""
+    n = merchants.size
+    order = np.argsort(merchants, kind="stable")  # by merchant, then (ts, id) order
+    span = int(t_rel.max(initial=0)) + CONTEXT_US + 1
+    keys = merchants[order].astype(np.int64) * span + t_rel[order]
+    pos = np.arange(n)
+    # labels: keyed by the transactions' merchant codes, times relative to t_min - CONTEXT
+    codes = pl.DataFrame(
+        {"merchant_id": tx["merchant_id"].cast(pl.String), "code": merchants}
+    ).unique("merchant_id")
+    label_code = (
+        label_times.select(pl.col("merchant_id").cast(pl.String))
+        .join(codes, on="merchant_id", how="left", maintain_order="left")["code"]
+        .fill_null(-1)
+        .to_numpy()
+        .astype(np.int64)
+    )
+    label_rel = label_times["t"].to_numpy().astype(np.int64) - t_min
+    # only labels that can fall in a window: after t_min - CONTEXT, before the last row
+    inside = (
+        (label_code >= 0) & (label_rel > -CONTEXT_US) & (label_rel <= int(t_rel.max(initial=0)))
+    )
+    label_keys = np.sort(label_code[inside] * span + label_rel[inside])
+    for label, width in PROFILE_WINDOWS_US.items():
+        count = np.empty(n)
+        count[order] = pos - np.searchsorted(keys, keys - width, side="right")
+        frauds = np.empty(n)
+        frauds[order] = np.searchsorted(label_keys, keys, side="left") - np.searchsorted(
+            label_keys, keys - width, side="right"
+        )
+        out[f"merchant_tx_{label}"] = count
+        out[f"merchant_frauds_{label}"] = frauds
+        out[f"merchant_fraud_rate_{label}"] = window_rate(frauds, count)
+    # mean amount of the merchant's previous transactions (all time: the prior's total too)
+    csum = np.concatenate([[0.0], np.cumsum(amount[order])])
+    first = np.searchsorted(merchants[order], merchants[order], side="left")
+    total = np.empty(n)
+    total[order] = csum[pos] - csum[first]
+    if prior is not None:
+        total += (
+            tx.select("merchant_id")
+            .join(prior.merchant_amount, on="merchant_id", how="left", maintain_order="left")[
+                "total"
+            ]
+            .fill_null(0.0)
+            .to_numpy()
+        )
+    out["amount_to_merchant_mean"] = merchant_amount_ratio(amount, total, out["merchant_tx_before"])
+
+
+def window_rate(frauds, transactions):
+    """Frauds reported over a window per transaction of the window, shrunk to the prior."""
+    return smoothed_rate(frauds, transactions)
+
+
+def merchant_amount_ratio(amount, total, count):
+    """amount / the merchant's mean amount so far (NaN before its first transaction)."""
+    count = np.asarray(count, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(count > 0, np.asarray(amount) / (np.asarray(total) / count), np.nan)
 
 
 def _graph(out: dict[str, np.ndarray], tx: pl.DataFrame, prior: PriorHistory | None) -> None:
@@ -575,7 +734,7 @@ class EntityHistory:
 
     events: Mapping[str, Sequence[tuple[int, float, str]]]  # entity -> [(ts_us, amount, merchant)]
     card_previous: tuple[int, float | None, float | None, str] | None  # ts_us, lat, lon, country
-    card_amounts_7d: Sequence[tuple[int, float]]  # (ts_us, amount) of the card, last 7 days
+    card_amounts_7d: Sequence[tuple[int, float]]  # (ts_us, amount) of the card, last 30 days
     merchant_frauds: int
     merchant_transactions: int
     mcc_frauds: int
@@ -585,6 +744,11 @@ class EntityHistory:
     # (component root, its size) of the account, device and IP present (a node not seen
     # before is its own root of size 1); empty without an account
     components: Sequence[tuple[str, int]] = ()
+    merchant_amount_total: float = 0.0  # sum of the merchant's previous amounts
+    # PROFILE_WINDOWS_US label -> the merchant's previous transactions in (t - w, t]
+    merchant_tx_windows: Mapping[str, int] = field(default_factory=dict)
+    # PROFILE_WINDOWS_US label -> fraud labels of the merchant reported in (t - w, t)
+    merchant_fraud_windows: Mapping[str, int] = field(default_factory=dict)
 
 
 def online_features(
@@ -592,10 +756,15 @@ def online_features(
 ) -> dict[str, float]:
     """FEATURES of one transaction (silver columns) from the store's history before it."""
     amount = float(tx["amount"])  # type: ignore[arg-type]
+    hour = float((ts_us // 3_600_000_000) % 24)
+    weekday = float((ts_us // DAY_US + 3) % 7)  # 1970-01-01 was a Thursday; Monday = 0
     f: dict[str, float] = {
         "amount": amount,
         "is_ecom": 1.0 if tx["channel"] == "ecom" else 0.0,
-        "hour_utc": float((ts_us // 3_600_000_000) % 24),
+        "hour_utc": hour,
+        "weekday": weekday,
+        "is_weekend": float(weekday >= 5),
+        "is_night": float(hour < 6),
     }
     for entity, column in ENTITIES.items():
         names = ("count_tx_1m", "count_tx_5m", "count_tx_1h", "sum_amount_5m", "uniq_merchant_1h")
@@ -614,19 +783,38 @@ def online_features(
     prev = history.card_previous if tx.get("card_hash") is not None else None
     if prev is None:
         f.update(dist_prev_km=np.nan, km_per_min=np.nan, country_changed=np.nan)
+        f["seconds_since_prev_card"] = np.nan
     else:
         lat, lon = _num(tx.get("lat")), _num(tx.get("lon"))
         dist = float(haversine_km(_num(prev[1]), _num(prev[2]), lat, lon))
         f["dist_prev_km"] = dist
         f["km_per_min"] = float(speed_km_per_min(dist, (ts_us - prev[0]) / 1e6))
         f["country_changed"] = float(tx["country"] != prev[3])
+        f["seconds_since_prev_card"] = (ts_us - prev[0]) / 1e6
+    has_card = tx.get("card_hash") is not None
+    card_events = [(t, a) for t, a in history.card_amounts_7d if t <= ts_us]
     amounts = np.array(
-        [a for t, a in history.card_amounts_7d if ts_us - ZSCORE_WINDOW_US < t <= ts_us],
-        dtype=np.float64,
+        [a for t, a in card_events if ts_us - ZSCORE_WINDOW_US < t], dtype=np.float64
     )
-    f["card_tx_7d"] = float(amounts.size) if tx.get("card_hash") is not None else np.nan
+    f["card_tx_7d"] = float(amounts.size) if has_card else np.nan
     f["amount_zscore_7d"] = (
         float(zscore(amount, amounts.mean(), amounts.std())) if amounts.size >= 2 else np.nan
+    )
+    for label, width in PROFILE_WINDOWS_US.items():
+        inside = [a for t, a in card_events if ts_us - width < t]
+        if label != "7d":
+            f[f"card_tx_{label}"] = float(len(inside)) if has_card else np.nan
+        f[f"card_mean_amount_{label}"] = (
+            float(np.sum(inside)) / len(inside) if has_card and inside else np.nan
+        )
+        merchant_tx = history.merchant_tx_windows.get(label, 0)
+        frauds = history.merchant_fraud_windows.get(label, 0)
+        f[f"merchant_tx_{label}"] = float(merchant_tx)
+        f[f"merchant_frauds_{label}"] = float(frauds)
+        f[f"merchant_fraud_rate_{label}"] = float(window_rate(frauds, merchant_tx))
+    f["amount_to_card_mean_30d"] = amount / f["card_mean_amount_30d"]
+    f["amount_to_merchant_mean"] = float(
+        merchant_amount_ratio(amount, history.merchant_amount_total, history.merchant_transactions)
     )
     f["merchant_risk"] = float(
         smoothed_rate(history.merchant_frauds, history.merchant_transactions)

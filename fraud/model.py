@@ -116,6 +116,7 @@ class FraudModel:
     features: list[str]
     version: str = "unregistered"
     config_version: str = ""
+    base_rate: float = 0.0  # fraud share of the fit slice (0: unknown, older bundles)
     _fast: FastForest | None = field(default=None, repr=False)
 
     def margin(self, x: np.ndarray) -> np.ndarray:
@@ -181,6 +182,7 @@ class FraudModel:
             "features": self.features,
             "anomaly_threshold": self.anomaly_threshold,
             "config_version": self.config_version,
+            "base_rate": self.base_rate,
         }
         (folder / META_FILE).write_text(json.dumps(meta, indent=1))
         return folder
@@ -202,6 +204,7 @@ class FraudModel:
             features=list(meta["features"]),
             version=version,
             config_version=str(meta.get("config_version", "")),
+            base_rate=float(meta.get("base_rate", 0.0)),
         )
 
 
@@ -247,4 +250,13 @@ def fit(
     filled = np.where(np.isnan(x_fit), fill, x_fit)
     iforest.fit(filled)
     threshold = float(np.quantile(-iforest.score_samples(filled), anomaly_quantile))
-    return FraudModel(booster, cal_x, cal_y, iforest, fill, threshold, list(features))
+    return FraudModel(
+        booster,
+        cal_x,
+        cal_y,
+        iforest,
+        fill,
+        threshold,
+        list(features),
+        base_rate=float(np.mean(y_fit)) if len(y_fit) else 0.0,
+    )

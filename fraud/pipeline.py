@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, Transaction
 
-from fraud.features import FEATURES, ZSCORE_WINDOW_US, batch_features, prior_history
+from fraud.features import CONTEXT_US, FEATURES, batch_features, prior_history
 from fraud.scoring import EVENT_FIELDS, score_frame
 from lake.silver import rows_added_since
 from lake.tables import UTC_TS, insert_new_rows, open_table, silver_uri
@@ -99,8 +99,9 @@ def _insert(
 
 
 def build_features(settings: Settings) -> StepResult:
-    """Features of the transactions silver gained since the last run. The velocity windows
-    and the z-score see the 7 days before the earliest new transaction; everything older is
+    """Features of the transactions silver gained since the last run. The windows (velocity,
+    z-score, the card's and the merchant's 1/7/30-day profiles) see the 30 days before the
+    earliest new transaction; everything older is
     summarised (`prior_history`: merchant counts, the cards' previous transactions, the
     graph, fraud labels) instead of being run through the feature kernels again."""
     started = time.monotonic()
@@ -122,7 +123,7 @@ def build_features(settings: Settings) -> StepResult:
         silver_uri(settings, "silver_fraud_labels"),
         ["transaction_id", "is_fraud", "reported_at"],
     )
-    since = pc.min(new["ts"]).as_py() - timedelta(microseconds=ZSCORE_WINDOW_US)
+    since = pc.min(new["ts"]).as_py() - timedelta(microseconds=CONTEXT_US)
     older = pl.col("ts") < since
     prior = prior_history(history.filter(older), labels)  # type: ignore[union-attr]
     features = batch_features(history.filter(~older), labels, prior)  # type: ignore[union-attr]
@@ -149,10 +150,12 @@ def build_features(settings: Settings) -> StepResult:
 
 def build_decisions(settings: Settings, model: object | None = None) -> StepResult:
     """ALLOW / CHALLENGE / BLOCK + score + reasons for the feature rows added since the last
-    run, with the registry's champion (trained first on simulated data on a fresh registry)."""
+    run, with the registry's champion — on a fresh registry a first one trained on the lake
+    if it holds enough labelled history, else rules only (`extra["model_status"]` says why;
+    fraud.champion)."""
+    from fraud.champion import Champion, resolve_champion
     from fraud.model import FraudModel
     from fraud.rules import load_config
-    from fraud.service import ensure_champion
 
     started = time.monotonic()
     uri = decisions_uri(settings)
@@ -163,8 +166,10 @@ def build_decisions(settings: Settings, model: object | None = None) -> StepResu
     if version is None or new.num_rows == 0:
         result.seconds = time.monotonic() - started
         return result
-    champion: FraudModel = (
-        model if isinstance(model, FraudModel) else ensure_champion(settings, log.info)
+    champion: Champion = (
+        Champion(model, f"model v{model.version} (given)")
+        if isinstance(model, FraudModel)
+        else resolve_champion(settings, log.info)
     )
     features = pl.from_arrow(new)
     events = read_table(
@@ -177,7 +182,7 @@ def build_decisions(settings: Settings, model: object | None = None) -> StepResu
         on="transaction_id",
         how="inner",  # type: ignore[arg-type]
     )
-    decided = score_frame(champion, load_config(), frame)
+    decided = score_frame(champion.model, load_config(), frame)
     now = datetime.now(UTC)
     rows = decided.join(
         frame.select(
@@ -205,6 +210,7 @@ def build_decisions(settings: Settings, model: object | None = None) -> StepResu
     result.extra = {
         **{f"decisions_{d.lower()}": int(n) for d, n in counts.iter_rows()},
         "model_version": champion.version,
+        "model_status": champion.status,
         "lag_ms_p50": float(rows["lag_ms"].median() or 0),
         "decision_latency_ms": float(rows["decision_latency_ms"].max() or 0),
     }

@@ -47,11 +47,21 @@ class DecisionConfig:
     anomaly_quantile: float
     overrides: tuple[Rule, ...]
     baseline: tuple[Rule, ...]
+    # a calibrated score this many times the model's training fraud rate raises ALLOW to
+    # CHALLENGE (0: off): at a base rate of 1 % a 0.5 threshold leaves well-ranked frauds
+    # allowed (fraud.scoring applies it)
+    challenge_lift: float = 0.0
 
     def with_thresholds(self, challenge: float, block: float) -> DecisionConfig:
         _check_thresholds(challenge, block)
         return DecisionConfig(
-            self.version, challenge, block, self.anomaly_quantile, self.overrides, self.baseline
+            self.version,
+            challenge,
+            block,
+            self.anomaly_quantile,
+            self.overrides,
+            self.baseline,
+            self.challenge_lift,
         )
 
 
@@ -102,6 +112,7 @@ def load_config(path: Path | str | None = None) -> DecisionConfig:
             anomaly_quantile=float(raw.get("anomaly_challenge_quantile", 0.999)),
             overrides=tuple(_rule(r, "override") for r in raw.get("overrides", [])),
             baseline=tuple(_rule(r, "baseline") for r in raw.get("baseline", [])),
+            challenge_lift=float(raw.get("challenge_lift", 0.0)),
         )
     except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
         raise ConfigError(f"decision config {path or DEFAULT_CONFIG} is invalid ({exc})") from None

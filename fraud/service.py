@@ -21,40 +21,17 @@ from typing import Any
 import numpy as np
 
 from fraud.api import LabelIn, TransactionIn  # module level: FastAPI resolves the hints
+from fraud.champion import Champion, resolve_champion
 from fraud.features import online_features
 from fraud.model import FraudModel
 from fraud.rules import DECISIONS, DecisionConfig, load_config
-from fraud.scoring import score_columns
+from fraud.scoring import RULES_ONLY, score_columns
 from fraud.store import FeatureStore, InMemoryStore, open_store, to_silver
 from lakehouse.config import Settings
 
 log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
-
-
-def ensure_champion(
-    settings: Settings,
-    say: Callable[[str], object] = print,
-    days: float = 35,
-    scale: float = 0.1,
-) -> FraudModel:
-    """The champion; on a fresh registry, first train one on simulated data (saying so)."""
-    from fraud.training import champion_model, simulated_history, train_and_register
-
-    model = champion_model(settings)
-    if model is not None:
-        return model
-    say(
-        f"no fraud model in the registry yet: training a first champion on {days:g} days of "
-        "simulated transactions (the `lakehouse generate transactions` simulator) first"
-    )
-    tx, labels, end = simulated_history(settings, days, scale)
-    result = train_and_register(settings, tx, labels, end, source="simulated")
-    say(result.promotion)
-    model = champion_model(settings)
-    assert model is not None
-    return model
 
 
 class Metrics:
@@ -108,10 +85,18 @@ class DecisionEngine:
     """Store + model + config; `decide` is the whole online path for one event."""
 
     def __init__(
-        self, settings: Settings, model: FraudModel, store: FeatureStore, config: DecisionConfig
+        self,
+        settings: Settings,
+        model: FraudModel | None,
+        store: FeatureStore,
+        config: DecisionConfig,
+        model_status: str = "",
     ) -> None:
         self.settings = settings
-        self.model = model
+        self.model = model  # None: no champion yet, decisions are rules-only
+        self.model_status = model_status or (
+            f"model v{model.version}" if model is not None else "rules only, no fraud model"
+        )
         self.store = store
         self.config = config
         self.metrics = Metrics()
@@ -143,10 +128,14 @@ class DecisionEngine:
             "reasons": scored.reasons[0],
             "rule_ids": scored.rule_ids[0],
             "anomaly_score": round(float(scored.anomaly_score[0]), 6),
-            "model_version": model.version,
+            "model_version": RULES_ONLY if model is None else model.version,
             "config_version": self.config.version,
             "latency_ms": round(elapsed * 1000, 3),
         }
+
+    @property
+    def model_version(self) -> str:
+        return RULES_ONLY if self.model is None else self.model.version
 
     def reload_if_moved(self) -> bool:
         from mlflow import MlflowClient
@@ -155,11 +144,12 @@ class DecisionEngine:
         from lakehouse.registry import champion_version
 
         version = champion_version(MlflowClient(), MODEL_NAME)
-        if version is None or str(version) == self.model.version:
+        if version is None or str(version) == self.model_version:
             return False
         model = load_registered(self.settings, version)
         with self.lock:
             self.model = model
+            self.model_status = f"champion {MODEL_NAME} v{version} (reloaded)"
         self.metrics.reloads += 1
         log.info("champion moved: now serving %s v%s", MODEL_NAME, version)
         return True
@@ -209,7 +199,8 @@ def create_app(engine: DecisionEngine, reload_seconds: float = 30.0) -> Any:
     def healthz() -> dict[str, Any]:
         return {
             "status": "ok",
-            "model_version": engine.model.version,
+            "model_version": engine.model_version,
+            "model_status": engine.model_status,  # why rules-only, or which champion
             "config_version": engine.config.version,
             "store": "memory" if isinstance(engine.store, InMemoryStore) else "redis",
         }
@@ -218,7 +209,7 @@ def create_app(engine: DecisionEngine, reload_seconds: float = 30.0) -> Any:
     def metrics() -> PlainTextResponse:
         store = "memory" if isinstance(engine.store, InMemoryStore) else "redis"
         return PlainTextResponse(
-            engine.metrics.render(engine.model.version, store),
+            engine.metrics.render(engine.model_version, store),
             media_type="text/plain; version=0.0.4",
         )
 
@@ -243,7 +234,7 @@ def build_engine(
     from fraud.training import configure_registry
 
     configure_registry(settings)
-    model = ensure_champion(settings, say)
+    champion: Champion = resolve_champion(settings, say)
     store = open_store(settings.redis_url, redis_prefix)
     if warm:
         started = time.monotonic()
@@ -252,7 +243,7 @@ def build_engine(
             f"feature store loaded from {loaded:,} silver transactions "
             f"in {time.monotonic() - started:.1f}s"
         )
-    return DecisionEngine(settings, model, store, load_config())
+    return DecisionEngine(settings, champion.model, store, load_config(), champion.status)
 
 
 def warm_store(settings: Settings, store: FeatureStore) -> int:
@@ -268,12 +259,31 @@ def warm_store(settings: Settings, store: FeatureStore) -> int:
     return tx.height
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Bind (host, port) as uvicorn will, before any model is loaded or trained: a port in use
+    is a one-line ConfigError naming the fix, not a traceback after a minute of work."""
+    import socket
+
+    from lakehouse.errors import ConfigError
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            sock.bind((host, port))
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}): stop what uses the port "
+            "or choose another with `lakehouse fraud serve --port P`"
+        ) from None
+
+
 def serve(settings: Settings, host: str, port: int, reload_seconds: float, warm: bool) -> None:
     import uvicorn
 
+    check_port_free(host, port)
     engine = build_engine(settings, warm=warm)
     print(
-        f"fraud decision service on http://{host}:{port} (model v{engine.model.version}, "
+        f"fraud decision service on http://{host}:{port} ({engine.model_status}, "
         f"store {'redis' if settings.redis_url else 'in-process'}); POST /v1/decisions"
     )
     uvicorn.run(create_app(engine, reload_seconds), host=host, port=port, log_level="warning")

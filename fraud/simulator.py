@@ -5,12 +5,16 @@ merchants (category + MCC, city, channel, risk tier). Legitimate traffic follows
 cardholder's profile; four labelled fraud scenarios are injected at a configurable overall
 rate (default 1 %, allowed 0.2-2 %):
 
-* card testing — bursts of 5-20 tiny e-commerce amounts within minutes, from a fraudster
-  device/IP shared across victims, sometimes followed by one large purchase;
-* account takeover — a new device and a new IP in a far-away city (geographic jump), a few
-  large e-commerce purchases within half an hour;
+* card testing — bursts of 5-20 tiny e-commerce amounts within minutes, sometimes followed
+  by one large purchase; half the bursts from a fraudster device/IP shared across victims,
+  half from a new device and IP for every payment (rotating proxies, emulators);
+* account takeover — a new device and IP; two thirds are fast (a far-away city, a few large
+  purchases within half an hour), one third slow (the home city, a few purchases of 1.5-3x
+  the usual amount spread over 3-10 days);
 * compromised merchant — one merchant where many different cards are defrauded over days;
-* amount anomaly — one purchase 6-25x the cardholder's usual amount on their own device.
+* amount anomaly — one purchase 6-25x the cardholder's usual amount on their own device;
+* fraud ring — 5-12 victims' accounts driven from the same two or three devices and IPs
+  over a few days (medium to large purchases).
 
 Events follow the seed's `transactions` schema exactly. Confirmed labels (chargebacks) for
 the frauds arrive later on `fraud_labels` (`transaction_id`, `is_fraud`, `reported_at`) after
@@ -74,8 +78,15 @@ CATEGORIES = (
 )
 CATEGORY_WEIGHTS = np.array([0.26, 0.2, 0.1, 0.1, 0.06, 0.03, 0.08, 0.02, 0.1, 0.05])
 MCC_BY_CATEGORY = {c[0]: c[1] for c in CATEGORIES}
-SCENARIOS = ("card_testing", "account_takeover", "compromised_merchant", "amount_anomaly")
-SCENARIO_SHARE = np.array([0.30, 0.30, 0.25, 0.15])
+SCENARIOS = (
+    "card_testing",
+    "account_takeover",
+    "compromised_merchant",
+    "amount_anomaly",
+    "fraud_ring",
+)
+SCENARIO_SHARE = np.array([0.25, 0.25, 0.20, 0.15, 0.15])
+FRESH_DEVICE = 30_000_000  # device / IP numbers from here on are used once (disposable)
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 DAY = 86_400
 
@@ -330,14 +341,16 @@ def _frauds(
         last = np.r_[burst[1:] != burst[:-1], True]
         big = last & (rng.random(burst.size) < 0.4)
         amount[big] = rng.uniform(300, 1500, big.sum())
+        rotating = (rng.random(b) < 0.5)[burst]  # a new device and IP for every payment
+        fresh = FRESH_DEVICE + np.arange(burst.size)
         parts.append(
             part(
                 np.minimum(start[burst] + offset, t1 - 1),
                 victim[burst],
                 digital[rng.integers(0, digital.size, burst.size)],
                 amount,
-                fraud_devices[rig[burst]],
-                fraud_ips[rig[burst]],
+                np.where(rotating, fresh, fraud_devices[rig[burst]]),
+                np.where(rotating, fresh, fraud_ips[rig[burst]]),
                 pop.card_city[victim[burst]],
                 np.zeros(burst.size, dtype=bool),
                 1,
@@ -357,16 +370,28 @@ def _frauds(
         place = len(CITIES) + rng.integers(0, len(FAR_PLACES), b)
         rig = rng.integers(0, fraud_devices.size, b)
         amount = np.exp(rng.normal(np.log(450), 0.5, burst.size))
+        merchant = pricey[rng.integers(0, pricey.size, burst.size)]
+        # slow takeovers: from the home city over days, amounts only a few times the usual
+        slow = (rng.random(b) < 1 / 3)[burst]
+        spread = np.where(slow, rng.integers(3 * DAY, 10 * DAY, burst.size), 1800)
+        usual = np.array([c[2] for c in CATEGORIES])[pop.merchant_category[merchant]]
+        amount = np.where(
+            slow,
+            usual * pop.card_median_amount[victim[burst]] * rng.uniform(1.5, 3, burst.size),
+            amount,
+        )
         parts.append(
             part(
-                np.minimum(start[burst] + rng.integers(0, 1800, burst.size), t1 - 1),
+                np.minimum(
+                    start[burst] + (rng.random(burst.size) * spread).astype(np.int64), t1 - 1
+                ),
                 victim[burst],
-                pricey[rng.integers(0, pricey.size, burst.size)],
+                merchant,
                 amount,
                 fraud_devices[rig[burst]] + 1_000_000,
                 fraud_ips[rig[burst]] + 1_000_000,
-                place[burst],
-                np.ones(burst.size, dtype=bool),
+                np.where(slow, pop.card_city[victim[burst]], place[burst]),
+                ~slow,
                 2,
             )
         )
@@ -410,6 +435,32 @@ def _frauds(
                 pop.card_city[victim],
                 np.zeros(m, dtype=bool),
                 4,
+            )
+        )
+    # fraud ring: a few devices and IPs drive many victims' accounts over a few days
+    m = quota[4]
+    if m > 0:
+        per_ring = 30
+        rings = max(1, m // per_ring)
+        ring = rng.integers(0, rings, m)
+        victims = rng.integers(0, n_cards, (rings, 12))
+        size = rng.integers(5, 13, rings)
+        victim = victims[ring, (rng.random(m) * size[ring]).astype(np.int64)]
+        ring_device = FRESH_DEVICE // 2 + ring * 3 + rng.integers(0, 3, m)
+        first = rng.integers(t0, max(t0 + 1, t1 - 4 * DAY), rings)
+        merchant = pricey[rng.integers(0, pricey.size, m)]
+        usual = np.array([c[2] for c in CATEGORIES])[pop.merchant_category[merchant]]
+        parts.append(
+            part(
+                np.minimum(first[ring] + rng.integers(0, 4 * DAY, m), t1 - 1),
+                victim,
+                merchant,
+                usual * rng.uniform(1.0, 4.0, m),
+                ring_device,
+                ring_device,
+                pop.card_city[victim],
+                np.zeros(m, dtype=bool),
+                5,
             )
         )
     return parts

@@ -10,6 +10,7 @@ Redis, and the service and the batch path see the same identifiers.
 
 from __future__ import annotations
 
+import bisect
 import hmac
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
@@ -20,12 +21,13 @@ from typing import Any, Protocol
 import polars as pl
 
 from fraud.features import (
+    CONTEXT_US,
     ENTITIES,
     GRAPH_NODES,
     GRAPH_PAIRS,
     PAIR_EDGES,
+    PROFILE_WINDOWS_US,
     WINDOWS_US,
-    ZSCORE_WINDOW_US,
     EntityHistory,
     PriorHistory,
     component_roots,
@@ -64,7 +66,8 @@ def graph_nodes(tx: Mapping[str, object]) -> list[str]:
 
 
 def _horizon(entity: str) -> int:
-    return ZSCORE_WINDOW_US if entity == "card" else LONGEST_WINDOW_US
+    """How long an entity's events are kept: the card's feed its 30-day profile."""
+    return CONTEXT_US if entity == "card" else LONGEST_WINDOW_US
 
 
 @dataclass
@@ -76,6 +79,7 @@ class StoreState:
     events: dict[str, pl.DataFrame]  # entity -> key, t, amount, merchant_id, transaction_id
     components: pl.DataFrame  # node, root, size (`component_roots`)
     places: pl.DataFrame  # transaction_id, merchant_id, merchant_category: labels may come
+    merchant_events: pl.DataFrame  # merchant_id, t, transaction_id: the last CONTEXT_US
 
 
 def state_from_history(transactions: pl.DataFrame, labels: pl.DataFrame | None) -> StoreState:
@@ -98,7 +102,10 @@ def state_from_history(transactions: pl.DataFrame, labels: pl.DataFrame | None) 
     places = tx.filter(t > latest - TX_MEMORY_SECONDS * 1_000_000).select(
         "transaction_id", "merchant_id", "merchant_category"
     )
-    return StoreState(prior, events, component_roots(prior.edges), places)
+    merchant_events = tx.filter(t > latest - CONTEXT_US).select(
+        "merchant_id", t.alias("t"), "transaction_id"
+    )
+    return StoreState(prior, events, component_roots(prior.edges), places, merchant_events)
 
 
 def _pairs(prior: PriorHistory) -> Iterator[tuple[str, str, list[str]]]:
@@ -141,6 +148,8 @@ class InMemoryStore:
         self.graph: dict[tuple[str, str], set[str]] = defaultdict(set)
         self.parent: dict[str, str] = {}  # union-find over graph nodes; roots are absent
         self.size: dict[str, int] = {}  # root -> component size (absent: 1)
+        self.merchant_times: dict[str, list[int]] = defaultdict(list)  # sorted, last 30 days
+        self.merchant_amount: dict[str, float] = defaultdict(float)
         return 0
 
     def load(self, state: StoreState) -> None:
@@ -151,6 +160,12 @@ class InMemoryStore:
             self.tx_count[("c", str(category))] = n
         for card, t, lat, lon, country in prior.card_last.iter_rows():
             self.last_card[card] = (t, lat, lon, str(country))
+        for merchant, total in prior.merchant_amount.iter_rows():
+            self.merchant_amount[str(merchant)] = total
+        for merchant, times in (
+            state.merchant_events.group_by("merchant_id").agg(pl.col("t").sort()).iter_rows()
+        ):
+            self.merchant_times[str(merchant)] = list(times)
         for feature, key, members in _pairs(prior):
             self.graph[(feature, key)] = set(members)
         for node, root, size in state.components.iter_rows():
@@ -196,6 +211,9 @@ class InMemoryStore:
             members = self.graph.get((feature, str(tx[node])), set())
             graph[feature] = (len(members), str(tx[neighbour]) in members)
         roots = [self._root(node) for node in graph_nodes(tx)]
+        times = self.merchant_times.get(merchant, [])
+        upto = bisect.bisect_right(times, ts_us)
+        labels = self.label_times.get(("m", merchant), ())
         return EntityHistory(
             events=events,
             card_previous=self.last_card.get(card),
@@ -206,10 +224,23 @@ class InMemoryStore:
             mcc_transactions=self.tx_count.get(("c", category), 0),
             graph=graph,
             components=[(root, self.size.get(root, 1)) for root in roots],
+            merchant_amount_total=self.merchant_amount.get(merchant, 0.0),
+            merchant_tx_windows={
+                label: upto - bisect.bisect_right(times, ts_us - width)
+                for label, width in PROFILE_WINDOWS_US.items()
+            },
+            merchant_fraud_windows={
+                label: sum(ts_us - width < t < ts_us for t in labels)
+                for label, width in PROFILE_WINDOWS_US.items()
+            },
         )
 
     def record(self, tx: Mapping[str, object], ts_us: int) -> None:
         amount, merchant = float(tx["amount"]), str(tx["merchant_id"])  # type: ignore[arg-type]
+        times = self.merchant_times[merchant]
+        bisect.insort(times, ts_us)
+        del times[: bisect.bisect_right(times, ts_us - CONTEXT_US)]
+        self.merchant_amount[merchant] += amount
         for entity, column in ENTITIES.items():
             if tx.get(column) is None:
                 continue
@@ -352,6 +383,10 @@ class RedisStore:
             key = self._k("g", feature, str(tx[node]))
             pipe.scard(key)
             pipe.sismember(key, str(tx[neighbour]))
+        for width in PROFILE_WINDOWS_US.values():
+            pipe.zcount(self._k("mt", merchant), f"({ts_us - width}", ts_us)
+            pipe.zcount(self._k("lab", "m", merchant), f"({ts_us - width}", f"({ts_us}")
+        pipe.get(self._k("amt", "m", merchant))
         nodes = graph_nodes(tx)
         replies = self._execute_with_script(pipe, _ROOTS_LUA if nodes else None, nodes)
         events: dict[str, list[tuple[int, float, str]]] = {}
@@ -376,7 +411,8 @@ class RedisStore:
         graph: dict[str, tuple[int, bool] | None] = dict.fromkeys(GRAPH_PAIRS)
         for i, (feature, _, _) in enumerate(pairs):
             graph[feature] = (int(rest[5 + 2 * i]), bool(rest[6 + 2 * i]))
-        flat = rest[5 + 2 * len(pairs)] if nodes else []
+        windows = rest[5 + 2 * len(pairs) :]
+        flat = windows[2 * len(PROFILE_WINDOWS_US) + 1] if nodes else []
         return EntityHistory(
             events=events,
             card_previous=previous,
@@ -387,6 +423,13 @@ class RedisStore:
             mcc_transactions=int(rest[4] or 0),
             graph=graph,
             components=[(flat[i], int(flat[i + 1])) for i in range(0, len(flat), 2)],
+            merchant_amount_total=float(windows[2 * len(PROFILE_WINDOWS_US)] or 0.0),
+            merchant_tx_windows={
+                label: int(windows[2 * i]) for i, label in enumerate(PROFILE_WINDOWS_US)
+            },
+            merchant_fraud_windows={
+                label: int(windows[2 * i + 1]) for i, label in enumerate(PROFILE_WINDOWS_US)
+            },
         )
 
     def record(self, tx: Mapping[str, object], ts_us: int) -> None:
@@ -417,6 +460,11 @@ class RedisStore:
         )
         pipe.incr(self._k("n", "m", merchant))
         pipe.incr(self._k("n", "c", category))
+        pipe.incrbyfloat(self._k("amt", "m", merchant), float(tx["amount"]))  # type: ignore[arg-type]
+        recent = self._k("mt", merchant)
+        pipe.zadd(recent, {txid: ts_us})
+        pipe.zremrangebyscore(recent, "-inf", ts_us - CONTEXT_US)
+        pipe.pexpire(recent, CONTEXT_US // 1000 + 60_000)
         pipe.set(self._k("tx", txid), f"{merchant}|{category}", ex=TX_MEMORY_SECONDS)
         for feature, (node, neighbour) in GRAPH_PAIRS.items():
             if tx.get(node) is not None and tx.get(neighbour) is not None:
@@ -453,6 +501,14 @@ class RedisStore:
             for key, n in frame.iter_rows():
                 pipe.set(self._k("n", kind, str(key)), n)
                 flush_if_full()
+        for merchant, total in prior.merchant_amount.iter_rows():
+            pipe.set(self._k("amt", "m", str(merchant)), repr(float(total)))
+            flush_if_full()
+        for merchant, t, txid in state.merchant_events.iter_rows():
+            name = self._k("mt", str(merchant))
+            pipe.zadd(name, {txid: t})
+            pipe.pexpire(name, CONTEXT_US // 1000 + 60_000)
+            flush_if_full()
         for card, t, lat, lon, country in prior.card_last.iter_rows():
             fields = {"ts": t, "lat": "" if lat is None else repr(lat), "country": str(country)}
             pipe.hset(

@@ -91,6 +91,17 @@ def silver_from_events(events: pl.DataFrame, pii_key: str) -> pl.DataFrame:
         con.close()
 
 
+def split_options(settings: Settings, rounds: int = 200) -> SplitOptions:
+    """The label-delay windows of the configuration (LAKEHOUSE_FRAUD_VAL_DAYS, _GAP_DAYS,
+    _MATURITY_DAYS), shared by `fraud train`, `fraud report` and the nightly asset."""
+    return SplitOptions(
+        val_days=settings.fraud_val_days,
+        gap_days=settings.fraud_gap_days,
+        maturity_days=settings.fraud_maturity_days,
+        rounds=rounds,
+    )
+
+
 def temporal_split(ts_us: np.ndarray, as_of_us: int, options: SplitOptions) -> Split:
     val_end = as_of_us - int(options.maturity_days * DAY_US)
     val_start = val_end - int(options.val_days * DAY_US)
@@ -322,7 +333,7 @@ def train_and_register(
     register, promote if better; the report lands in <home>/models/fraud/report.json."""
     import mlflow
 
-    from lakehouse.registry import configure_mlflow, promote_if_better
+    from lakehouse.registry import check_comparable, configure_mlflow, promote_if_better
 
     config = load_config()
     result, validation = train_model(transactions, labels, as_of, options, config)
@@ -332,6 +343,8 @@ def train_and_register(
         result.metrics = evaluate_scorers(result.model, config, validation, champion)
         champion_ap = result.metrics[f"champion v{champion.version}"]["average_precision"]
     challenger = result.metrics["gbdt + rules (challenger)"]
+    # refused before anything is logged: a NaN metric compares false with everything
+    check_comparable(MODEL_NAME, METRIC, challenger["average_precision"], champion_ap)
     configure_mlflow(settings, EXPERIMENT)
     with (
         mlflow.start_run(run_name=f"fraud-{as_of:%Y%m%dT%H%M}") as run,

@@ -41,6 +41,16 @@ def _int_between(low: int, high: int) -> Callable[[str], int]:
     return cast
 
 
+def _days_between(low: float, high: float) -> Callable[[str], float]:
+    def cast(text: str) -> float:
+        value = float(text)
+        if not low <= value <= high:  # NaN fails too
+            raise ValueError(f"{value} is outside {low:g}..{high:g}")
+        return value
+
+    return cast
+
+
 def _bootstrap(text: str) -> str:
     for server in text.split(","):
         host, sep, port = server.strip().rpartition(":")
@@ -105,6 +115,10 @@ class Settings:
     # brands the sentiment pipeline recognises in posts: ours first, then competitors
     sentiment_brands: tuple[str, ...] = ("Lumio", "Vexa", "Nordline")
     storage_options: dict[str, str] = field(default_factory=dict)
+    # fraud label delay: validation window, gap after training, labels' maturity (days)
+    fraud_val_days: float = 5.0
+    fraud_gap_days: float = 2.0
+    fraud_maturity_days: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -220,6 +234,27 @@ class Settings:
                 "use a comma-separated list of brand names, your brand first (e.g. Acme,Rival)",
             ),
             storage_options=_storage_options(env),
+            fraud_val_days=_parse(
+                env,
+                "LAKEHOUSE_FRAUD_VAL_DAYS",
+                5.0,
+                _days_between(0.5, 365),
+                "use a number of days between 0.5 and 365 (the fraud validation window)",
+            ),
+            fraud_gap_days=_parse(
+                env,
+                "LAKEHOUSE_FRAUD_GAP_DAYS",
+                2.0,
+                _days_between(0, 365),
+                "use a number of days between 0 and 365 (gap between training and validation)",
+            ),
+            fraud_maturity_days=_parse(
+                env,
+                "LAKEHOUSE_FRAUD_MATURITY_DAYS",
+                5.0,
+                _days_between(0, 365),
+                "use a number of days between 0 and 365 (how long chargebacks take to arrive)",
+            ),
         )
 
     # ---- derived locations -------------------------------------------------------------

@@ -76,6 +76,7 @@ def run_demo(settings: Settings, options: DemoOptions = DemoOptions()) -> None:
         _done(t, "sent " + ", ".join(f"{n:,} {topic}" for topic, n in sent.items()))
         if options.use_cases:
             _backfill_use_cases(bootstrap, options, live_start)
+            _simulated_fraud_champion(settings)
 
         t = _step(
             f"Live traffic: {options.live_minutes:g} simulated minutes at x{options.live_speed:g}"
@@ -126,6 +127,19 @@ def run_demo(settings: Settings, options: DemoOptions = DemoOptions()) -> None:
             embedded.stop()
     print_summary(settings)
     print(f"\nDemo finished in {time.monotonic() - t0:.0f}s.")
+
+
+def _simulated_fraud_champion(settings: Settings) -> None:
+    """The demo's fraud model, trained on the simulator explicitly (as `lakehouse fraud train
+    --source simulated` does): the decisions never fall back to simulated data by themselves."""
+    from fraud.champion import train_simulated_champion
+    from fraud.training import champion_model
+
+    if champion_model(settings) is not None:
+        return
+    t = _step("Fraud model: train a first champion on simulated payments (--source simulated)")
+    model = train_simulated_champion(settings, lambda line: print(f"    {line}", flush=True))
+    _done(t, f"champion v{model.version}")
 
 
 def _backfill_use_cases(bootstrap: str, options: DemoOptions, end: datetime) -> None:

@@ -15,3 +15,8 @@ class BrokerError(LakehouseError):
 
 class BrokerBehindLakeError(LakehouseError):
     """The broker's log is behind the offsets the lake already holds (data was lost upstream)."""
+
+
+class PromotionRefused(LakehouseError):
+    """A model cannot be registered or promoted: its validation metric (or the champion's on
+    the same window) is missing or NaN, so the two cannot be compared."""

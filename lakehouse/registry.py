@@ -8,11 +8,13 @@ champion on the same validation metric: `promote_if_better` is that rule, in one
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lakehouse.config import Settings
+from lakehouse.errors import PromotionRefused
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -69,6 +71,25 @@ def champion_version(client: MlflowClient, model_name: str) -> str | None:
         return None
 
 
+def check_comparable(
+    model_name: str, metric: str, value: float | None, champion_value: float | None
+) -> None:
+    """Raise PromotionRefused when the challenger's metric, or the champion's on the same
+    window (None: no champion), is missing or NaN: `NaN > x` is always false, so such a
+    comparison would silently keep or replace a champion on no evidence."""
+    if value is None or not math.isfinite(value):
+        raise PromotionRefused(
+            f"{model_name}: the challenger's {metric} is {value} on its validation window "
+            "(no labelled fraud there yet?): not registered; wait for labels or move the window "
+            "(LAKEHOUSE_FRAUD_VAL_DAYS / _MATURITY_DAYS)"
+        )
+    if champion_value is not None and not math.isfinite(champion_value):
+        raise PromotionRefused(
+            f"{model_name}: the champion's {metric} is {champion_value} on the same validation "
+            "window: the models cannot be compared, challenger not registered"
+        )
+
+
 def promote_if_better(
     model_uri: str,
     model_name: str,
@@ -81,8 +102,10 @@ def promote_if_better(
 
     `champion_value` is the current champion evaluated on the *same* validation window as the
     challenger (the caller computes it: a metric stored at the champion's own training time
-    would compare different windows). Ties keep the current champion.
+    would compare different windows). Ties keep the current champion. A missing or NaN
+    metric on either side raises PromotionRefused before anything is registered.
     """
+    check_comparable(model_name, metric, value, champion_value)
     import mlflow
     from mlflow import MlflowClient
 

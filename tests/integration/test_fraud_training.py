@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import numpy as np
+import polars as pl
 import pytest
 from mlflow import MlflowClient
 
@@ -53,6 +54,18 @@ def test_model_beats_rules_and_promotion_needs_a_better_model(settings: Settings
     ):
         assert np.isfinite(gbdt[metric])
     assert "promoted to champion" in first.promotion
+    # low base rate: a score ten times the training fraud rate is never simply allowed
+    from fraud.rules import load_config
+    from fraud.scoring import score_columns
+    from fraud.training import _columns, labelled_features
+
+    frame = labelled_features(tx, labels, end)
+    config = load_config()
+    scored = score_columns(first.model, config, _columns(frame), frame.height, explain=False)
+    floor = config.challenge_lift * first.model.base_rate
+    assert 0 < floor < 0.5
+    assert not ((scored.score >= floor) & (scored.decision == "ALLOW")).any()
+    assert ((scored.score >= floor) & (scored.score < 0.5)).any()  # the lift decided those
     client = MlflowClient()
     assert str(champion_version(client, MODEL_NAME)) == first.model.version
 
@@ -70,3 +83,21 @@ def test_model_beats_rules_and_promotion_needs_a_better_model(settings: Settings
     assert "kept as challenger" in third.promotion
     loaded = champion_model(settings)
     assert loaded is not None and loaded.version == first.model.version
+
+
+def test_no_label_in_the_validation_window_registers_nothing(settings: Settings) -> None:
+    from lakehouse.errors import PromotionRefused
+
+    tx, labels, end = simulated_history(settings, days=16, scale=0.03, seed=4, end=END)
+    options = SplitOptions(val_days=3, gap_days=1, maturity_days=2, rounds=20)
+    split = temporal_split(tx["ts"].dt.epoch("us").to_numpy(), int(end.timestamp() * 1e6), options)
+    validate_from = datetime.fromisoformat(split.bounds["validate_from"])
+    # the chargebacks of the validation window have not arrived (streaming, before maturity)
+    known = labels.join(tx.select("transaction_id", "ts"), on="transaction_id").filter(
+        pl.col("ts") < validate_from
+    )
+    with pytest.raises(PromotionRefused) as refused:
+        train_and_register(settings, tx, known.drop("ts"), end, options, source="simulated")
+    assert "val_average_precision is nan" in str(refused.value)
+    assert MlflowClient().search_registered_models() == []
+    assert not (settings.models_dir / "fraud" / "report.json").exists()

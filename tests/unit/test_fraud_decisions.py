@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pytest
 
@@ -31,6 +32,8 @@ def columns(n: int, **changes: object) -> dict[str, np.ndarray]:
         "country": "FR",
         "merchant_id": "m_1",
         "merchant_category": "grocery",
+        "count_tx_1m_card": 1.0,  # the velocity overrides read these features
+        "uniq_merchant_1h_card": 1.0,
     }
     base.update(changes)
     return {
@@ -84,6 +87,21 @@ def test_rules_override_the_score_and_never_lower_it() -> None:
     ]
 
 
+def test_velocity_rules_override_a_low_score() -> None:
+    config = load_config()
+    cols = columns(4)
+    cols["count_tx_1m_card"] = np.array([4.0, 5.0, 9.0, np.nan])
+    cols["uniq_merchant_1h_card"] = np.array([4.0, 5.0, 10.0, np.nan])
+    out = decide(config, np.full(4, 0.02), np.zeros(4), 1.0, cols)
+    assert out.decision.tolist() == [ALLOW, CHALLENGE, BLOCK, ALLOW]
+    assert out.fired_rules == [
+        [],
+        ["R005_card_payments_per_minute"],
+        ["R005_card_payments_per_minute", "R006_card_merchants_per_hour"],
+        [],
+    ]
+
+
 def test_anomaly_raises_allow_to_challenge() -> None:
     config = load_config()
     out = decide(config, np.array([0.1, 0.1, 0.9]), np.array([0.7, 0.3, 0.7]), 0.6, columns(3))
@@ -134,7 +152,16 @@ def test_simulator_follows_the_seed_schema_and_rates() -> None:
         "account_takeover",
         "compromised_merchant",
         "amount_anomaly",
+        "fraud_ring",
     }
+    # the scenarios vary: card testing from many devices, rings sharing a few, slow takeovers
+    frauds = stream.transactions.filter(pl.col("is_fraud"))
+    testing = frauds.filter(pl.col("scenario") == "card_testing")
+    assert testing["device_id"].n_unique() > testing.height / 3
+    ring = frauds.filter(pl.col("scenario") == "fraud_ring")
+    assert ring["account_id"].n_unique() >= 2 * ring["device_id"].n_unique()
+    takeover = frauds.filter(pl.col("scenario") == "account_takeover")
+    assert 0 < takeover.filter(pl.col("ip").str.starts_with("83.")).height < takeover.height
     messages = stream.messages("transactions")
     schema_fields = list(contract("transactions").schema["properties"])
     first = json.loads(messages[0][1])

@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 
 from fraud.features import (
+    CONTEXT_US,
     FEATURES,
     RISK_PRIOR_RATE,
     RISK_PRIOR_WEIGHT,
@@ -249,16 +250,36 @@ def test_online_equals_batch_through_redis(redis_store: RedisStore) -> None:
 
 
 def test_batch_over_the_last_days_plus_a_summary_equals_the_whole_history() -> None:
-    silver, labels = _stream(11)
+    silver, labels = _stream(36, scale=0.01)
     cut = T0 + timedelta(days=3)
+    exact_from = cut + timedelta(microseconds=CONTEXT_US)  # the longest window: 30 days
+    silver = _with_dormant_cards(silver, cut, exact_from)
     prior = prior_history(silver.filter(pl.col("ts") < cut), labels)
     assert prior.fraud_labels.height > 0 and prior.card_last.height > 0
     incremental = batch_features(silver.filter(pl.col("ts") >= cut), labels, prior)
-    exact_from = cut + timedelta(days=7)  # the z-score window reaches back 7 days
-    _assert_same(
-        batch_features(silver, labels).filter(pl.col("ts") >= exact_from),
-        incremental.filter(pl.col("ts") >= exact_from),
+    whole = batch_features(silver, labels).filter(pl.col("ts") >= exact_from)
+    _assert_same(whole, incremental.filter(pl.col("ts") >= exact_from))
+    woken = whole.filter(pl.col("transaction_id").str.starts_with("woken_"))
+    assert woken.height == 5 and (woken["dist_prev_km"] > 400).all()
+    assert woken["country_changed"].to_list() == [1.0] * 5
+
+
+def _with_dormant_cards(silver: pl.DataFrame, cut: datetime, wake: datetime) -> pl.DataFrame:
+    """Five cards used before `cut` fall silent until after `wake`, then pay in Lisbon: their
+    previous payment lies in the summarised history."""
+    before = silver.filter(pl.col("ts") < cut, pl.col("country") != "PT")
+    cards = before["card_hash"].unique().sort().head(5)
+    mine = pl.col("card_hash").is_in(cards.implode())
+    last = before.filter(mine).sort("ts").group_by("card_hash").agg(pl.all().last())
+    woken = last.sort("card_hash").with_columns(
+        ("woken_" + pl.col("transaction_id")).alias("transaction_id"),
+        (pl.lit(wake) + pl.duration(hours=pl.int_range(1, 6))).alias("ts"),
+        pl.lit("PT").alias("country"),
+        pl.lit(38.7223).alias("lat"),
+        pl.lit(-9.1393).alias("lon"),
     )
+    kept = silver.filter(~(mine & (pl.col("ts") >= cut)))
+    return pl.concat([kept, woken.select(silver.columns).cast(silver.schema)])
 
 
 def _warm_parity(store: object) -> None:
@@ -290,3 +311,23 @@ def test_redis_store_survives_a_lost_script_cache(redis_store: RedisStore) -> No
     redis_store.client.script_flush()
     redis_store.record(second, 10_000_000)
     assert redis_store.snapshot(first, 20_000_000).components == [("a:acc_a", 4)] * 3
+
+
+PARIS, MADRID = (48.85, 2.35), (40.42, -3.70)  # the seed's Paris; Madrid
+
+
+def test_a_dormant_card_gets_its_previous_payment_from_the_summary() -> None:
+    # Paris, then Madrid ten days later: the previous payment lies in the summarised history
+    rows = [
+        tx(1, 0, lat=PARIS[0], lon=PARIS[1], country="FR"),
+        tx(2, 10 * 86400, lat=MADRID[0], lon=MADRID[1], country="ES"),
+    ]
+    silver = frame(rows)
+    whole = batch_features(silver)
+    cut = T0 + timedelta(days=5)
+    prior = prior_history(silver.filter(pl.col("ts") < cut), None)
+    incremental = batch_features(silver.filter(pl.col("ts") >= cut), None, prior)
+    for out in (whole.filter(pl.col("transaction_id") == "tx_0002"), incremental):
+        assert out["dist_prev_km"][0] == pytest.approx(1051.7, abs=0.1)
+        assert out["km_per_min"][0] == pytest.approx(1051.7 / (10 * 1440), rel=1e-3)
+        assert out["country_changed"][0] == 1.0

@@ -1,5 +1,5 @@
 """fraud_features step on hand-written silver Delta tables (no broker): a micro-batch reads
-the 7 days before its earliest transaction plus a summary of everything older, and writes
+the 30 days before its earliest transaction plus a summary of everything older, and writes
 the same features a run over the whole history computes."""
 
 from __future__ import annotations
@@ -21,19 +21,19 @@ T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
 
 def test_micro_batches_get_the_features_of_the_whole_history(settings: Settings) -> None:
-    stream = generate_transactions(T0, T0 + timedelta(days=10), seed=4, scale=0.02)
+    stream = generate_transactions(T0, T0 + timedelta(days=33), seed=4, scale=0.01)
     silver = silver_from_events(stream.transactions.drop("is_fraud", "scenario"), "k")
-    labels = stream.labels.filter(pl.col("reported_at") < T0 + timedelta(days=10))
+    labels = stream.labels.filter(pl.col("reported_at") < T0 + timedelta(days=33))
     write_deltalake(silver_uri(settings, "silver_fraud_labels"), labels.to_arrow())
     uri = silver_uri(settings, "silver_transactions")
-    split = T0 + timedelta(days=9, hours=12)
+    split = T0 + timedelta(days=32, hours=12)
     write_deltalake(uri, silver.filter(pl.col("ts") < split).to_arrow())
     first = build_features(settings)
     assert first.rows_written == first.rows_in > 0
     write_deltalake(uri, silver.filter(pl.col("ts") >= split).to_arrow(), mode="append")
     second = build_features(settings)
     assert second.rows_written == second.rows_in == silver.filter(pl.col("ts") >= split).height
-    assert second.extra["summarised_rows"] > 0  # more than 7 days back: summarised
+    assert second.extra["summarised_rows"] > 0  # more than 30 days back: summarised
     assert build_features(settings).rows_written == 0  # nothing new
 
     stored = read_table(settings, features_uri(settings))
