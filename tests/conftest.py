@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -52,3 +57,63 @@ def broker(settings: Settings) -> Iterator[EmbeddedBroker]:
         yield embedded
     finally:
         embedded.stop()
+
+
+# The demo on small data: seconds of history, twenty accelerated live minutes.
+SMALL_DEMO = [
+    "--history-days",
+    "3",
+    "--history-scale",
+    "0.005",
+    "--live-minutes",
+    "20",
+    "--live-speed",
+    "120",
+    "--seed",
+    "11",
+]
+
+
+@dataclass(frozen=True)
+class DemoLake:
+    """A home whose lake the demo built once; `env` runs further commands against it."""
+
+    home: Path
+    env: dict[str, str]
+    stdout: str
+
+    def copy_to(self, folder: Path) -> DemoLake:
+        """A private copy for a test that changes the lake (its own home and broker port)."""
+        home = folder / "home"
+        shutil.copytree(self.home, home)
+        # MLflow keeps each experiment's artifact location as an absolute URI: point the
+        # copy's experiments at the copy, or new runs would write into the shared lake.
+        with sqlite3.connect(home / "mlflow" / "mlflow.db") as db:
+            db.execute(
+                "UPDATE experiments SET artifact_location = replace(artifact_location, ?, ?)",
+                (str(self.home), str(home)),
+            )
+        env = self.env | {"LAKEHOUSE_HOME": str(home), "LAKEHOUSE_BROKER_PORT": str(free_port())}
+        return DemoLake(home=home, env=env, stdout=self.stdout)
+
+
+def run_demo(env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "lakehouse", "demo", *SMALL_DEMO],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.fixture(scope="session")
+def demo_lake(tmp_path_factory: pytest.TempPathFactory) -> DemoLake:
+    """One small demo lake per test session, shared read-only by the tests that need a whole
+    lake (BI, privacy scans, the e2e test). A test that changes the lake copies it first."""
+    home = tmp_path_factory.mktemp("demo") / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")}
+    env |= {"LAKEHOUSE_HOME": str(home), "LAKEHOUSE_BROKER_PORT": str(free_port())}
+    return DemoLake(home=home, env=env, stdout=run_demo(env))

@@ -2,48 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import DemoLake, run_demo
 from deltalake import DeltaTable
-from testkit import check_counts, free_port
+from testkit import check_counts
 
 pytestmark = pytest.mark.e2e
 
-SMALL = [
-    "--history-days",
-    "3",
-    "--history-scale",
-    "0.005",
-    "--live-minutes",
-    "20",
-    "--live-speed",
-    "120",
-    "--seed",
-    "11",
-]
 
-
-def run_demo(env: dict[str, str]) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "lakehouse", "demo", *SMALL],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done.stdout
-
-
-def test_demo_runs_twice_and_leaves_no_broker(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")}
-    env |= {"LAKEHOUSE_HOME": str(tmp_path / "home"), "LAKEHOUSE_BROKER_PORT": str(free_port())}
-    first = run_demo(env)
+def test_demo_runs_twice_and_leaves_no_broker(demo_lake: DemoLake, tmp_path: Path) -> None:
+    first = demo_lake.stdout
     for expected in (
         "Top 5 SKUs over the last 7 days",
         "5 lowest stock cover",
@@ -52,18 +23,21 @@ def test_demo_runs_twice_and_leaves_no_broker(tmp_path: Path) -> None:
     ):
         assert expected in first
     assert check_counts(first)[1] == 0, first
-    gold = tmp_path / "home" / "lake" / "gold" / "gold.duckdb"
+    gold = demo_lake.home / "lake" / "gold" / "gold.duckdb"
     with duckdb.connect(str(gold), read_only=True) as con:
         units_first = con.execute("SELECT sum(units) FROM daily_sales").fetchall()[0][0]
         assert units_first > 0
     # no process left behind: the broker's pid file is gone
-    assert not (tmp_path / "home" / "broker" / "tansu.pid").exists()
+    assert not (demo_lake.home / "broker" / "tansu.pid").exists()
 
-    second = run_demo(env)  # a fresh broker: the lake records a new epoch, nothing breaks
+    # The second run works on a copy: the session's demo lake stays as the first run left it.
+    copy = demo_lake.copy_to(tmp_path)
+    home = copy.home
+    second = run_demo(copy.env)  # a fresh broker: the lake records a new epoch, nothing breaks
     assert "epoch 1" in second
-    raw = DeltaTable(str(tmp_path / "home" / "lake" / "raw" / "orders")).to_pyarrow_table()
+    raw = DeltaTable(str(home / "lake" / "raw" / "orders")).to_pyarrow_table()
     assert set(raw.column("epoch").to_pylist()) == {0, 1}
-    silver = DeltaTable(str(tmp_path / "home" / "lake" / "silver" / "orders")).to_pyarrow_table()
+    silver = DeltaTable(str(home / "lake" / "silver" / "orders")).to_pyarrow_table()
     keys = set(
         zip(silver.column("order_id").to_pylist(), silver.column("line").to_pylist(), strict=True)
     )
