@@ -15,7 +15,7 @@ from dagster_project.assets.raw import RAW_ASSETS
 from dagster_project.assets.silver import SILVER_ASSETS
 from dagster_project.forecasting import SUPPLY_ASSETS, forecast_sane, rop_covers_mean
 from dagster_project.resources import LakehouseResource
-from forecasting.pipeline import read_gold
+from forecasting.pipeline import read_gold, read_silver
 from ingestion.broker import EmbeddedBroker
 from lake import gold
 from lakehouse.config import Settings
@@ -72,7 +72,15 @@ def test_supply_chain_assets_materialize(settings: Settings, broker: EmbeddedBro
     eta_meta = result.asset_materializations_for_node("eta_predictions")[0].metadata
     assert eta_meta["registered_model"].value == "supply_eta_transit_median v1"
     assert meta["promoted_to_champion"].value and eta_meta["promoted_to_champion"].value
-    assert read_gold(settings, "eta_predictions").height >= 0
+    # one prediction per shipment still in transit at the end of the generated history
+    events = read_silver(settings, "silver_shipments")
+    assert events is not None
+    in_transit = set(events.filter(pl.col("status") == "departed")["shipment_id"]) - set(
+        events.filter(pl.col("status") == "arrived")["shipment_id"]
+    )
+    eta = read_gold(settings, "eta_predictions")
+    assert in_transit and set(eta["shipment_id"]) == in_transit
+    assert (eta["eta"] > eta["departed_at"]).all() and eta["p_late"].is_between(0, 1).all()
 
     # dbt published the forecasting Delta tables into the gold DuckDB file, with the column
     # types the delta plugin uses for an empty table before the first nightly run
