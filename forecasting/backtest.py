@@ -279,7 +279,7 @@ def calibrate(
         holdout_mase=float(per_series["holdout_mase"].mean()),  # type: ignore[arg-type]
         hindsight_mase=mean_metric(champ, "mase"),
     )
-    return cal, per_series.drop("holdout_mae")
+    return cal, per_series.drop("holdout_mae", "scale")
 
 
 def sigma_from_errors(errors: pl.DataFrame, lead_days: int) -> pl.DataFrame:

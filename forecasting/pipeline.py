@@ -117,7 +117,10 @@ def demand_inputs(
     if orders is None or orders.height == 0:
         raise LakehouseError("silver_orders is empty: run `lakehouse generate supply` and ingest")
     weather = read_silver(settings, "silver_weather")
-    daily = daily_demand(orders)
+    # in key order: float sums (mean prices) then do not depend on the order files are read in
+    daily = daily_demand(orders.sort("order_id", "line"))
+    if weather is not None:
+        weather = weather.sort("city", "weather_date")
     if as_of is not None:
         daily = daily.filter(pl.col("ds") <= as_of)
         if weather is not None:
@@ -209,11 +212,14 @@ def run_forecast(
     return fc
 
 
-def lead_time_stats(settings: Settings) -> pl.DataFrame:
+def lead_time_stats(settings: Settings, as_of: date | None = None) -> pl.DataFrame:
     """μ_L, σ_L (days) per SKU × store from receipts (receipt ts − order ts), falling back to
-    the supplier's figures, then to the catalogue's nominal lead time with σ_L = 0."""
+    the supplier's figures, then to the catalogue's nominal lead time with σ_L = 0. With
+    `as_of`, only the receipts received by the end of that day count."""
     po = read_silver(settings, "silver_purchase_orders")
     rc = read_silver(settings, "silver_receipts")
+    if as_of is not None and rc is not None:
+        rc = rc.filter(pl.col("ts").dt.date() <= as_of)
     nominal = pl.DataFrame(
         {"sku": [s.sku for s in SKUS], "nominal": [float(s.lead_time_days) for s in SKUS]}
     )

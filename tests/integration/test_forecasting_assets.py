@@ -3,7 +3,7 @@ backtest → forecast → safety stock → ROP → proposals → ETA → KPIs, w
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import polars as pl
@@ -19,6 +19,7 @@ from forecasting.pipeline import read_gold, read_silver
 from ingestion.broker import EmbeddedBroker
 from lake import gold
 from lakehouse.config import Settings
+from lakehouse.errors import LakehouseError
 from lakehouse.generate import backfill_supply
 
 pytestmark = pytest.mark.integration
@@ -101,3 +102,23 @@ def test_supply_chain_assets_materialize(settings: Settings, broker: EmbeddedBro
         ).to_pylist()
         expected = source["config"]["meta"]["empty_schema"]
         assert {r["column_name"]: r["data_type"].lower() for r in types} == expected, source["name"]
+
+    # the replay reads the lake's demand, drives the nightly code path as of a day, and is
+    # reproducible: the same command twice gives the same numbers
+    from forecasting.pipeline import ForecastOptions
+    from forecasting.replay import lake_last_day, replay, replay_report
+
+    options = ForecastOptions(max_series=6)
+    last = lake_last_day(settings)
+    inputs, first = replay(settings, weeks=2, options=options)
+    assert inputs.as_of == last and inputs.first_day == last - timedelta(days=13)
+    assert inputs.demand.shape == inputs.mu_d.shape == (14, 6)
+    assert inputs.demand.sum() > 0 and (inputs.mu_d > 0).any()
+    _, again = replay(settings, weeks=2, options=options)
+    assert again == first
+    assert 0 <= first.forecast.stockout_rate <= 1 and first.forecast.orders_placed > 0
+    earlier = last - timedelta(days=1)
+    text = replay_report(settings, weeks=2, as_of=earlier, options=options)
+    assert f"replay {earlier - timedelta(days=13)} .. {earlier} (2 weeks), 6 series" in text
+    with pytest.raises(LakehouseError, match="after the lake's last day"):
+        replay(settings, weeks=2, as_of=last + timedelta(days=1), options=options)
