@@ -229,6 +229,57 @@ def eta_predictions(
 
 
 @_asset(
+    "transfer_proposals",
+    ["reorder_proposals", "demand_forecast"],
+    "Store-to-store re-allocation: a store whose predicted stock-out comes before its next "
+    "receipt gets units from a store within LAKEHOUSE_SUPPLY_TRANSFER_MAX_KM holding cover "
+    "beyond its own lead-time need; quantity, stock-outs avoided, transfer cost vs lost margin "
+    "(gold transfer_proposals → dbt sc_transfer_proposals).",
+)
+def transfer_proposals(
+    context: dg.AssetExecutionContext, lakehouse: LakehouseResource
+) -> dg.MaterializeResult:
+    from forecasting.pipeline import run_transfers
+
+    out = run_transfers(lakehouse.settings())
+    return dg.MaterializeResult(
+        metadata={
+            "transfers": out.height,
+            "units": int(out["qty"].sum()),
+            "stockout_cost_avoided_eur": round(float(out["stockout_cost_avoided_eur"].sum()), 2),
+            "transfer_cost_eur": round(float(out["transfer_cost_eur"].sum()), 2),
+        }
+    )
+
+
+@_asset(
+    "eta_risk",
+    ["eta_predictions", "reorder_proposals", "silver_shipment_readings", "silver_purchase_orders"],
+    "Open shipments: predicted arrival, P(late), whether they land after the destination's "
+    "predicted stock-out, cold-chain excursions, and a re-routing suggestion (the carrier the "
+    "ETA model predicts fastest on the lane); P(late) ≥ LAKEHOUSE_SUPPLY_ETA_ALERT_P_LATE or a "
+    "cold-chain breach alerts the store (webhook + alerts table, 24 h cooldown).",
+)
+def eta_risk(
+    context: dg.AssetExecutionContext, lakehouse: LakehouseResource
+) -> dg.MaterializeResult:
+    from forecasting.pipeline import run_eta_risk
+
+    result = run_eta_risk(lakehouse.settings())
+    risk, alerts = result["risk"], result["alerts"]
+    return dg.MaterializeResult(
+        metadata={
+            "open_shipments": risk.height,  # type: ignore[attr-defined]
+            "at_risk": int(risk["alert"].sum()),  # type: ignore[index]
+            "land_after_stockout": int(risk["lands_after_stockout"].sum()),  # type: ignore[index]
+            "cold_chain_breaches": int(risk["cold_chain_breach"].sum()),  # type: ignore[index]
+            "reroute_suggestions": int(risk["reroute_carrier"].is_not_null().sum()),  # type: ignore[index]
+            "alerts_raised": len(alerts),  # type: ignore[arg-type]
+        }
+    )
+
+
+@_asset(
     "supply_chain_kpis",
     ["reorder_proposals", "eta_predictions", "silver_inventory"],
     "Headline KPIs: forecast MAPE/MASE, stock-out rate, mean stock, inventory turns, working "
@@ -280,6 +331,8 @@ SUPPLY_ASSETS = [
     reorder_point,
     reorder_proposals,
     eta_predictions,
+    transfer_proposals,
+    eta_risk,
     supply_chain_kpis,
 ]
 nightly_job = dg.define_asset_job(

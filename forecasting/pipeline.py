@@ -6,7 +6,8 @@ champion-rule score), forecast_interval_calibration (conformal quantile per hori
 the coverage measured on the last backtest window), demand_forecast (28 days, champion,
 80/95 % intervals), demand_forecast_hierarchy (sku×store → store → city →
 total), safety_stock, reorder_point, reorder_proposals, eta_predictions, otif_daily,
-supply_chain_kpis.
+supply_chain_kpis, transfer_proposals (store-to-store re-allocation), eta_risk (open
+shipments: P(late), stock-out before arrival, cold chain, re-routing; alerts to the store).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ GOLD_TABLES = (
     "reorder_point",
     "reorder_proposals",
     "eta_predictions",
+    "transfer_proposals",
+    "eta_risk",
     "otif_daily",
     "supply_chain_kpis",
 )
@@ -411,6 +414,61 @@ def run_eta(settings: Settings) -> dict[str, object]:
         "validated": run.validated,
         "test": run.test,
     }
+
+
+def run_transfers(settings: Settings) -> pl.DataFrame:
+    """Gold transfer_proposals from tonight's reorder proposals and forecast."""
+    from forecasting.actions import transfer_proposals
+
+    out = transfer_proposals(
+        read_gold(settings, "reorder_proposals"),
+        read_gold(settings, "demand_forecast"),
+        settings.supply_transfer_max_km,
+    )
+    write_gold(settings, "transfer_proposals", out)
+    return out
+
+
+def run_eta_risk(settings: Settings) -> dict[str, object]:
+    """Gold eta_risk for the open shipments, and the store alerts it calls for (webhook +
+    `alerts` table, cooldown: forecasting/store_alerts.py)."""
+    from forecasting.actions import EtaRiskInputs, cold_chain_excursions, eta_risk
+    from forecasting.eta import eta_features, eta_predictions, shipment_table, train_eta
+    from forecasting.store_alerts import raise_store_alerts
+
+    events = read_silver(settings, "silver_shipments")
+    po = read_silver(settings, "silver_purchase_orders")
+    if events is None or events.height == 0 or po is None:
+        raise LakehouseError(
+            "silver_shipments is empty: run `lakehouse generate supply` and ingest"
+        )
+    ships = shipment_table(events).join(po.select("po_id", "sku"), on="po_id", how="left")
+    feats = eta_features(ships, read_silver(settings, "silver_weather"))
+    models = train_eta(feats.filter(pl.col("arrived_at").is_not_null()))
+    open_rows = feats.filter(pl.col("arrived_at").is_null())
+    readings = read_silver(settings, "silver_shipment_readings")
+    if readings is None:
+        readings = pl.DataFrame(
+            schema={
+                "shipment_id": pl.String,
+                "ts": pl.Datetime("us", "UTC"),
+                "temperature_c": pl.Float64,
+            }
+        )
+    risk = eta_risk(
+        models,
+        EtaRiskInputs(
+            open_features=open_rows,
+            predictions=eta_predictions(models, feats),
+            proposals=read_gold(settings, "reorder_proposals"),
+            excursions=cold_chain_excursions(readings, ships),
+        ),
+        settings.supply_eta_alert_p_late,
+    )
+    write_gold(settings, "eta_risk", risk)
+    run_at = events["ts"].max()
+    alerts = raise_store_alerts(settings, risk, run_at, settings.supply_eta_alert_p_late)  # type: ignore[arg-type]
+    return {"risk": risk, "alerts": alerts}
 
 
 def run_kpis(settings: Settings) -> pl.DataFrame:

@@ -83,6 +83,22 @@ def test_supply_chain_assets_materialize(settings: Settings, broker: EmbeddedBro
     assert in_transit and set(eta["shipment_id"]) == in_transit
     assert (eta["eta"] > eta["departed_at"]).all() and eta["p_late"].is_between(0, 1).all()
 
+    # supply actions: transfers (gold + dbt) and the ETA risk of every open shipment
+    transfers = read_gold(settings, "transfer_proposals")
+    assert set(transfers.columns) >= {"from_store", "to_store", "qty", "transfer_cost_eur"}
+    assert (transfers["qty"] >= 1).all() and (
+        transfers["from_store"] != transfers["to_store"]
+    ).all()
+    assert (transfers["stockout_cost_avoided_eur"] > transfers["transfer_cost_eur"]).all()
+    risk = read_gold(settings, "eta_risk")
+    assert set(risk["shipment_id"]) == in_transit
+    risk_meta = result.asset_materializations_for_node("eta_risk")[0].metadata
+    assert risk_meta["at_risk"].value == int(risk["alert"].sum())
+    assert risk_meta["alerts_raised"].value == int(risk["alert"].sum())  # fresh alerts table
+    assert gold.read_gold(
+        settings, "select count(*) as n from sc_transfer_proposals"
+    ).to_pylist() == [{"n": transfers.height}]
+
     # dbt published the forecasting Delta tables into the gold DuckDB file, with the column
     # types the delta plugin uses for an empty table before the first nightly run
     assert gold.read_gold(
