@@ -15,7 +15,7 @@ GROUP = "supply_chain"
 class SupplyConfig(dg.Config):
     horizon: int = Field(default=28, description="forecast days")
     n_windows: int = Field(default=3, description="rolling-origin backtest windows")
-    window: int = Field(default=14, description="days per backtest window")
+    window: int = Field(default=14, description="days between backtest cutoffs")
     service_level: float = Field(default=0.95, description="cycle service level → z")
     with_prophet: bool = Field(default=False, description="add Prophet (≈ 0.3 s per series)")
     max_series: int = Field(default=0, description="keep the first N series (0 = all)")
@@ -62,9 +62,13 @@ def _asset(name: str, deps: list[str], description: str):
 @_asset(
     "forecast_backtest",
     ["silver_orders", "silver_weather"],
-    "Rolling-origin backtest (3 × 14 days) of SeasonalNaive, AutoETS, CrostonOptimized, TSB and "
-    "the global LightGBM (optional Prophet): MAPE, sMAPE, MASE, bias per series and model; "
-    "champion per series = lowest MASE (gold forecast_backtest, forecast_champions). Registers "
+    "Rolling-origin backtest (3 windows of 28 days, cutoffs 14 days apart, each built as the "
+    "nightly forecast would have been that day) of SeasonalNaive, AutoETS, CrostonOptimized, TSB "
+    "and the global LightGBM (optional Prophet): MAPE, sMAPE, MASE, bias per series and model; "
+    "champion per series = lowest MASE, its out-of-sample score (picked on earlier windows, "
+    "scored on the last), conformal quantiles per horizon step on held-out errors and their "
+    "coverage on the last window (gold forecast_backtest, forecast_champions, "
+    "forecast_interval_calibration). Registers "
     "the global LightGBM in MLflow (champion only if it beats the current one on the last "
     "window).",
 )
@@ -81,6 +85,9 @@ def forecast_backtest(
     counts = result["champion_counts"]
     metrics = {
         "champion_mase": result["champion_mase"],
+        "holdout_champion_mase": result["holdout_champion_mase"],
+        "coverage_80": result["coverage_80"],
+        "coverage_95": result["coverage_95"],
         "champion_mape": result["champion_mape"],
         "seasonal_naive_mase": result["seasonal_naive_mase"],
         **{f"champions_{k}": v for k, v in counts.items()},
@@ -91,6 +98,9 @@ def forecast_backtest(
             "series": result["series"],
             "champion_counts": dg.MetadataValue.json(counts),
             "champion_mase": round(float(result["champion_mase"]), 4),
+            "holdout_champion_mase": round(float(result["holdout_champion_mase"]), 4),
+            "coverage_80": round(float(result["coverage_80"]), 4),
+            "coverage_95": round(float(result["coverage_95"]), 4),
             "champion_mape_pct": round(float(result["champion_mape"]), 2),
             "seasonal_naive_mase": round(float(result["seasonal_naive_mase"]), 4),
             "accuracy": dg.MetadataValue.md(summary.to_pandas().round(3).to_markdown(index=False)),
@@ -109,7 +119,7 @@ def forecast_backtest(
     "demand_forecast",
     ["forecast_backtest"],
     "28-day daily forecast per SKU × store from each series' champion, with 80 % and 95 % "
-    "intervals (split-conformal on backtest errors), plus the bottom-up reconciled hierarchy "
+    "intervals (split-conformal per horizon step on held-out backtest errors), plus the bottom-up reconciled hierarchy "
     "sku×store → store → city → total (gold demand_forecast, demand_forecast_hierarchy).",
 )
 def demand_forecast(
@@ -131,7 +141,7 @@ def demand_forecast(
 @_asset(
     "safety_stock",
     ["demand_forecast", "silver_receipts", "silver_purchase_orders"],
-    "Per SKU × store: μ_d (mean forecast, next 14 days), σ_d (champion backtest RMSE), μ_L/σ_L "
+    "Per SKU × store: μ_d (mean forecast, next 14 days), σ_d (held-out RMSE of the champion rule, steps 1-14), μ_L/σ_L "
     "(lead time from receipts), σ = sqrt(μ_L·σ_d² + μ_d²·σ_L²), safety stock = ⌈z·σ⌉.",
 )
 def safety_stock(
@@ -219,6 +229,57 @@ def eta_predictions(
 
 
 @_asset(
+    "transfer_proposals",
+    ["reorder_proposals", "demand_forecast"],
+    "Store-to-store re-allocation: a store whose predicted stock-out comes before its next "
+    "receipt gets units from a store within LAKEHOUSE_SUPPLY_TRANSFER_MAX_KM holding cover "
+    "beyond its own lead-time need; quantity, stock-outs avoided, transfer cost vs lost margin "
+    "(gold transfer_proposals → dbt sc_transfer_proposals).",
+)
+def transfer_proposals(
+    context: dg.AssetExecutionContext, lakehouse: LakehouseResource
+) -> dg.MaterializeResult:
+    from forecasting.pipeline import run_transfers
+
+    out = run_transfers(lakehouse.settings())
+    return dg.MaterializeResult(
+        metadata={
+            "transfers": out.height,
+            "units": int(out["qty"].sum()),
+            "stockout_cost_avoided_eur": round(float(out["stockout_cost_avoided_eur"].sum()), 2),
+            "transfer_cost_eur": round(float(out["transfer_cost_eur"].sum()), 2),
+        }
+    )
+
+
+@_asset(
+    "eta_risk",
+    ["eta_predictions", "reorder_proposals", "silver_shipment_readings", "silver_purchase_orders"],
+    "Open shipments: predicted arrival, P(late), whether they land after the destination's "
+    "predicted stock-out, cold-chain excursions, and a re-routing suggestion (the carrier the "
+    "ETA model predicts fastest on the lane); P(late) ≥ LAKEHOUSE_SUPPLY_ETA_ALERT_P_LATE or a "
+    "cold-chain breach alerts the store (webhook + alerts table, 24 h cooldown).",
+)
+def eta_risk(
+    context: dg.AssetExecutionContext, lakehouse: LakehouseResource
+) -> dg.MaterializeResult:
+    from forecasting.pipeline import run_eta_risk
+
+    result = run_eta_risk(lakehouse.settings())
+    risk, alerts = result["risk"], result["alerts"]
+    return dg.MaterializeResult(
+        metadata={
+            "open_shipments": risk.height,  # type: ignore[attr-defined]
+            "at_risk": int(risk["alert"].sum()),  # type: ignore[index]
+            "land_after_stockout": int(risk["lands_after_stockout"].sum()),  # type: ignore[index]
+            "cold_chain_breaches": int(risk["cold_chain_breach"].sum()),  # type: ignore[index]
+            "reroute_suggestions": int(risk["reroute_carrier"].is_not_null().sum()),  # type: ignore[index]
+            "alerts_raised": len(alerts),  # type: ignore[arg-type]
+        }
+    )
+
+
+@_asset(
     "supply_chain_kpis",
     ["reorder_proposals", "eta_predictions", "silver_inventory"],
     "Headline KPIs: forecast MAPE/MASE, stock-out rate, mean stock, inventory turns, working "
@@ -270,6 +331,8 @@ SUPPLY_ASSETS = [
     reorder_point,
     reorder_proposals,
     eta_predictions,
+    transfer_proposals,
+    eta_risk,
     supply_chain_kpis,
 ]
 nightly_job = dg.define_asset_job(

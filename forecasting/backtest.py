@@ -1,10 +1,12 @@
-"""Rolling-origin backtest, accuracy metrics, champion per series, final forecast with
-intervals, and store → city → total reconciliation.
+"""Rolling-origin backtest, accuracy metrics, champion per series, out-of-sample champion
+score, horizon-aware calibrated intervals, and store → city → total reconciliation.
 
-Backtest: `n_windows` cutoffs, each `step` days apart, the last one `horizon` days before the
-end of data; each window trains on days ≤ cutoff and forecasts the next `horizon` days. The
-candidate only receives `split_at(frame, cutoff)`: history up to the cutoff and the future
-exogenous rows **without y**.
+Backtest: `n_windows` cutoffs, `step` days apart, the last one `horizon` days before the end
+of data; each window forecasts the `horizon` days after its cutoff (the production horizon,
+28 days). A window is built by `forecasting.demand.forecast_inputs` at its cutoff, the same
+function the nightly forecast uses: demand and weather up to the cutoff, then the future
+exogenous rows production would have had that day (promotion calendar, last regular price,
+climatology weather), never the prices or weather observed afterwards.
 
 Metrics per series and model over all backtest days:
   MAPE  = mean(|y − ŷ| / y) over days with y > 0 (undefined on zero days), in %
@@ -12,21 +14,30 @@ Metrics per series and model over all backtest days:
   MASE  = MAE / in-sample MAE of the weekly seasonal naive (y_t − y_{t−7}) on the history
           before the first cutoff (scale-free; < 1 beats the naive in-sample)
   bias  = (Σŷ − Σy) / Σy (share of over-forecast; 0 when Σy = 0)
-Champion per series = lowest MASE (ties → the first candidate in declaration order).
+Champion per series = lowest MASE over every window (ties → the first candidate in
+declaration order). That minimum is chosen in hindsight, so the score reported for the
+champion rule is **out of sample**: for each window w ≥ 1 the champion is picked on the
+windows before w and scored on w (`holdout_mase`, the last window's figure).
 
-Intervals (any model, including LightGBM and Croston): split-conformal from the champion's
-backtest errors of the series: ŷ ± q_p(|y − ŷ|) with p = 0.80 and 0.95, lower bounds clipped
-at 0. σ_d (for safety stock) = RMSE of those errors.
+Intervals: split-conformal per horizon step h = 1..horizon on **held-out** errors (the
+errors, on window w, of the model picked on the windows before w: never the errors that chose
+it). Errors are scaled by the series' naive MAE and pooled across series; the half-width at
+step h is scale × the finite-sample conformal quantile ⌈(n+1)p⌉/n of the scaled |errors| at
+steps h−3..h+3, made non-decreasing in h. Coverage is measured on the last window with the
+quantiles calibrated on the windows before it; the nightly forecast uses all held-out windows.
+σ_d (safety stock) = RMSE of the held-out errors over the first `lead_days` steps.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+import numpy as np
 import polars as pl
 
-from forecasting.demand import split_at
+from forecasting.demand import forecast_inputs
 from forecasting.models import Candidate
 
 LEVELS = (80, 95)
@@ -50,31 +61,34 @@ def run_candidates(
 
 
 def backtest(
-    frame: pl.DataFrame,
+    daily: pl.DataFrame,
     candidates: list[Candidate],
     n_windows: int = 3,
-    horizon: int = 14,
+    horizon: int = 28,
+    step: int | None = None,
+    weather: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """Rolling-origin forecasts: unique_id, ds, cutoff, y, <model columns>."""
-    last = frame["ds"].max()
+    """Rolling-origin forecasts: unique_id, ds, cutoff, h (days after the cutoff), y, <model
+    columns>. Each window is `forecast_inputs(daily, weather, horizon, cutoff)`."""
+    last = daily["ds"].max()
     outs = []
-    for cutoff in cutoffs(last, n_windows, horizon):
-        train, future = split_at(frame, cutoff)
-        future = future.filter(pl.col("ds") <= cutoff + timedelta(days=horizon))
+    for cutoff in cutoffs(last, n_windows, horizon, step):
+        train, future = forecast_inputs(daily, weather, horizon, cutoff)
         preds = run_candidates(candidates, train, future, horizon)
-        actual = frame.filter(
+        actual = daily.filter(
             (pl.col("ds") > cutoff) & (pl.col("ds") <= cutoff + timedelta(days=horizon))
         ).select("unique_id", "ds", "y")
         outs.append(
             actual.join(preds, on=["unique_id", "ds"], how="left").with_columns(
-                pl.lit(cutoff).alias("cutoff")
+                pl.lit(cutoff).alias("cutoff"),
+                (pl.col("ds") - pl.lit(cutoff)).dt.total_days().cast(pl.Int32).alias("h"),
             )
         )
     return pl.concat(outs, how="diagonal_relaxed")
 
 
 def model_columns(preds: pl.DataFrame) -> list[str]:
-    return [c for c in preds.columns if c not in ("unique_id", "ds", "cutoff", "y")]
+    return [c for c in preds.columns if c not in ("unique_id", "ds", "cutoff", "h", "y")]
 
 
 def naive_scale(frame: pl.DataFrame, before: date, season: int = 7) -> pl.DataFrame:
@@ -91,12 +105,16 @@ def naive_scale(frame: pl.DataFrame, before: date, season: int = 7) -> pl.DataFr
 def metrics(preds: pl.DataFrame, frame: pl.DataFrame) -> pl.DataFrame:
     """One row per (unique_id, model): mape, smape, mase, bias, mae, rmse, n."""
     models = model_columns(preds)
-    long = preds.unpivot(
-        index=["unique_id", "ds", "cutoff", "y"],
-        on=models,
-        variable_name="model",
-        value_name="yhat",
-    ).with_columns(pl.col("yhat").fill_null(0.0).clip(0.0))
+    long = (
+        preds.select("unique_id", "ds", "cutoff", "y", *models)
+        .unpivot(
+            index=["unique_id", "ds", "cutoff", "y"],
+            on=models,
+            variable_name="model",
+            value_name="yhat",
+        )
+        .with_columns(pl.col("yhat").fill_null(0.0).clip(0.0))
+    )
     scale = naive_scale(frame, preds["cutoff"].min())
     err = (pl.col("yhat") - pl.col("y")).abs()
     out = (
@@ -141,17 +159,135 @@ def champions(scores: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def error_quantiles(preds: pl.DataFrame, champ: pl.DataFrame) -> pl.DataFrame:
-    """Per series: q80, q95 of |y − ŷ_champion| and sigma_d (RMSE) over the backtest."""
+def long_errors(preds: pl.DataFrame) -> pl.DataFrame:
+    """unique_id, cutoff, h, model, e = ŷ − y (ŷ clipped at 0, missing → 0)."""
     models = model_columns(preds)
-    long = preds.unpivot(
-        index=["unique_id", "ds", "y"], on=models, variable_name="model", value_name="yhat"
-    ).join(champ.select("unique_id", pl.col("champion").alias("model")), on=["unique_id", "model"])
-    e = pl.col("yhat").fill_null(0.0).clip(0.0) - pl.col("y")
-    return long.group_by("unique_id").agg(
-        e.abs().quantile(0.80, "linear").alias("q80"),
-        e.abs().quantile(0.95, "linear").alias("q95"),
-        (e**2).mean().sqrt().alias("sigma_d"),
+    return preds.unpivot(
+        index=["unique_id", "ds", "cutoff", "h", "y"],
+        on=models,
+        variable_name="model",
+        value_name="yhat",
+    ).with_columns((pl.col("yhat").fill_null(0.0).clip(0.0) - pl.col("y")).alias("e"))
+
+
+def held_out_errors(preds: pl.DataFrame, frame: pl.DataFrame) -> pl.DataFrame:
+    """Errors of the champion *rule* out of sample: for each window w ≥ 1, the model with the
+    lowest MASE on windows < w, on window w. unique_id, cutoff, h, model, e, scale."""
+    cuts = sorted(preds["cutoff"].unique().to_list())
+    errors = long_errors(preds)
+    scale = naive_scale(frame, cuts[0])
+    outs = []
+    for k in range(1, len(cuts)):
+        picked = champions(metrics(preds.filter(pl.col("cutoff") < cuts[k]), frame))
+        outs.append(
+            errors.filter(pl.col("cutoff") == cuts[k]).join(
+                picked.select("unique_id", pl.col("champion").alias("model")),
+                on=["unique_id", "model"],
+            )
+        )
+    if not outs:
+        raise ValueError("held-out errors need at least two backtest windows")
+    return (
+        pl.concat(outs)
+        .join(scale, on="unique_id", how="left")
+        .with_columns(pl.col("scale").fill_null(0.0))
+        .select("unique_id", "cutoff", "h", "model", "e", "scale")
+    )
+
+
+def conformal_quantile(values: np.ndarray, level: float) -> float:
+    """Split-conformal quantile: the ⌈(n+1)·level⌉-th smallest of n scores (finite-sample
+    valid; +inf when n is too small for the level)."""
+    n = values.size
+    rank = math.ceil((n + 1) * level)
+    if n == 0 or rank > n:
+        return float("inf")
+    return float(np.partition(values, rank - 1)[rank - 1])
+
+
+def calibrate_steps(errors: pl.DataFrame, horizon: int, neighbours: int = 3) -> pl.DataFrame:
+    """h, q80, q95: conformal quantiles of |e| / scale at each horizon step, pooled over series
+    (series with a zero naive scale, always-constant demand, are left out) and over the steps
+    h − neighbours .. h + neighbours, non-decreasing in h."""
+    usable = errors.filter(pl.col("scale") > 0).with_columns(
+        (pl.col("e").abs() / pl.col("scale")).alias("score")
+    )
+    scores_h = usable["h"].to_numpy()
+    scores = usable["score"].to_numpy()
+    rows = []
+    for h in range(1, horizon + 1):
+        near = scores[np.abs(scores_h - h) <= neighbours]
+        rows.append((h, *(conformal_quantile(near, lv / 100) for lv in LEVELS)))
+    out = pl.DataFrame(rows, schema=["h", "q80", "q95"], orient="row")
+    return out.with_columns(
+        pl.col("h").cast(pl.Int32), pl.col("q80").cum_max(), pl.col("q95").cum_max()
+    )
+
+
+def coverage(errors: pl.DataFrame, calibration: pl.DataFrame, y: pl.DataFrame) -> dict[str, float]:
+    """Share of (series, day) whose actual y lies inside the 80 / 95 % interval built from
+    `calibration` (lower bound clipped at 0, as served). `errors`: held-out errors of the
+    window to score, with y joined from the backtest predictions."""
+    rows = errors.join(calibration, on="h").join(y, on=["unique_id", "cutoff", "h"])
+    yhat = pl.col("y") + pl.col("e")
+    out = {}
+    for lv in LEVELS:
+        half = pl.col("scale") * pl.col(f"q{lv}")
+        inside = (pl.col("y") >= (yhat - half).clip(0.0)) & (pl.col("y") <= yhat + half)
+        out[f"coverage_{lv}"] = float(rows.select(inside.mean()).item())
+    return out
+
+
+@dataclass(frozen=True)
+class Calibration:
+    steps: pl.DataFrame  # h, q80, q95 (scaled by the series' naive MAE), all held-out windows
+    coverage: dict[str, float]  # on the last window, calibrated on the windows before it
+    holdout_mase: float  # mean MASE, last window, of the champion picked before it
+    hindsight_mase: float  # mean MASE of the champion picked on every window (optimistic)
+
+
+def calibrate(
+    preds: pl.DataFrame, frame: pl.DataFrame, champ: pl.DataFrame, horizon: int
+) -> tuple[Calibration, pl.DataFrame]:
+    """(calibration, per-series held-out figures: holdout_model, holdout_mase, scale)."""
+    errors = held_out_errors(preds, frame)
+    cuts = sorted(errors["cutoff"].unique().to_list())
+    last = errors.filter(pl.col("cutoff") == cuts[-1])
+    y = preds.select("unique_id", "cutoff", "h", "y")
+    if len(cuts) > 1:
+        earlier = calibrate_steps(errors.filter(pl.col("cutoff") < cuts[-1]), horizon)
+        cov = coverage(last, earlier, y)
+    else:  # two windows: nothing left to calibrate on before the last one
+        cov = {f"coverage_{lv}": float("nan") for lv in LEVELS}
+    per_series = (
+        last.group_by("unique_id")
+        .agg(
+            pl.col("model").first().alias("holdout_model"),
+            pl.col("e").abs().mean().alias("holdout_mae"),
+            pl.col("scale").first(),
+        )
+        .with_columns(
+            pl.when(pl.col("scale") > 0)
+            .then(pl.col("holdout_mae") / pl.col("scale"))
+            .otherwise(pl.col("holdout_mae"))
+            .alias("holdout_mase")
+        )
+    )
+    cal = Calibration(
+        steps=calibrate_steps(errors, horizon),
+        coverage=cov,
+        holdout_mase=float(per_series["holdout_mase"].mean()),  # type: ignore[arg-type]
+        hindsight_mase=mean_metric(champ, "mase"),
+    )
+    return cal, per_series.drop("holdout_mae", "scale")
+
+
+def sigma_from_errors(errors: pl.DataFrame, lead_days: int) -> pl.DataFrame:
+    """unique_id → sigma_d: RMSE of held-out errors over the first `lead_days` steps."""
+    return (
+        errors.filter(pl.col("h") <= lead_days)
+        .group_by("unique_id")
+        .agg((pl.col("e") ** 2).mean().sqrt().alias("sigma_d"))
     )
 
 
@@ -160,31 +296,46 @@ class ForecastResult:
     forecast: pl.DataFrame  # unique_id, sku, store_id, city, ds, model, yhat, lo/hi 80/95
     backtest: pl.DataFrame  # per-window predictions
     scores: pl.DataFrame  # metrics per series and model
-    champions: pl.DataFrame  # champion per series + sigma_d, q80, q95
+    champions: pl.DataFrame  # champion per series + sigma_d, scale, holdout figures
+    calibration: Calibration
 
 
 def forecast_with_champions(
-    frame: pl.DataFrame,
-    future: pl.DataFrame,
+    daily: pl.DataFrame,
     candidates: list[Candidate],
     n_windows: int = 3,
-    window: int = 14,
+    step: int = 14,
     horizon: int = 28,
+    weather: pl.DataFrame | None = None,
 ) -> ForecastResult:
     """Backtest, pick champions, refit everything on all history, keep each series' champion."""
-    preds, scores, champ = select_champions(frame, candidates, n_windows, window)
-    fc = final_forecast(frame, future, candidates, champ, horizon)
-    return ForecastResult(fc, preds, scores, champ)
+    preds, scores, champ, cal = select_champions(
+        daily, candidates, n_windows, step, horizon, weather
+    )
+    history, future = forecast_inputs(daily, weather, horizon)
+    fc = final_forecast(history, future, candidates, champ, cal.steps, horizon)
+    return ForecastResult(fc, preds, scores, champ, cal)
 
 
 def select_champions(
-    frame: pl.DataFrame, candidates: list[Candidate], n_windows: int = 3, window: int = 14
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """(backtest predictions, metrics per series × model, champions with q80/q95/sigma_d)."""
-    preds = backtest(frame, candidates, n_windows, window)
-    scores = metrics(preds, frame)
+    daily: pl.DataFrame,
+    candidates: list[Candidate],
+    n_windows: int = 3,
+    step: int = 14,
+    horizon: int = 28,
+    weather: pl.DataFrame | None = None,
+    lead_days: int = 14,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, Calibration]:
+    """(backtest predictions, metrics per series × model, champions with sigma_d, scale and
+    the held-out figures, the interval calibration)."""
+    preds = backtest(daily, candidates, n_windows, horizon, step, weather)
+    scores = metrics(preds, daily)
     best = champions(scores)
-    return preds, scores, best.join(error_quantiles(preds, best), on="unique_id")
+    cal, held = calibrate(preds, daily, best, horizon)
+    sigma = sigma_from_errors(held_out_errors(preds, daily), lead_days)
+    champ = best.join(held, on="unique_id", how="left").join(sigma, on="unique_id", how="left")
+    champ = champ.with_columns(pl.col("sigma_d").fill_null(0.0), pl.col("scale").fill_null(0.0))
+    return preds, scores, champ, cal
 
 
 def final_forecast(
@@ -192,18 +343,33 @@ def final_forecast(
     future: pl.DataFrame,
     candidates: list[Candidate],
     champ: pl.DataFrame,
+    steps: pl.DataFrame,
     horizon: int = 28,
 ) -> pl.DataFrame:
-    """Refit the candidates on all history; keep each series' champion with its intervals."""
+    """Refit the candidates on all history; keep each series' champion with its intervals
+    (half-width at step h = the series' naive scale × the step's calibrated quantile)."""
     final = run_candidates(candidates, frame, future, horizon)
     models = model_columns(final)
+    last = frame.group_by("unique_id").agg(pl.col("ds").max().alias("last"))
     long = final.unpivot(
         index=["unique_id", "ds"], on=models, variable_name="model", value_name="yhat"
     )
-    chosen = long.join(
-        champ.select("unique_id", pl.col("champion").alias("model"), "q80", "q95"),
-        on=["unique_id", "model"],
-    ).with_columns(pl.col("yhat").fill_null(0.0).clip(0.0))
+    chosen = (
+        long.join(
+            champ.select("unique_id", pl.col("champion").alias("model"), "scale"),
+            on=["unique_id", "model"],
+        )
+        .join(last, on="unique_id")
+        .with_columns(
+            pl.col("yhat").fill_null(0.0).clip(0.0),
+            (pl.col("ds") - pl.col("last")).dt.total_days().cast(pl.Int32).alias("h"),
+        )
+        .join(steps, on="h", how="left")
+        .with_columns(
+            (pl.col("scale") * pl.col("q80")).alias("q80"),
+            (pl.col("scale") * pl.col("q95")).alias("q95"),
+        )
+    )
     keys = frame.select("unique_id", "sku", "store_id", "city").unique("unique_id")
     fc = (
         chosen.join(keys, on="unique_id", how="left")

@@ -34,9 +34,28 @@ def rop(
 @supply_app.command("simulate")
 def simulate_cmd(
     weeks: Annotated[int, typer.Option(min=2, help="replayed weeks")] = 8,
-    seed: Annotated[int, typer.Option(help="generator seed")] = 42,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of", help="last replayed day, YYYY-MM-DD (default: the lake's last day)"
+        ),
+    ] = None,
+    max_series: Annotated[
+        int, typer.Option(min=0, help="replay the first N series only (0 = all)")
+    ] = 0,
 ) -> None:
-    """Replay the last N weeks of generated demand: forecast-driven vs naive fixed policy."""
-    from forecasting.replay import replay_report
+    """Replay the lake's last N weeks of demand up to --as-of through the nightly job's code
+    path (champions, intervals, ROP, proposals) against a naive fixed reorder policy."""
+    from datetime import date
 
-    print(replay_report(weeks=weeks, seed=seed))
+    from forecasting.pipeline import ForecastOptions
+    from forecasting.replay import replay_report
+    from lakehouse.config import Settings
+    from lakehouse.errors import ConfigError
+
+    try:
+        day = date.fromisoformat(as_of) if as_of else None
+    except ValueError:
+        raise ConfigError(f"--as-of {as_of!r} is not a date: use YYYY-MM-DD") from None
+    options = ForecastOptions(max_series=max_series or None)
+    print(replay_report(Settings.from_env(), weeks=weeks, as_of=day, options=options))

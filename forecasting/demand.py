@@ -136,6 +136,29 @@ def future_frame(history: pl.DataFrame, horizon: int, weather: pl.DataFrame | No
     )
 
 
+DEMAND_COLUMNS = ("unique_id", "sku", "store_id", "city", "ds", "y", "price")
+
+
+def forecast_inputs(
+    daily: pl.DataFrame,
+    weather: pl.DataFrame | None,
+    horizon: int,
+    cutoff: date | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(history with features, future exogenous rows) exactly as a forecast made at the end of
+    `cutoff` (default: the last day of data) sees them: demand and weather readings up to the
+    cutoff only, then `future_frame` (promotions from the calendar, the last regular price,
+    climatology weather). The nightly forecast and every backtest window call this, so a
+    backtest window sees what production would have seen that day, nothing more."""
+    base = daily.select(DEMAND_COLUMNS)
+    if cutoff is not None:
+        base = base.filter(pl.col("ds") <= cutoff)
+        if weather is not None:
+            weather = weather.filter(pl.col("weather_date") <= cutoff)
+    history = calendar_features(base, weather)
+    return history, future_frame(history, horizon, weather)
+
+
 def split_at(frame: pl.DataFrame, cutoff: date) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(history up to and including cutoff, the rows after it **without y**)."""
     train = frame.filter(pl.col("ds") <= cutoff)

@@ -1,16 +1,19 @@
 """The supply-chain steps over the lake: read silver, compute, write gold Delta tables.
 
 Gold tables (Delta, overwritten each nightly run) under `<lake>/gold/`:
-forecast_backtest (metrics per series × model), forecast_champions, demand_forecast
-(28 days, champion, 80/95 % intervals), demand_forecast_hierarchy (sku×store → store → city →
+forecast_backtest (metrics per series × model), forecast_champions (with the held-out
+champion-rule score), forecast_interval_calibration (conformal quantile per horizon step and
+the coverage measured on the last backtest window), demand_forecast (28 days, champion,
+80/95 % intervals), demand_forecast_hierarchy (sku×store → store → city →
 total), safety_stock, reorder_point, reorder_proposals, eta_predictions, otif_daily,
-supply_chain_kpis.
+supply_chain_kpis, transfer_proposals (store-to-store re-allocation), eta_risk (open
+shipments: P(late), stock-out before arrival, cold chain, re-routing; alerts to the store).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,7 +21,7 @@ import polars as pl
 from deltalake import write_deltalake
 
 from forecasting import backtest as bt
-from forecasting.demand import calendar_features, daily_demand, future_frame
+from forecasting.demand import daily_demand, forecast_inputs
 from forecasting.inventory import (
     order_up_to_quantity,
     reorder_point,
@@ -37,12 +40,15 @@ if TYPE_CHECKING:
 GOLD_TABLES = (
     "forecast_backtest",
     "forecast_champions",
+    "forecast_interval_calibration",
     "demand_forecast",
     "demand_forecast_hierarchy",
     "safety_stock",
     "reorder_point",
     "reorder_proposals",
     "eta_predictions",
+    "transfer_proposals",
+    "eta_risk",
     "otif_daily",
     "supply_chain_kpis",
 )
@@ -96,46 +102,89 @@ def write_gold(settings: Settings, name: str, frame: pl.DataFrame) -> str:
     return uri
 
 
-def demand_frame(settings: Settings, options: ForecastOptions) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(history with features, future exogenous rows) from silver_orders and silver_weather."""
+@dataclass(frozen=True)
+class DemandInputs:
+    daily: pl.DataFrame  # unique_id, sku, store_id, city, ds, y, price (zero-filled)
+    weather: pl.DataFrame | None  # silver_weather
+    history: pl.DataFrame  # daily with the model features, up to the last day
+    future: pl.DataFrame  # the next `horizon` days' exogenous rows, as production sees them
+
+
+def demand_inputs(
+    settings: Settings, options: ForecastOptions, as_of: date | None = None
+) -> DemandInputs:
+    """Demand and weather from silver_orders / silver_weather, as known at the end of `as_of`
+    (default: the lake's last day), with `forecast_inputs` (the same function every backtest
+    window uses)."""
     orders = read_silver(settings, "silver_orders")
     if orders is None or orders.height == 0:
         raise LakehouseError("silver_orders is empty: run `lakehouse generate supply` and ingest")
     weather = read_silver(settings, "silver_weather")
-    daily = daily_demand(orders)
+    # in key order: float sums (mean prices) then do not depend on the order files are read in
+    daily = daily_demand(orders.sort("order_id", "line"))
+    if weather is not None:
+        weather = weather.sort("city", "weather_date")
+    if as_of is not None:
+        daily = daily.filter(pl.col("ds") <= as_of)
+        if weather is not None:
+            weather = weather.filter(pl.col("weather_date") <= as_of)
     if options.max_series:
         keep = sorted(daily["unique_id"].unique().to_list())[: options.max_series]
         daily = daily.filter(pl.col("unique_id").is_in(keep))
     days = daily["ds"].n_unique()
     # the first backtest window must leave the global model rows with a 28-day lag to learn from
-    needed = options.n_windows * options.window + MAX_HORIZON + 28
+    needed = (options.n_windows - 1) * options.window + options.horizon + MAX_HORIZON + 28
     if days < needed:
         raise LakehouseError(
             f"silver_orders holds {days} days of demand; the {options.n_windows} x "
-            f"{options.window}-day backtest needs at least {needed}: backfill more history "
+            f"{options.horizon}-day backtest needs at least {needed}: backfill more history "
             "(`lakehouse generate supply --backfill-days 730`) and ingest it"
         )
-    history = calendar_features(daily, weather)
-    return history, future_frame(history, options.horizon, weather)
+    history, future = forecast_inputs(daily, weather, options.horizon)
+    return DemandInputs(daily, weather, history, future)
+
+
+def demand_frame(settings: Settings, options: ForecastOptions) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(history with features, future exogenous rows) of tonight's forecast."""
+    inputs = demand_inputs(settings, options)
+    return inputs.history, inputs.future
 
 
 def candidates(options: ForecastOptions) -> list[Candidate]:
     return default_candidates(with_prophet=options.with_prophet)
 
 
-def run_backtest(settings: Settings, options: ForecastOptions) -> dict[str, object]:
-    history, _ = demand_frame(settings, options)
-    _, scores, champ = bt.select_champions(
-        history, candidates(options), options.n_windows, options.window
+def run_backtest(
+    settings: Settings, options: ForecastOptions, as_of: date | None = None
+) -> dict[str, object]:
+    inputs = demand_inputs(settings, options, as_of)
+    _, scores, champ, cal = bt.select_champions(
+        inputs.daily,
+        candidates(options),
+        options.n_windows,
+        options.window,
+        options.horizon,
+        inputs.weather,
+        options.lead_window_days,
     )
     write_gold(settings, "forecast_backtest", scores)
     write_gold(settings, "forecast_champions", champ)
+    write_gold(
+        settings,
+        "forecast_interval_calibration",
+        cal.steps.with_columns(
+            *(pl.lit(v).alias(k) for k, v in cal.coverage.items()),
+            pl.lit(cal.holdout_mase).alias("holdout_champion_mase"),
+        ),
+    )
     summary = bt.summarise(scores, champ)
     return {
         "series": champ.height,
         "champion_counts": bt.champion_counts(champ),
         "summary": summary,
-        "champion_mase": bt.mean_metric(champ, "mase"),
+        "champion_mase": cal.hindsight_mase,
+        "holdout_champion_mase": cal.holdout_mase,
+        **cal.coverage,
         "champion_mape": bt.mean_metric(champ, "mape"),
         "seasonal_naive_mase": float(
             summary.filter(pl.col("model") == "SeasonalNaive")["mase"].mean() or float("nan")  # type: ignore[arg-type]
@@ -152,20 +201,28 @@ def run_register_demand_model(settings: Settings, options: ForecastOptions) -> P
     return register_demand_model(settings, history, options.window)
 
 
-def run_forecast(settings: Settings, options: ForecastOptions) -> pl.DataFrame:
-    history, future = demand_frame(settings, options)
+def run_forecast(
+    settings: Settings, options: ForecastOptions, as_of: date | None = None
+) -> pl.DataFrame:
+    inputs = demand_inputs(settings, options, as_of)
     champ = read_gold(settings, "forecast_champions")
-    fc = bt.final_forecast(history, future, candidates(options), champ, options.horizon)
+    steps = read_gold(settings, "forecast_interval_calibration").select("h", "q80", "q95")
+    fc = bt.final_forecast(
+        inputs.history, inputs.future, candidates(options), champ, steps, options.horizon
+    )
     write_gold(settings, "demand_forecast", fc)
     write_gold(settings, "demand_forecast_hierarchy", bt.reconcile(fc))
     return fc
 
 
-def lead_time_stats(settings: Settings) -> pl.DataFrame:
+def lead_time_stats(settings: Settings, as_of: date | None = None) -> pl.DataFrame:
     """μ_L, σ_L (days) per SKU × store from receipts (receipt ts − order ts), falling back to
-    the supplier's figures, then to the catalogue's nominal lead time with σ_L = 0."""
+    the supplier's figures, then to the catalogue's nominal lead time with σ_L = 0. With
+    `as_of`, only the receipts received by the end of that day count."""
     po = read_silver(settings, "silver_purchase_orders")
     rc = read_silver(settings, "silver_receipts")
+    if as_of is not None and rc is not None:
+        rc = rc.filter(pl.col("ts").dt.date() <= as_of)
     nominal = pl.DataFrame(
         {"sku": [s.sku for s in SKUS], "nominal": [float(s.lead_time_days) for s in SKUS]}
     )
@@ -359,6 +416,61 @@ def run_eta(settings: Settings) -> dict[str, object]:
     }
 
 
+def run_transfers(settings: Settings) -> pl.DataFrame:
+    """Gold transfer_proposals from tonight's reorder proposals and forecast."""
+    from forecasting.actions import transfer_proposals
+
+    out = transfer_proposals(
+        read_gold(settings, "reorder_proposals"),
+        read_gold(settings, "demand_forecast"),
+        settings.supply_transfer_max_km,
+    )
+    write_gold(settings, "transfer_proposals", out)
+    return out
+
+
+def run_eta_risk(settings: Settings) -> dict[str, object]:
+    """Gold eta_risk for the open shipments, and the store alerts it calls for (webhook +
+    `alerts` table, cooldown: forecasting/store_alerts.py)."""
+    from forecasting.actions import EtaRiskInputs, cold_chain_excursions, eta_risk
+    from forecasting.eta import eta_features, eta_predictions, shipment_table, train_eta
+    from forecasting.store_alerts import raise_store_alerts
+
+    events = read_silver(settings, "silver_shipments")
+    po = read_silver(settings, "silver_purchase_orders")
+    if events is None or events.height == 0 or po is None:
+        raise LakehouseError(
+            "silver_shipments is empty: run `lakehouse generate supply` and ingest"
+        )
+    ships = shipment_table(events).join(po.select("po_id", "sku"), on="po_id", how="left")
+    feats = eta_features(ships, read_silver(settings, "silver_weather"))
+    models = train_eta(feats.filter(pl.col("arrived_at").is_not_null()))
+    open_rows = feats.filter(pl.col("arrived_at").is_null())
+    readings = read_silver(settings, "silver_shipment_readings")
+    if readings is None:
+        readings = pl.DataFrame(
+            schema={
+                "shipment_id": pl.String,
+                "ts": pl.Datetime("us", "UTC"),
+                "temperature_c": pl.Float64,
+            }
+        )
+    risk = eta_risk(
+        models,
+        EtaRiskInputs(
+            open_features=open_rows,
+            predictions=eta_predictions(models, feats),
+            proposals=read_gold(settings, "reorder_proposals"),
+            excursions=cold_chain_excursions(readings, ships),
+        ),
+        settings.supply_eta_alert_p_late,
+    )
+    write_gold(settings, "eta_risk", risk)
+    run_at = events["ts"].max()
+    alerts = raise_store_alerts(settings, risk, run_at, settings.supply_eta_alert_p_late)  # type: ignore[arg-type]
+    return {"risk": risk, "alerts": alerts}
+
+
 def run_kpis(settings: Settings) -> pl.DataFrame:
     """One row of headline KPIs (definitions in dbt/models/gold/supply_chain/)."""
     champ = read_gold(settings, "forecast_champions")
@@ -366,6 +478,7 @@ def run_kpis(settings: Settings) -> pl.DataFrame:
     rows: dict[str, float] = {
         "forecast_mape_pct": bt.mean_metric(champ, "mape"),
         "forecast_mase": bt.mean_metric(champ, "mase"),
+        "forecast_holdout_mase": bt.mean_metric(champ, "holdout_mase"),
         "series": float(champ.height),
         "reorder_proposals": float(props["reorder_now"].sum()),
         "predicted_stockouts_28d": float(props["predicted_stockout_date"].is_not_null().sum()),

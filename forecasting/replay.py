@@ -1,92 +1,197 @@
-"""Replay the last N weeks of generated demand under two policies (forecast vs naive fixed).
+"""Replay the lake's own demand through the nightly job's code path, as of a given day.
 
-The forecast policy re-forecasts every Monday from the history before it (statsforecast
-SeasonalExponentialSmoothingOptimized, weekly season, refit weekly: cheap enough for a
-replay), with σ_d = the sd of its one-week-ahead errors over the previous weeks (the trailing
-28-day demand sd until 2 weeks of errors exist). Promotions are known in advance: a promo day's
-forecast is multiplied by the mean promo uplift measured on the history. The naive policy
-fixes its reorder point and quantity at the start from the trailing 28-day mean. Both face the
-same demand and lead times (the suppliers' mean, rounded up).
+`lakehouse supply simulate --as-of D --weeks W` replays the W weeks ending on D (default: the
+lake's last day of demand). Nothing depends on today's date, and every number comes from the
+lake and seeded models: the same command twice gives the same figures.
+
+The forecast policy is what the product ships, run with the information of each day:
+- at the cutoff before the replay (D − 7W), `forecasting.pipeline.demand_inputs(as_of=…)` and
+  `backtest.select_champions` choose the champion per series, calibrate the per-step interval
+  quantiles and σ_d exactly as the nightly `forecast_backtest` asset does;
+- every 7 days `forecast_inputs` at that day + `backtest.final_forecast` re-forecast 28 days
+  with those champions (the nightly `demand_forecast`); μ_d = mean forecast of the next 14
+  days (`safety_stock`); lead times from the receipts known that day (`lead_time_stats`);
+- ROP and the order-up-to level come from `forecasting.inventory.reorder_point` with the
+  nightly service level (`reorder_point`, `reorder_proposals`).
+The peer is a naive fixed reorder policy from the trailing 28-day mean, as is and tuned (in
+hindsight) to the forecast policy's stock-out rate (`forecasting.simulate.compare_policies`).
 """
 
 from __future__ import annotations
 
-import warnings
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import date, timedelta
 
 import numpy as np
+import polars as pl
 
+from forecasting import backtest as bt
+from forecasting.demand import forecast_inputs
+from forecasting.pipeline import (
+    ForecastOptions,
+    candidates,
+    demand_inputs,
+    lead_time_stats,
+    read_silver,
+)
 from forecasting.simulate import PolicyComparison, SimulationResult, compare_policies
 from ingestion.generators.catalog import SKUS
-from ingestion.generators.supply import N_STORES, SUPPLIERS, catalog_demand
+from lakehouse.config import Settings
+from lakehouse.errors import LakehouseError
 
 
-def weekly_forecasts(history: np.ndarray, promo: np.ndarray, weeks: int) -> np.ndarray:
-    """history [days, series] including the replay weeks; returns μ_d [weeks*7, series] for
-    the last `weeks` weeks, each week forecast from the days before it."""
-    import pandas as pd
-    from statsforecast import StatsForecast
-    from statsforecast.models import SeasonalExponentialSmoothingOptimized
+@dataclass(frozen=True)
+class ReplayInputs:
+    """What the replay's policies see, [days, series] arrays over the replayed days."""
 
-    total, n = history.shape
-    start = total - weeks * 7
-    out = np.zeros((weeks * 7, n))
+    series: list[str]
+    first_day: date
+    as_of: date
+    demand: np.ndarray  # actual units
+    mu_d: np.ndarray  # nightly μ_d as known each morning
+    sigma_d: np.ndarray  # held-out σ_d of the champion rule
+    lead_days: np.ndarray  # [series] μ_L rounded up, known at the replay's start
+    sigma_l: np.ndarray  # [series]
+    unit_cost: np.ndarray  # [series] € at cost
+    trailing_mean: np.ndarray  # [series] mean demand of the 28 days before the replay
+    champions: dict[str, int]
+    holdout_mase: float
+
+
+def lake_last_day(settings: Settings) -> date:
+    orders = read_silver(settings, "silver_orders")
+    if orders is None or orders.height == 0:
+        raise LakehouseError("silver_orders is empty: run `lakehouse generate supply` and ingest")
+    return orders["order_date"].max()  # type: ignore[return-value]
+
+
+def replay_inputs(
+    settings: Settings,
+    weeks: int = 8,
+    as_of: date | None = None,
+    options: ForecastOptions | None = None,
+) -> ReplayInputs:
+    options = options or ForecastOptions()
+    last = lake_last_day(settings)
+    as_of = as_of or last
+    if as_of > last:
+        raise LakehouseError(
+            f"--as-of {as_of} is after the lake's last day of demand {last}: pick a day ≤ {last}"
+        )
+    first = as_of - timedelta(days=7 * weeks - 1)
+    start_cutoff = first - timedelta(days=1)
+    inputs = demand_inputs(settings, options, as_of)
+    daily, weather = inputs.daily, inputs.weather
+    # champions, interval calibration and σ_d as the nightly backtest had them at the start
+    at_start = demand_inputs(settings, options, start_cutoff)
+    _, _, champ, calibration = bt.select_champions(
+        at_start.daily,
+        candidates(options),
+        options.n_windows,
+        options.window,
+        options.horizon,
+        at_start.weather,
+        options.lead_window_days,
+    )
+    series = sorted(champ["unique_id"].to_list())
+    champ = champ.sort("unique_id")
+    steps = calibration.steps
+    days = 7 * weeks
+    mu = np.zeros((days, len(series)))
     for w in range(weeks):
-        cut = start + w * 7
-        past = history[:cut]
-        off = ~promo[:cut]
-        warnings.simplefilter("ignore", RuntimeWarning)
-        uplift = np.where(
-            (promo[:cut].sum(0) > 0) & (past[off].mean(0) > 0) if off.any() else False,
-            np.nanmean(np.where(promo[:cut], past, np.nan), axis=0)
-            / np.maximum(np.nanmean(np.where(off, past, np.nan), axis=0), 1e-9),
-            1.0,
+        cutoff = start_cutoff + timedelta(days=7 * w)
+        history, future = forecast_inputs(
+            daily.filter(pl.col("unique_id").is_in(series)), weather, options.horizon, cutoff
         )
-        clean = np.where(promo[:cut], past / np.where(uplift > 0, uplift, 1.0), past)
-        df = pd.DataFrame(
-            {
-                "unique_id": np.repeat(np.arange(n), cut),
-                "ds": np.tile(pd.date_range("2020-01-01", periods=cut), n),
-                "y": clean.T.ravel(),
-            }
+        fc = bt.final_forecast(history, future, candidates(options), champ, steps, options.horizon)
+        mu_d = (
+            fc.filter(pl.col("ds") <= cutoff + timedelta(days=options.lead_window_days))
+            .group_by("unique_id")
+            .agg(pl.col("yhat").mean())
         )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            sf = StatsForecast(models=[SeasonalExponentialSmoothingOptimized(7)], freq="D")
-            fc = sf.forecast(df=df, h=7)
-        block = fc.iloc[:, -1].to_numpy().reshape(n, 7).T
-        block = np.maximum(block, 0) * np.where(promo[cut : cut + 7], uplift, 1.0)
-        out[w * 7 : (w + 1) * 7] = block
-    return out
+        row = pl.DataFrame({"unique_id": series}).join(mu_d, on="unique_id", how="left")
+        mu[7 * w : 7 * (w + 1)] = row["yhat"].fill_null(0.0).to_numpy()[None, :]
+    actual = _matrix(daily, series, first, as_of)
+    trailing = _matrix(daily, series, first - timedelta(days=28), start_cutoff).mean(axis=0)
+    keys = (
+        pl.DataFrame({"unique_id": series})
+        .join(daily.select("unique_id", "sku", "store_id").unique("unique_id"), on="unique_id")
+        .sort("unique_id")
+    )  # a join keeps no row order: every [series] array follows `series`
+    lead = lead_time_stats(settings, start_cutoff)
+    if lead["store_id"].null_count() == lead.height:
+        lead_rows = keys.join(lead.drop("store_id"), on="sku", how="left")
+    else:
+        lead_rows = keys.join(lead, on=["sku", "store_id"], how="left")
+    lead_rows = (
+        lead_rows.unique("unique_id")
+        .sort("unique_id")
+        .with_columns(
+            pl.col("mu_l").fill_null(strategy="mean").fill_null(3.0),
+            pl.col("sigma_l").fill_null(0.0),
+        )
+    )
+    return ReplayInputs(
+        series=series,
+        first_day=first,
+        as_of=as_of,
+        demand=actual,
+        mu_d=mu,
+        sigma_d=np.broadcast_to(champ["sigma_d"].to_numpy(), mu.shape).copy(),
+        lead_days=np.ceil(lead_rows["mu_l"].to_numpy()),
+        sigma_l=lead_rows["sigma_l"].to_numpy(),
+        unit_cost=_unit_cost(settings, keys["sku"].to_list()),
+        trailing_mean=trailing,
+        champions=bt.champion_counts(champ),
+        holdout_mase=calibration.holdout_mase,
+    )
+
+
+def _matrix(daily: pl.DataFrame, series: list[str], first: date, last: date) -> np.ndarray:
+    """[days, series] units from `first` to `last` (0 where a series had no row yet)."""
+    grid = pl.DataFrame({"ds": pl.date_range(first, last, eager=True)}).join(
+        pl.DataFrame({"unique_id": series}), how="cross"
+    )
+    rows = grid.join(
+        daily.select("unique_id", "ds", "y"), on=["unique_id", "ds"], how="left"
+    ).with_columns(pl.col("y").fill_null(0.0))
+    wide = rows.pivot(on="unique_id", index="ds", values="y").sort("ds")
+    return wide.select(series).to_numpy().astype(float)
+
+
+def _unit_cost(settings: Settings, skus: list[str]) -> np.ndarray:
+    po = read_silver(settings, "silver_purchase_orders")
+    nominal = {s.sku: s.base_price * 0.45 for s in SKUS}
+    paid = (
+        dict(po.group_by("sku").agg(pl.col("unit_cost").mean()).iter_rows())
+        if po is not None and po.height
+        else {}
+    )
+    # to the cent: a float mean depends on the order the lake's files are read in
+    costs = [paid.get(s, nominal.get(s, 1.0)) for s in skus]
+    return np.round(np.array(costs, dtype=np.float64), 2)
 
 
 def replay(
-    weeks: int = 8, seed: int = 42, history_days: int = 365, scale: float = 0.01
-) -> PolicyComparison:
-    """Forecast-driven vs naive (as is, and at equal service) on the last `weeks` weeks."""
-    end = datetime.now(UTC).date()
-    first = end - timedelta(days=history_days)
-    days = np.arange(
-        (first - datetime(1970, 1, 1).date()).days, (end - datetime(1970, 1, 1).date()).days
+    settings: Settings,
+    weeks: int = 8,
+    as_of: date | None = None,
+    options: ForecastOptions | None = None,
+) -> tuple[ReplayInputs, PolicyComparison]:
+    options = options or ForecastOptions()
+    inputs = replay_inputs(settings, weeks, as_of, options)
+    comparison = compare_policies(
+        inputs.demand,
+        inputs.mu_d,
+        inputs.sigma_d,
+        inputs.lead_days,
+        inputs.sigma_l,
+        inputs.unit_cost,
+        inputs.trailing_mean,
+        z=options.z_value,
+        review_days=options.review_days,
     )
-    demand = catalog_demand(seed, days, scale)
-    units, promo = demand.units.astype(float), demand.promo
-    mu = weekly_forecasts(units, promo, weeks)
-    replay_days = weeks * 7
-    actual = units[-replay_days:]
-    err = actual - mu
-    sigma = np.empty_like(mu)
-    base_sd = units[-replay_days - 28 : -replay_days].std(axis=0)
-    for w in range(weeks):
-        past = err[: w * 7]
-        sd = np.sqrt((past**2).mean(axis=0)) if w >= 2 else base_sd
-        sigma[w * 7 : (w + 1) * 7] = sd
-    sup = [SUPPLIERS[s.category] for s in SKUS]
-    lead_mean = np.repeat([(s.prep_mean_h + 12) / 24 for s in sup], N_STORES)
-    lead_sd = np.repeat([s.prep_sd_h / 24 for s in sup], N_STORES)
-    cost = np.repeat([s.base_price * 0.45 for s in SKUS], N_STORES)
-    trailing = units[-replay_days - 28 : -replay_days].mean(axis=0)
-    return compare_policies(actual, mu, sigma, np.ceil(lead_mean), lead_sd, cost, trailing)
+    return inputs, comparison
 
 
 def describe(result: PolicyComparison) -> str:
@@ -142,7 +247,16 @@ def _verdict(fc: SimulationResult, naive: SimulationResult) -> str:
     )
 
 
-def replay_report(weeks: int = 8, seed: int = 42) -> str:
-    return f"replay of the last {weeks} weeks, {len(SKUS) * N_STORES} series\n" + describe(
-        replay(weeks, seed)
+def replay_report(
+    settings: Settings,
+    weeks: int = 8,
+    as_of: date | None = None,
+    options: ForecastOptions | None = None,
+) -> str:
+    inputs, comparison = replay(settings, weeks, as_of, options)
+    head = (
+        f"replay {inputs.first_day} .. {inputs.as_of} ({weeks} weeks), {len(inputs.series)} "
+        f"series from the lake; champions at the start {inputs.champions}, out-of-sample "
+        f"champion MASE {inputs.holdout_mase:.3f}"
     )
+    return head + "\n" + describe(comparison)

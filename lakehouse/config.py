@@ -51,6 +51,9 @@ def _days_between(low: float, high: float) -> Callable[[str], float]:
     return cast
 
 
+_number_between = _days_between  # any bounded number (km, probabilities)
+
+
 def _bootstrap(text: str) -> str:
     for server in text.split(","):
         host, sep, port = server.strip().rpartition(":")
@@ -119,6 +122,11 @@ class Settings:
     fraud_val_days: float = 5.0
     fraud_gap_days: float = 2.0
     fraud_maturity_days: float = 5.0
+    # ---- supply actions (forecasting/actions.py) ---------------------------------------
+    # a store-to-store transfer only between stores at most this far apart (km)
+    supply_transfer_max_km: float = 450.0
+    # an open shipment with P(late) at or above this alerts its destination store
+    supply_eta_alert_p_late: float = 0.5
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -254,6 +262,21 @@ class Settings:
                 5.0,
                 _days_between(0, 365),
                 "use a number of days between 0 and 365 (how long chargebacks take to arrive)",
+            ),
+            # ---- supply actions ----
+            supply_transfer_max_km=_parse(
+                env,
+                "LAKEHOUSE_SUPPLY_TRANSFER_MAX_KM",
+                450.0,
+                _number_between(0, 5000),
+                "use a distance in km between 0 and 5000 (farthest store-to-store transfer)",
+            ),
+            supply_eta_alert_p_late=_parse(
+                env,
+                "LAKEHOUSE_SUPPLY_ETA_ALERT_P_LATE",
+                0.5,
+                _number_between(0, 1),
+                "use a probability between 0 and 1 (P(late) that alerts the store)",
             ),
         )
 

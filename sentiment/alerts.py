@@ -132,8 +132,11 @@ def apply_cooldown(spikes: list[Spike], previous: pa.Table) -> list[Alert]:
     return raised
 
 
-def deliver(url: str | None, alert: Alert, timeout_s: float = 5.0) -> tuple[bool, str]:
-    """POST the Slack and PagerDuty payloads to the webhook; (delivered, status)."""
+def post_payloads(
+    url: str | None, alert_id: str, payloads: list[dict[str, Any]], timeout_s: float = 5.0
+) -> tuple[bool, str]:
+    """POST each payload to the webhook in turn; (delivered, status). Shared by every alert
+    kind (sentiment spikes, supply-chain ETA risk and cold-chain alerts)."""
     if not url:
         return False, "not configured"
     import httpx
@@ -141,14 +144,38 @@ def deliver(url: str | None, alert: Alert, timeout_s: float = 5.0) -> tuple[bool
     try:
         with httpx.Client(timeout=timeout_s) as client:
             statuses = []
-            for payload in (slack_payload(alert), pagerduty_payload(alert)):
+            for payload in payloads:
                 response = client.post(url, json=payload)
                 statuses.append(str(response.status_code))
                 response.raise_for_status()
         return True, "http " + ",".join(statuses)
     except httpx.HTTPError as exc:
-        log.warning("alert %s not delivered to %s: %s", alert.alert_id, url, exc)
+        log.warning("alert %s not delivered to %s: %s", alert_id, url, exc)
         return False, f"error: {type(exc).__name__}: {exc}"[:300]
+
+
+def deliver(url: str | None, alert: Alert, timeout_s: float = 5.0) -> tuple[bool, str]:
+    """POST the Slack and PagerDuty payloads to the webhook; (delivered, status)."""
+    return post_payloads(
+        url, alert.alert_id, [slack_payload(alert), pagerduty_payload(alert)], timeout_s
+    )
+
+
+def store_alert_rows(settings: Settings, rows: list[dict[str, Any]]) -> None:
+    """MERGE alert rows into the `alerts` table on alert_id (a re-run inserts nothing)."""
+    table = pa.Table.from_pylist(rows, schema=ALERTS_SCHEMA)
+    target = open_table(alerts_uri(settings), settings)
+    if target is None:
+        write_deltalake(
+            alerts_uri(settings),
+            table,
+            mode="append",
+            storage_options=settings.storage_options or None,
+        )
+    else:
+        target.merge(
+            table, "t.alert_id = s.alert_id", source_alias="s", target_alias="t"
+        ).when_not_matched_insert_all().execute()
 
 
 def raise_alerts(settings: Settings, spikes: list[Spike]) -> list[dict[str, Any]]:
@@ -181,17 +208,5 @@ def raise_alerts(settings: Settings, spikes: list[Spike]) -> list[dict[str, Any]
                 "created_at": now,
             }
         )
-    table = pa.Table.from_pylist(rows, schema=ALERTS_SCHEMA)
-    target = open_table(alerts_uri(settings), settings)
-    if target is None:
-        write_deltalake(
-            alerts_uri(settings),
-            table,
-            mode="append",
-            storage_options=settings.storage_options or None,
-        )
-    else:
-        target.merge(
-            table, "t.alert_id = s.alert_id", source_alias="s", target_alias="t"
-        ).when_not_matched_insert_all().execute()
+    store_alert_rows(settings, rows)
     return rows

@@ -110,6 +110,9 @@ _S_PRICE_STEP, _S_PRICE_DIR = 205, 206
 _S_TEMP, _S_RAIN, _S_RAIN_AMT, _S_WIND = 207, 208, 209, 210
 _S_PREP, _S_PREP2, _S_CARRIER, _S_HOUR, _S_TRANSIT, _S_TRANSIT2 = 211, 212, 213, 214, 215, 216
 _S_DOCK, _S_INFULL, _S_INFULL_AMT, _S_READ = 217, 218, 219, 220
+_S_STOP, _S_REEFER, _S_REEFER_AT = 221, 222, 223
+REEFER_FAILURE_RATE = 0.03  # share of shipments whose refrigeration fails on the way
+REEFER_WARMING_C_PER_H = 1.5  # after a failure the load warms towards ~20 °C ambient
 
 
 def _normal(seed: int, stream: int, *keys: np.ndarray | int) -> np.ndarray:
@@ -585,11 +588,30 @@ def _emit_supply_tables(
     owner = np.repeat(recent, n_reads)
     k = np.arange(owner.size) - np.repeat(np.cumsum(n_reads) - n_reads, n_reads)
     t = departed[owner] + k * 10800
-    frac = np.clip((t - departed[owner]) / np.maximum(arrived[owner] - departed[owner], 1), 0, 1)
+    # Causal readings: a reading reflects only what happened before its timestamp. The truck
+    # drives at the planned pace (promised transit); a late shipment's extra time is one stop
+    # at a random point of the trip, so readings before the stop show no delay (the arrival
+    # does not leak), readings during it show a stalled truck. An early one drives faster.
+    dep, arr = departed[owner], arrived[owner]
+    planned = np.maximum(promised[owner] - dep, 1)
+    actual = np.maximum(arr - dep, 1)
+    late_by = np.maximum(actual - planned, 0)
+    stop_at = dep + (0.15 + 0.7 * hash_uniform(seed, _S_STOP, owner)) * planned
+    pace = np.where(late_by > 0, planned, actual).astype(np.float64)
+    moving = np.where(
+        t < stop_at, t - dep, np.where(t < stop_at + late_by, stop_at - dep, t - dep - late_by)
+    )
+    frac = np.clip(moving / pace, 0, 1)
     sup_lat = np.array([SUPPLIERS[categories[i]].lat for i in sku_idx[owner]])
     sup_lon = np.array([SUPPLIERS[categories[i]].lon for i in sku_idx[owner]])
     st_la, st_lo = st_lat[series[owner]], st_lon[series[owner]]
     temp = 4.0 + 2.0 * _normal(seed, _S_READ, owner, k)  # reefer set point 4 °C
+    # refrigeration failures: from a random point of the trip the load warms up (causal too:
+    # readings before the failure are normal)
+    fails = hash_uniform(seed, _S_REEFER, owner) < REEFER_FAILURE_RATE
+    failed_at = dep + hash_uniform(seed, _S_REEFER_AT, owner) * actual
+    warm_h = np.where(fails & (t >= failed_at), (t - failed_at) / 3600.0, 0.0)
+    temp = np.minimum(temp + REEFER_WARMING_C_PER_H * warm_h, np.maximum(temp, 20.0))
     out.tables["shipment_readings"] = pl.DataFrame(
         {
             "shipment_id": shipment_id.gather(owner),

@@ -35,7 +35,12 @@ pytestmark = pytest.mark.integration
 D = date.fromisoformat
 INGESTED = datetime(2025, 3, 11, 0, 0, tzinfo=UTC)
 # dbt/models/gold/supply_chain/: over the Delta tables of the nightly forecasting assets
-SUPPLY_CHAIN_MODELS = ("sc_reorder_proposals", "sc_otif_daily", "sc_supply_chain_kpis")
+SUPPLY_CHAIN_MODELS = (
+    "sc_reorder_proposals",
+    "sc_transfer_proposals",
+    "sc_otif_daily",
+    "sc_supply_chain_kpis",
+)
 
 
 def _ts(day: str, hhmm: str) -> datetime:

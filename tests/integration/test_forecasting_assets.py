@@ -3,7 +3,7 @@ backtest → forecast → safety stock → ROP → proposals → ETA → KPIs, w
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import polars as pl
@@ -15,10 +15,11 @@ from dagster_project.assets.raw import RAW_ASSETS
 from dagster_project.assets.silver import SILVER_ASSETS
 from dagster_project.forecasting import SUPPLY_ASSETS, forecast_sane, rop_covers_mean
 from dagster_project.resources import LakehouseResource
-from forecasting.pipeline import read_gold
+from forecasting.pipeline import read_gold, read_silver
 from ingestion.broker import EmbeddedBroker
 from lake import gold
 from lakehouse.config import Settings
+from lakehouse.errors import LakehouseError
 from lakehouse.generate import backfill_supply
 
 pytestmark = pytest.mark.integration
@@ -72,7 +73,31 @@ def test_supply_chain_assets_materialize(settings: Settings, broker: EmbeddedBro
     eta_meta = result.asset_materializations_for_node("eta_predictions")[0].metadata
     assert eta_meta["registered_model"].value == "supply_eta_transit_median v1"
     assert meta["promoted_to_champion"].value and eta_meta["promoted_to_champion"].value
-    assert read_gold(settings, "eta_predictions").height >= 0
+    # one prediction per shipment still in transit at the end of the generated history
+    events = read_silver(settings, "silver_shipments")
+    assert events is not None
+    in_transit = set(events.filter(pl.col("status") == "departed")["shipment_id"]) - set(
+        events.filter(pl.col("status") == "arrived")["shipment_id"]
+    )
+    eta = read_gold(settings, "eta_predictions")
+    assert in_transit and set(eta["shipment_id"]) == in_transit
+    assert (eta["eta"] > eta["departed_at"]).all() and eta["p_late"].is_between(0, 1).all()
+
+    # supply actions: transfers (gold + dbt) and the ETA risk of every open shipment
+    transfers = read_gold(settings, "transfer_proposals")
+    assert set(transfers.columns) >= {"from_store", "to_store", "qty", "transfer_cost_eur"}
+    assert (transfers["qty"] >= 1).all() and (
+        transfers["from_store"] != transfers["to_store"]
+    ).all()
+    assert (transfers["stockout_cost_avoided_eur"] > transfers["transfer_cost_eur"]).all()
+    risk = read_gold(settings, "eta_risk")
+    assert set(risk["shipment_id"]) == in_transit
+    risk_meta = result.asset_materializations_for_node("eta_risk")[0].metadata
+    assert risk_meta["at_risk"].value == int(risk["alert"].sum())
+    assert risk_meta["alerts_raised"].value == int(risk["alert"].sum())  # fresh alerts table
+    assert gold.read_gold(
+        settings, "select count(*) as n from sc_transfer_proposals"
+    ).to_pylist() == [{"n": transfers.height}]
 
     # dbt published the forecasting Delta tables into the gold DuckDB file, with the column
     # types the delta plugin uses for an empty table before the first nightly run
@@ -93,3 +118,23 @@ def test_supply_chain_assets_materialize(settings: Settings, broker: EmbeddedBro
         ).to_pylist()
         expected = source["config"]["meta"]["empty_schema"]
         assert {r["column_name"]: r["data_type"].lower() for r in types} == expected, source["name"]
+
+    # the replay reads the lake's demand, drives the nightly code path as of a day, and is
+    # reproducible: the same command twice gives the same numbers
+    from forecasting.pipeline import ForecastOptions
+    from forecasting.replay import lake_last_day, replay, replay_report
+
+    options = ForecastOptions(max_series=6)
+    last = lake_last_day(settings)
+    inputs, first = replay(settings, weeks=2, options=options)
+    assert inputs.as_of == last and inputs.first_day == last - timedelta(days=13)
+    assert inputs.demand.shape == inputs.mu_d.shape == (14, 6)
+    assert inputs.demand.sum() > 0 and (inputs.mu_d > 0).any()
+    _, again = replay(settings, weeks=2, options=options)
+    assert again == first
+    assert 0 <= first.forecast.stockout_rate <= 1 and first.forecast.orders_placed > 0
+    earlier = last - timedelta(days=1)
+    text = replay_report(settings, weeks=2, as_of=earlier, options=options)
+    assert f"replay {earlier - timedelta(days=13)} .. {earlier} (2 weeks), 6 series" in text
+    with pytest.raises(LakehouseError, match="after the lake's last day"):
+        replay(settings, weeks=2, as_of=last + timedelta(days=1), options=options)

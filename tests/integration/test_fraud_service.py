@@ -211,7 +211,9 @@ def test_burst_updates_the_redis_windows(service: Service) -> None:
             "device_id": f"rig_{card}",
         }
         replies.append(httpx.post(f"{service.url}/v1/decisions", json=event, timeout=10).json())
-    assert all(r["decision"] in {"ALLOW", "CHALLENGE", "BLOCK"} for r in replies)
+    # ten seconds apart: from the fifth payment on, five or more fall within one minute
+    assert all("R005_card_payments_per_minute" in r["rule_ids"] for r in replies[4:])
+    assert all(r["decision"] in {"CHALLENGE", "BLOCK"} for r in replies[4:])
     # the service recorded every payment of the burst in the card's Redis window
     last = to_silver(
         {**SEED_EVENT, "card_hash": card, "account_id": f"acc_{card}", "device_id": f"rig_{card}"},

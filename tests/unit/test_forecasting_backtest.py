@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 
 from forecasting import backtest as bt
-from forecasting.demand import calendar_features, daily_demand, future_frame
-from forecasting.models import statsforecast_models
+from forecasting.demand import calendar_features, daily_demand, forecast_inputs, future_frame
+from forecasting.models import lightgbm_global, statsforecast_models
 from ingestion.contracts import CONTRACTS
 from ingestion.generators.supply import HISTORY_TOPICS, generate_supply_history
 from ingestion.validation import validate
@@ -45,41 +45,132 @@ def _frame(n_days: int = 120, values: dict[str, np.ndarray] | None = None) -> pl
     return pl.concat(rows)
 
 
-def test_backtest_windows_never_see_the_future() -> None:
+def _weather(frame: pl.DataFrame) -> pl.DataFrame:
+    days = frame["ds"].unique().sort()
+    rng = np.random.default_rng(1)
+    return pl.concat(
+        pl.DataFrame(
+            {
+                "city": city,
+                "weather_date": days,
+                "temp_c": rng.normal(12, 5, days.len()),
+                "precip_mm": rng.gamma(1.0, 2.0, days.len()),
+            }
+        )
+        for city in ("Paris", "Lyon")
+    )
+
+
+def test_backtest_windows_are_built_as_production_builds_a_forecast() -> None:
     frame = _frame()
-    seen: list[tuple[date, date, bool]] = []
+    weather = _weather(frame)
+    seen: list[tuple[pl.DataFrame, pl.DataFrame]] = []
 
     def spy(train: pl.DataFrame, future: pl.DataFrame, horizon: int) -> pl.DataFrame:
-        seen.append((train["ds"].max(), future["ds"].min(), "y" in future.columns))
+        seen.append((train, future))
         return future.select("unique_id", "ds").with_columns(pl.lit(1.0).alias("Spy"))
 
-    preds = bt.backtest(frame, [spy], n_windows=3, horizon=14)
-    assert len(seen) == 3
-    for train_max, future_min, has_y in seen:
-        assert train_max < future_min and not has_y
-    cuts = sorted(preds["cutoff"].unique().to_list())
-    assert cuts == bt.cutoffs(frame["ds"].max(), 3, 14)
-    # every predicted day lies after its own cutoff, within the window
-    assert (
-        preds.filter(
-            (pl.col("ds") <= pl.col("cutoff"))
-            | (pl.col("ds") > pl.col("cutoff") + timedelta(days=14))
-        ).height
-        == 0
-    )
-    assert preds.height == 2 * 3 * 14
+    preds = bt.backtest(frame, [spy], n_windows=3, horizon=28, step=14, weather=weather)
+    cuts = bt.cutoffs(frame["ds"].max(), 3, 28, 14)
+    assert sorted(preds["cutoff"].unique().to_list()) == cuts and len(seen) == 3
+    for (train, future), cutoff in zip(seen, cuts, strict=True):
+        # exactly the inputs of a nightly forecast made at the end of the cutoff day
+        expected = forecast_inputs(frame, weather, 28, cutoff)
+        assert train.equals(expected[0]) and future.equals(expected[1])
+        assert train["ds"].max() == cutoff and "y" not in future.columns
+    # every predicted day lies after its own cutoff, within the window, h = days after it
+    assert preds["h"].min() == 1 and preds["h"].max() == 28
+    assert preds.filter(pl.col("ds") != pl.col("cutoff") + pl.duration(days="h")).height == 0
+    assert preds.height == 2 * 3 * 28
 
 
 def test_poisoned_future_does_not_change_backtest() -> None:
-    frame = _frame()
-    cutoff = bt.cutoffs(frame["ds"].max(), 1, 14)[0]
+    """Demand, prices, promotions and weather after the cutoff are replaced by absurd values:
+    no candidate's backtest forecast (LightGBM included) may move."""
+    frame = calendar_features(_frame(150))
+    weather = _weather(frame)
+    cutoff = bt.cutoffs(frame["ds"].max(), 1, 28)[0]
+    after = pl.col("ds") > cutoff
     poisoned = frame.with_columns(
-        pl.when(pl.col("ds") > cutoff).then(1e6).otherwise(pl.col("y")).alias("y")
+        pl.when(after).then(1e6).otherwise(pl.col("y")).alias("y"),
+        pl.when(after).then(1e4).otherwise(pl.col("price")).alias("price"),
+        pl.when(after).then(1.0).otherwise(pl.col("promo")).alias("promo"),
+        pl.when(after).then(60.0).otherwise(pl.col("temp_c")).alias("temp_c"),
     )
-    model = statsforecast_models(("SeasonalNaive", "CrostonOptimized"))
-    a = bt.backtest(frame, [model], n_windows=1, horizon=14).drop("y")
-    b = bt.backtest(poisoned, [model], n_windows=1, horizon=14).drop("y")
+    poisoned_weather = weather.with_columns(
+        pl.when(pl.col("weather_date") > cutoff)
+        .then(500.0)
+        .otherwise(pl.col("precip_mm"))
+        .alias("precip_mm"),
+        pl.when(pl.col("weather_date") > cutoff)
+        .then(-40.0)
+        .otherwise(pl.col("temp_c"))
+        .alias("temp_c"),
+    )
+    models = [
+        statsforecast_models(("SeasonalNaive", "AutoETS", "CrostonOptimized")),
+        lightgbm_global(40),
+    ]
+    a = bt.backtest(frame, models, n_windows=1, horizon=28, weather=weather).drop("y")
+    b = bt.backtest(poisoned, models, n_windows=1, horizon=28, weather=poisoned_weather).drop("y")
+    assert set(bt.model_columns(a)) == {"SeasonalNaive", "AutoETS", "CrostonOptimized", "LightGBM"}
     assert a.sort("unique_id", "ds").equals(b.sort("unique_id", "ds"))
+
+
+def test_holdout_champion_score_is_picked_on_earlier_windows() -> None:
+    """Model Early wins the first two windows and loses the last; Late the reverse. The
+    hindsight champion is Late on all windows' MASE only if it wins overall; the held-out score
+    of the rule is Early's error on the last window (picked on the windows before it)."""
+    frame = _frame(120, {"A|s_paris": np.full(120, 4.0)})
+    cuts = bt.cutoffs(frame["ds"].max(), 3, 28, 14)
+
+    def two_models(train: pl.DataFrame, future: pl.DataFrame, horizon: int) -> pl.DataFrame:
+        last_window = train["ds"].max() == cuts[-1]
+        return future.select("unique_id", "ds").with_columns(
+            pl.lit(4.0 + (6.0 if last_window else 1.0)).alias("Early"),
+            pl.lit(4.0 + (0.0 if last_window else 2.0)).alias("Late"),
+        )
+
+    frame = frame.with_columns(pl.col("y") + (pl.col("ds").dt.weekday() == 1).cast(pl.Float64))
+    _, _, champ, cal = bt.select_champions(frame, [two_models], 3, 14, 28)
+    row = champ.row(0, named=True)
+    # all windows: Early |e| ≈ 1,1,6 → worse than Late ≈ 2,2,0: Late wins in hindsight ...
+    assert row["champion"] == "Late"
+    # ... but the rule, run on windows 1-2 only, picks Early, which then misses by ≈ 6 units
+    assert row["holdout_model"] == "Early"
+    assert cal.holdout_mase == pytest.approx(row["holdout_mase"])
+    assert cal.holdout_mase > 3 * cal.hindsight_mase
+
+
+def test_conformal_quantile_is_finite_sample_corrected() -> None:
+    values = np.arange(1.0, 11.0)  # 10 scores
+    assert bt.conformal_quantile(values, 0.80) == 9.0  # ⌈11 × 0.8⌉ = 9th smallest
+    assert bt.conformal_quantile(values, 0.95) == float("inf")  # ⌈10.45⌉ = 11 > 10
+    assert bt.conformal_quantile(np.arange(1.0, 101.0), 0.95) == 96.0
+
+
+def test_intervals_cover_their_level_on_generated_demand() -> None:
+    """Stationary Poisson demand with a weekly season, 120 series × 260 days (exchangeable
+    windows, the conformal premise): quantiles calibrated on the held-out errors of the
+    earlier windows cover the last window's days at their level (targets 78-82 % and
+    93-97 %), and widen with the horizon."""
+    rng = np.random.default_rng(42)
+    n_days, n_series = 260, 120
+    t = np.arange(n_days)
+    values = {}
+    for i in range(n_series):
+        level = rng.uniform(0.5, 30.0)
+        week = 1 + 0.3 * np.sin(2 * np.pi * (t + i) / 7)
+        values[f"S{i:03d}|s_paris"] = rng.poisson(level * week)
+    frame = _frame(n_days, {k: v.astype(float) for k, v in values.items()})
+    _, _, _, cal = bt.select_champions(
+        frame, [statsforecast_models(("SeasonalNaive", "AutoETS"))], 4, 14, 28
+    )
+    assert 0.78 <= cal.coverage["coverage_80"] <= 0.82, cal.coverage
+    assert 0.93 <= cal.coverage["coverage_95"] <= 0.97, cal.coverage
+    steps = cal.steps
+    assert steps.height == 28 and (steps["q95"] >= steps["q80"]).all()
+    assert steps["q80"][-1] >= steps["q80"][0]
 
 
 def test_metrics_hand_computed() -> None:
@@ -109,16 +200,14 @@ def test_metrics_hand_computed() -> None:
 
 def test_champions_intervals_and_reconciliation() -> None:
     frame = _frame()
-    fut = frame.group_by("unique_id", "sku", "store_id", "city").agg(pl.col("ds").max())
-    fut = fut.with_columns(
-        pl.date_ranges(pl.col("ds") + timedelta(days=1), pl.col("ds") + timedelta(days=28))
-    ).explode("ds")
     res = bt.forecast_with_champions(
-        frame, fut, [statsforecast_models(("SeasonalNaive", "TSB"))], 3, 14, 28
+        frame, [statsforecast_models(("SeasonalNaive", "TSB"))], 3, 14, 28
     )
     assert set(res.champions["champion"]) <= {"SeasonalNaive", "TSB"}
+    assert (res.champions["sigma_d"] > 0).all()
     fc = res.forecast
     assert fc.height == 2 * 28 and fc["yhat"].min() >= 0
+    assert fc["ds"].min() == frame["ds"].max() + timedelta(days=1)
     assert (
         fc.filter(
             (pl.col("lo_95") > pl.col("lo_80"))
@@ -128,6 +217,9 @@ def test_champions_intervals_and_reconciliation() -> None:
         ).height
         == 0
     )
+    # widths grow with the horizon step (the calibration is non-decreasing in h)
+    width = fc.with_columns((pl.col("hi_80") - pl.col("yhat")).alias("w")).group_by("unique_id")
+    assert width.agg((pl.col("w").last() >= pl.col("w").first()).alias("ok"))["ok"].all()
     rec = bt.reconcile(fc)
     day = fc["ds"].min()
     bottom = rec.filter((pl.col("level") == "sku_store") & (pl.col("ds") == day))["yhat"].sum()
@@ -214,3 +306,19 @@ def test_daily_demand_zero_fills_and_maps_web_orders_to_city_store() -> None:
     feats = calendar_features(d)
     fut = future_frame(feats, 3, None)
     assert fut.height == 3 and "y" not in fut.columns
+
+
+def test_prophet_candidate_forecasts_a_small_series_set() -> None:
+    """The optional Prophet candidate (`with_prophet`) on two series: one forecast per series
+    and day, near the Poisson(5) series' mean, nothing for series beyond `max_series`."""
+    from forecasting.models import prophet_model
+
+    frame = calendar_features(_frame(120))
+    history, future = forecast_inputs(frame, None, 14)
+    out = prophet_model()(history, future, 14)
+    assert out.height == 2 * 14 and out["Prophet"].min() >= 0
+    poisson = out.filter(pl.col("unique_id") == "A|s_paris")["Prophet"]
+    assert 3.5 <= poisson.mean() <= 6.5, poisson.to_list()  # type: ignore[operator]
+    assert prophet_model(max_series=1)(history, future, 14)["unique_id"].unique().to_list() == [
+        "A|s_paris"
+    ]

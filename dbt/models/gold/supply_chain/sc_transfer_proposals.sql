@@ -1,0 +1,1 @@
+select * from {{ source('supply_chain', 'transfer_proposals') }}

@@ -1,0 +1,156 @@
+"""Supply actions: store-to-store transfers, causal shipment readings, cold-chain excursions,
+ETA risk with re-routing, and store alerts on a real webhook with the `alerts` table."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+from sentiment_kit import Receiver
+
+from forecasting.actions import (
+    EtaRiskInputs,
+    cold_chain_excursions,
+    eta_risk,
+    store_distances_km,
+    transfer_proposals,
+)
+from forecasting.eta import eta_features, eta_predictions, shipment_table, train_eta
+from forecasting.store_alerts import raise_store_alerts
+from ingestion.generators.catalog import SKUS
+from ingestion.generators.supply import CITY_LATLON, SUPPLIERS, generate_supply_history
+from lakehouse.config import Settings
+from sentiment.alerts import stored_alerts
+
+DAY = date(2026, 11, 2)
+
+
+def _proposal(store: str, on_hand: int, on_order: int, stockout: date | None) -> dict:
+    return {
+        "sku": "A123",
+        "store_id": store,
+        "on_hand": on_hand,
+        "on_order": on_order,
+        "mu_l": 3.0,
+        "safety_stock": 5,
+        "reorder_now": on_order == 0 and on_hand < 20,
+        "predicted_stockout_date": stockout,
+    }
+
+
+def _forecast(per_day: dict[str, float]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            {"unique_id": f"A123|{s}", "ds": DAY + timedelta(days=d), "yhat": v}
+            for s, v in per_day.items()
+            for d in range(28)
+        ]
+    )
+
+
+def test_transfer_from_a_nearby_store_with_spare_cover() -> None:
+    """Paris runs out tomorrow, its order lands in 3 days: Lille (204 km) holds 100 units for a
+    need of 3 + 5; Bordeaux (500 km, beyond 450) and Lyon (no spare) give nothing."""
+    props = pl.DataFrame(
+        [
+            _proposal("s_paris", 4, 30, DAY + timedelta(days=1)),
+            _proposal("s_lille", 100, 0, None),
+            _proposal("s_bordeaux", 200, 0, None),
+            _proposal("s_lyon", 9, 0, None),
+        ]
+    )
+    fc = _forecast({"s_paris": 5.0, "s_lille": 1.0, "s_bordeaux": 1.0, "s_lyon": 3.0})
+    [t] = transfer_proposals(props, fc, max_km=450.0).to_dicts()
+    # Paris needs 15 units over the 3 days to its receipt, holds 4: shortfall 11
+    assert (t["from_store"], t["to_store"], t["qty"]) == ("s_lille", "s_paris", 11)
+    assert t["distance_km"] == pytest.approx(204, abs=3) and t["stockout_in_days"] == 2
+    price = next(s.base_price for s in SKUS if s.sku == "A123")
+    assert t["stockout_cost_avoided_eur"] == pytest.approx(11 * price * 0.55, abs=0.01)
+    assert t["transfer_cost_eur"] == pytest.approx(25 + 0.4 * 11)
+    # no store within reach: nothing proposed
+    assert transfer_proposals(props, fc, max_km=100.0).height == 0
+    km = store_distances_km()
+    assert km.filter(pl.col("from_store") == "s_paris")["km"].min() == pytest.approx(204, abs=3)
+
+
+@pytest.fixture(scope="module")
+def history():  # type: ignore[no-untyped-def]
+    return generate_supply_history(
+        date(2026, 7, 1), date(2026, 11, 1), seed=3, scale=0.02, readings_days=60
+    )
+
+
+def test_readings_are_causal_and_some_loads_warm_up(history) -> None:  # type: ignore[no-untyped-def]
+    ships = shipment_table(history.table("shipments")).join(
+        history.table("purchase_orders").select("po_id", "sku"), on="po_id"
+    )
+    reads = history.table("shipment_readings").join(ships, on="shipment_id")
+    late = reads.filter(pl.col("arrived_at") > pl.col("promised_at"))
+    assert late.height > 100
+    # progress along the lane (by latitude, lanes spanning ≥ 1°): a late truck's early
+    # readings move at the planned pace, whatever its arrival (no leak of the delay)
+    sup_lat = {s.supplier_id: s.lat for s in SUPPLIERS.values()}
+    store_lat = {f"s_{c.lower()}": v[0] for c, v in CITY_LATLON.items()}
+    early = late.with_columns(
+        pl.col("supplier_id").replace_strict(sup_lat).alias("a"),
+        pl.col("destination").replace_strict(store_lat).alias("b"),
+        ((pl.col("ts") - pl.col("departed_at")).dt.total_seconds()).alias("dt"),
+        ((pl.col("promised_at") - pl.col("departed_at")).dt.total_seconds()).alias("plan"),
+    ).filter(((pl.col("b") - pl.col("a")).abs() >= 1) & (pl.col("dt") < 0.15 * pl.col("plan")))
+    progress = (early["lat"] - early["a"]) / (early["b"] - early["a"])
+    planned = early["dt"] / early["plan"]
+    assert early.height > 20 and np.allclose(progress, planned, atol=2e-3)
+    # refrigeration failures: a few loads leave the beauty range; cold-chain scan finds them
+    found = cold_chain_excursions(history.table("shipment_readings"), ships)
+    assert found.height >= 1
+    assert set(found["sku"]) <= {s.sku for s in SKUS if s.category == "beauty"}
+    assert (found["max_c"] > 15.0).all()
+
+
+def test_eta_risk_alerts_the_store_once_through_the_webhook(
+    history, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    ships = shipment_table(history.table("shipments")).join(
+        history.table("purchase_orders").select("po_id", "sku"), on="po_id"
+    )
+    weather = history.table("weather").with_columns(pl.col("ts").dt.date().alias("weather_date"))
+    feats = eta_features(ships, weather)
+    models = train_eta(feats.filter(pl.col("arrived_at").is_not_null()), rounds=60)
+    open_rows = feats.filter(pl.col("arrived_at").is_null())
+    assert open_rows.height >= 3
+    soon = date(2026, 10, 1)  # before any open shipment departed
+    props = open_rows.select(
+        "sku",
+        pl.col("destination").alias("store_id"),
+        pl.lit(soon).alias("predicted_stockout_date"),
+    ).unique(["sku", "store_id"])
+    excursions = cold_chain_excursions(history.table("shipment_readings"), ships)
+    inputs = EtaRiskInputs(open_rows, eta_predictions(models, feats), props, excursions)
+    risk = eta_risk(models, inputs, p_late_threshold=0.3)
+    assert set(risk["shipment_id"]) == set(open_rows["shipment_id"])
+    assert risk["lands_after_stockout"].all()  # every stock-out predicted before today
+    expected = (risk["p_late"] >= 0.3) | risk["cold_chain_breach"]
+    assert (risk["alert"] == expected).all()
+    # re-routing: a suggested carrier is another one, predicted faster on the same lane
+    rerouted = risk.filter(pl.col("reroute_carrier").is_not_null())
+    assert (rerouted["reroute_carrier"] != rerouted["carrier"]).all()
+    assert (rerouted["reroute_saves_h"] > 0.5).all()
+    # force one alert at least, then deliver: webhook (Slack + PagerDuty) + alerts table
+    risk = risk.with_columns(pl.col("alert") | (pl.col("shipment_id") == risk["shipment_id"][0]))
+    run_at = datetime(2026, 11, 1, 23, tzinfo=UTC)
+    with Receiver() as hook:
+        monkeypatch.setenv("LAKEHOUSE_ALERT_WEBHOOK_URL", hook.url)
+        live = Settings.from_env()
+        first = raise_store_alerts(live, risk, run_at, 0.3)
+        again = raise_store_alerts(live, risk, run_at + timedelta(hours=6), 0.3)
+    n = int(risk["alert"].sum())
+    assert len(first) == n and all(r["delivered"] for r in first)
+    assert again == []  # the same shipments within the 24 h cooldown
+    assert len(hook.bodies) == 2 * n and hook.bodies[1]["payload"]["severity"] == "critical"
+    stored = pl.from_arrow(stored_alerts(live))
+    assert isinstance(stored, pl.DataFrame)
+    assert stored.height == n and set(stored["kind"]) <= {"eta_risk", "cold_chain"}
+    assert set(stored["brand"]) <= set(risk["destination"])
+    assert "predicted stock-out" in first[0]["summary"] or first[0]["kind"] == "cold_chain"
