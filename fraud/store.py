@@ -11,11 +11,9 @@ Redis, and the service and the batch path see the same identifiers.
 from __future__ import annotations
 
 import bisect
-import hmac
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from hashlib import sha256
 from typing import Any, Protocol
 
 import polars as pl
@@ -33,28 +31,16 @@ from fraud.features import (
     component_roots,
     prior_history,
 )
+from governance.pii import silver_row
 
 LONGEST_WINDOW_US = max(WINDOWS_US.values())
 TX_MEMORY_SECONDS = 180 * 86_400  # how long a transaction's merchant is kept for its label
 
 
-def pseudonym(value: str | None, key: str) -> str | None:
-    """HMAC-SHA256 hex of `value` under the project's PII key (same as lake.silver.hmac_sql)."""
-    if value is None:
-        return None
-    return hmac.new(key.encode(), value.encode(), sha256).hexdigest()
-
-
 def to_silver(event: Mapping[str, object], pii_key: str) -> dict[str, object]:
-    """A `transactions` event (seed schema) → silver column names and pseudonyms."""
-    row = dict(event)
-    row["card_hash"] = pseudonym(str(event["card_hash"]), pii_key)
-    row["account_hash"] = pseudonym(str(event["account_id"]), pii_key)
-    ip = event.get("ip")
-    row["ip_hash"] = pseudonym(str(ip), pii_key) if ip is not None else None
-    for name in ("account_id", "ip"):
-        row.pop(name, None)
-    return row
+    """A `transactions` event (seed schema) → silver column names and values, personal fields
+    treated as silver treats them (`governance.pii`: hashes, coordinate grid)."""
+    return silver_row("transactions", event, pii_key)
 
 
 def graph_nodes(tx: Mapping[str, object]) -> list[str]:

@@ -12,6 +12,9 @@ import pytest
 from deltalake import DeltaTable
 from testkit import check_counts, free_port
 
+from governance.scan import scan
+from lakehouse.config import Settings
+
 pytestmark = pytest.mark.e2e
 
 SMALL = [
@@ -56,6 +59,14 @@ def test_demo_runs_twice_and_leaves_no_broker(tmp_path: Path) -> None:
     with duckdb.connect(str(gold), read_only=True) as con:
         units_first = con.execute("SELECT sum(units) FROM daily_sales").fetchall()[0][0]
         assert units_first > 0
+    # no silver or gold table holds a personal value that raw received (ids, device ids, IPs,
+    # coordinates at full precision, contacts in posts)
+    scanned = scan(Settings.from_env(env))
+    assert scanned.hits == [], scanned.hits
+    for produced in ("orders.customer_id", "transactions.account_id", "transactions.ip"):
+        assert scanned.values_checked[produced] > 10, scanned.values_checked
+    assert any(t.startswith("gold.duckdb:") for t in scanned.tables_scanned)
+    assert "silver/transactions" in scanned.tables_scanned
     # no process left behind: the broker's pid file is gone
     assert not (tmp_path / "home" / "broker" / "tansu.pid").exists()
 
