@@ -222,9 +222,9 @@ def redact_contacts(texts: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedA
     return pc.replace_substring_regex(out, PHONE_RE, PHONE_PLACEHOLDER)
 
 
-# international or French-style numbers (+33 6 12 34 56 78, 06.12.34.56.78, (555) 123 4567):
-# at least 7 digits in groups, so years, prices and counts stay
-PHONE_RE = r"(?:\+\d{1,3}[ .-]?|\b)\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){3,5}\b"
+# phone numbers: international (+33 6 12 34 56 78, +1 555 123 4567) or national with a trunk
+# 0 (06.12.34.56.78, 020 7946 0958); dates (2025-08-16 12:00), prices and counts do not match
+PHONE_RE = r"(?:\+\d{1,3}[ .-]?\(?\d{1,4}\)?|\b0\d{1,4})(?:[ .-]?\d{2,4}){2,5}\b"
 
 
 def contact_values(text: str) -> list[str]:

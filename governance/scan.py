@@ -109,20 +109,23 @@ def scan(settings: Settings, topics: list[str] | None = None) -> ScanResult:
 
     result = ScanResult()
     strings: set[str] = set()
-    coordinates: set[float] = set()
+    pairs: list[pa.Table] = []
     for topic in topics or sorted(CONTRACTS):
+        grid_fields = []
         for name, values in raw_personal_values(settings, topic).items():
             cls = pii.fields_of(topic)[name]
             result.values_checked[f"{topic}.{name}"] = len(values)
             if cls.treatment == "grid":
-                numbers = [float(v) for v in values.to_pylist()]
-                coordinates.update(n for n in numbers if pii.grid(n) != n)
+                grid_fields.append(name)
             elif cls.treatment != "redact_contacts":
                 strings.update(str(v) for v in values.to_pylist())
+        if len(grid_fields) == 2:
+            pairs.append(_coordinate_pairs(settings, topic, grid_fields))
     needles_str = pa.array(sorted(strings), pa.string())
-    needles_num = pa.array(sorted(coordinates), pa.float64())
+    coordinates = pa.concat_tables(pairs) if pairs else None
     for name, table in _tables(settings):
         result.tables_scanned.append(name)
+        floats: list[str] = []
         for column_name in table.column_names:
             column = table[column_name]
             kind = column.type
@@ -145,11 +148,61 @@ def scan(settings: Settings, topics: list[str] | None = None) -> ScanResult:
                     result.hits.append(
                         f"{name}.{column_name}: {contacts} cells hold an e-mail or phone number"
                     )
-            elif pa.types.is_floating(kind) and len(needles_num):
-                n = pc.sum(pc.is_in(column.cast(pa.float64()), value_set=needles_num)).as_py() or 0
-                if n:
-                    result.hits.append(f"{name}.{column_name}: {n} full-precision coordinates")
+            elif pa.types.is_floating(kind):
+                floats.append(column_name)
+        if coordinates is not None and len(floats) >= 2:
+            result.hits.extend(_coordinate_hits(name, table, floats, coordinates))
     return result
+
+
+def _coordinate_pairs(settings: Settings, topic: str, fields: list[str]) -> pa.Table:
+    """(a, b) full-precision coordinate pairs raw received (off the silver grid)."""
+    table = open_table(raw_uri(settings, topic), settings)
+    if table is None:
+        return pa.table({"a": pa.array([], pa.float64()), "b": pa.array([], pa.float64())})
+    a, b = fields
+    con = duckdb.connect()
+    try:
+        con.register("raw", table.to_pyarrow_table(columns=["value"]))
+        return con.sql(
+            f"""SELECT DISTINCT json_extract(value, '$.{a}')::DOUBLE AS a,
+                       json_extract(value, '$.{b}')::DOUBLE AS b FROM raw
+                WHERE a IS NOT NULL AND b IS NOT NULL
+                  AND (a <> {pii.grid_sql("a")} OR b <> {pii.grid_sql("b")})"""
+        ).to_arrow_table()
+    finally:
+        con.close()
+
+
+def _coordinate_hits(name: str, table: pa.Table, floats: list[str], coords: pa.Table) -> list[str]:
+    """Rows of `table` where two float columns hold a full-precision (lat, lon) raw received:
+    a single number may equal an amount or a temperature by chance, a pair is a location."""
+    candidates = [
+        c
+        for c in floats
+        if pc.any(pc.is_in(table[c].cast(pa.float64()), value_set=coords["a"])).as_py()
+        or pc.any(pc.is_in(table[c].cast(pa.float64()), value_set=coords["b"])).as_py()
+    ]
+    hits: list[str] = []
+    if len(candidates) < 2:
+        return hits
+    con = duckdb.connect()
+    try:
+        con.register("coords", coords)
+        con.register("t", table.select(candidates))
+        for first in candidates:
+            for second in candidates:
+                if first == second:
+                    continue
+                n = con.execute(
+                    f'SELECT count(*) FROM t JOIN coords ON t."{first}" = coords.a '
+                    f'AND t."{second}" = coords.b'
+                ).fetchall()[0][0]
+                if n:
+                    hits.append(f"{name}.{first},{second}: {n} full-precision coordinates")
+    finally:
+        con.close()
+    return hits
 
 
 def _contact_cells(column: pa.ChunkedArray) -> int:

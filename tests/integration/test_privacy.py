@@ -123,3 +123,37 @@ def test_every_object_on_s3_carries_server_side_encryption(
             k: s3.head_object(Bucket="lake-bucket", Key=k).get("ServerSideEncryption") for k in keys
         }
         assert set(encryption.values()) == {"AES256"}, encryption
+
+
+def test_contacts_in_posts_never_reach_silver(settings: Settings, broker: EmbeddedBroker) -> None:
+    from governance.scan import scan
+    from sentiment.pipeline import build_silver_social
+    from sentiment.tables import silver_social_uri
+
+    posts = [
+        {
+            "post_id": f"p_{i}",
+            "ts": "2025-08-16T12:00:00Z",
+            "source": "x",
+            "lang": "fr",
+            "text": f"Colis Lumio perdu, écrivez à marie.{i}@mail.example ou +33 6 12 34 56 7{i}",
+            "engagement": {"likes": 1, "replies": 0},
+        }
+        for i in range(5)
+    ]
+    kafka_client.produce(
+        broker.bootstrap,
+        "social_raw",
+        [(p["post_id"].encode(), json.dumps(p, ensure_ascii=False).encode()) for p in posts],
+    )
+    assert ingest_batch(settings, "social_raw", broker.bootstrap).rows_written == 5
+    build_silver_social(settings)
+    silver = DeltaTable(silver_social_uri(settings)).to_pyarrow_table()
+    assert silver.num_rows == 5
+    assert all("[email]" in t and "[phone]" in t for t in silver["text"].to_pylist())
+    # the scan's detector sees the contacts in raw, and none in silver
+    raw_texts = DeltaTable(raw_uri(settings, "social_raw")).to_pyarrow_table()["value"]
+    assert all("@mail.example" in v for v in raw_texts.to_pylist())
+    scanned = scan(settings, ["social_raw"])
+    assert "silver/social" in scanned.tables_scanned
+    assert scanned.hits == []
