@@ -48,5 +48,73 @@ def scan_command() -> None:
         raise typer.Exit(1)
 
 
+@privacy_app.command("publish")
+def publish_command(
+    role: Annotated[list[str] | None, typer.Option(help="role(s); default: every role")] = None,
+) -> None:
+    """Write each role's gold DuckDB file for BI (masked, filtered, only its tables)."""
+    from governance.policy import load_policy, publish_role_gold
+
+    settings = Settings.from_env()
+    for name in role or sorted(load_policy(settings.policy_path)):
+        path, counts = publish_role_gold(settings, name)
+        print(f"{name}: {len(counts)} tables, {sum(counts.values()):,} rows -> {path}")
+
+
+def query_command(
+    sql: Annotated[str, typer.Argument(help="one SELECT over gold.<table> / silver.<table>")],
+    role: Annotated[str, typer.Option(help="the policy role to read as")],
+    limit: Annotated[int, typer.Option(help="rows printed")] = 40,
+) -> None:
+    """Run SQL over gold and silver through the access policy (masks, row filters), audited."""
+    import duckdb
+
+    from governance.policy import AccessDenied, run_query
+
+    try:
+        result = run_query(Settings.from_env(), role, sql)
+    except AccessDenied as exc:
+        print(f"denied: {exc}")
+        raise typer.Exit(1) from None
+    rows = result.table
+    print(duckdb.sql("SELECT * FROM rows").limit(limit))
+    print(f"{rows.num_rows:,} rows as role {role} from {', '.join(result.tables) or 'no table'}")
+
+
+def audit_command(
+    role: Annotated[str | None, typer.Option(help="only this role")] = None,
+    who: Annotated[str | None, typer.Option(help="only this user or token subject")] = None,
+    action: Annotated[str | None, typer.Option(help="query, publish, erasure or request")] = None,
+    denied: Annotated[bool, typer.Option("--denied", help="only denials")] = False,
+    since_hours: Annotated[float | None, typer.Option(help="only the last N hours")] = None,
+    limit: Annotated[int, typer.Option(help="rows shown")] = 50,
+) -> None:
+    """Who read what: the append-only _audit table, newest first."""
+    from datetime import UTC, datetime, timedelta
+
+    import duckdb
+
+    from governance.audit import read_audit
+
+    since = datetime.now(UTC) - timedelta(hours=since_hours) if since_hours else None
+    settings = Settings.from_env()
+    rows = read_audit(
+        settings,
+        role=role,
+        who=who,
+        action=action,
+        allowed=False if denied else None,
+        since=since,
+        limit=limit,
+    )
+    view = duckdb.sql(
+        'SELECT "at", who, role, action, allowed, rows_returned AS rows, tables, reason FROM rows'
+    )
+    print(view.limit(limit))
+    print(f"{rows.num_rows} audit rows ({settings.table_uri('_audit', '')})")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(privacy_app, name="privacy")
+    app.command("query")(query_command)
+    app.command("audit")(audit_command)

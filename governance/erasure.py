@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable, write_deltalake
 
 from governance import pii
+from governance.audit import AuditEvent, record
 from governance.crypto import key_id
 from governance.keystore import open_key_store
 from lake.tables import consistent_dataset, dead_letter_uri, open_table
@@ -187,6 +188,17 @@ def forget(settings: Settings, subject_text: str) -> ErasureResult:
         _log(settings, result, subject)
     else:
         result.erased_before = previous
+    record(
+        settings,
+        AuditEvent(
+            "-",
+            "erasure",
+            True,
+            tables=sorted(result.rows_deleted),
+            rows_returned=sum(result.rows_deleted.values()),
+            reason=f"{subject} key {kid}: " + ("erased" if result.found else "nothing to erase"),
+        ),
+    )
     return result
 
 
