@@ -114,7 +114,26 @@ def audit_command(
     print(f"{rows.num_rows} audit rows ({settings.table_uri('_audit', '')})")
 
 
+token_app = typer.Typer(no_args_is_help=True, help="API tokens for the services.")
+
+
+@token_app.command("create")
+def token_create(
+    subject: Annotated[str, typer.Option(help="who holds the token (audit: who)")],
+    role: Annotated[str, typer.Option(help="a role of governance/policy.yaml")],
+) -> None:
+    """Print a new token (shown once) and the LAKEHOUSE_API_TOKENS entry that accepts it."""
+    from governance.policy import role_of
+    from governance.tokens import new_token
+
+    role_of(Settings.from_env(), role)  # an unknown role is refused here, not at request time
+    token, entry = new_token(subject, role)
+    print(f"token (give it to {subject}; it is not stored): {token}")
+    print(f"add to LAKEHOUSE_API_TOKENS (comma-separated): {entry}")
+
+
 def register(app: typer.Typer) -> None:
+    app.add_typer(token_app, name="token")
     app.add_typer(privacy_app, name="privacy")
     app.command("query")(query_command)
     app.command("audit")(audit_command)

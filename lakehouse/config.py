@@ -102,7 +102,7 @@ class Settings:
     kafka_bootstrap: str | None
     broker_port: int
     topic_partitions: int
-    pii_hash_key: str
+    pii_hash_key: str = field(repr=False)  # a secret: never printed
     late_watermark_minutes: int
     max_batch_records: int
     gold_db_path: Path
