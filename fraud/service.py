@@ -27,6 +27,7 @@ from fraud.model import FraudModel
 from fraud.rules import DECISIONS, DecisionConfig, load_config
 from fraud.scoring import RULES_ONLY, score_columns
 from fraud.store import FeatureStore, InMemoryStore, open_store, to_silver
+from governance.tokens import AuthError, TokenCheck, require_tokens_to_bind
 from lakehouse.config import Settings
 
 log = logging.getLogger(__name__)
@@ -173,6 +174,20 @@ def create_app(engine: DecisionEngine, reload_seconds: float = 30.0) -> Any:
         engine.store.close()
 
     app = FastAPI(title="lakehouse fraud decisions", version="1", lifespan=lifespan)
+    tokens = TokenCheck(engine.settings, "fraud_decisions")
+
+    if tokens.enabled:  # every request carries a token once tokens are configured
+
+        @app.middleware("http")
+        async def authenticate(request: Request, call_next: Any) -> Any:
+            try:
+                tokens.caller(request.headers.get("authorization"))
+            except AuthError as exc:
+                headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+                return JSONResponse(
+                    status_code=exc.status, content={"detail": exc.reason}, headers=headers
+                )
+            return await call_next(request)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -280,6 +295,7 @@ def check_port_free(host: str, port: int) -> None:
 def serve(settings: Settings, host: str, port: int, reload_seconds: float, warm: bool) -> None:
     import uvicorn
 
+    require_tokens_to_bind(settings, host, "the fraud decision service")
     check_port_free(host, port)
     engine = build_engine(settings, warm=warm)
     print(

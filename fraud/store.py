@@ -11,11 +11,9 @@ Redis, and the service and the batch path see the same identifiers.
 from __future__ import annotations
 
 import bisect
-import hmac
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from hashlib import sha256
 from typing import Any, Protocol
 
 import polars as pl
@@ -33,28 +31,16 @@ from fraud.features import (
     component_roots,
     prior_history,
 )
+from governance.pii import silver_row
 
 LONGEST_WINDOW_US = max(WINDOWS_US.values())
 TX_MEMORY_SECONDS = 180 * 86_400  # how long a transaction's merchant is kept for its label
 
 
-def pseudonym(value: str | None, key: str) -> str | None:
-    """HMAC-SHA256 hex of `value` under the project's PII key (same as lake.silver.hmac_sql)."""
-    if value is None:
-        return None
-    return hmac.new(key.encode(), value.encode(), sha256).hexdigest()
-
-
 def to_silver(event: Mapping[str, object], pii_key: str) -> dict[str, object]:
-    """A `transactions` event (seed schema) → silver column names and pseudonyms."""
-    row = dict(event)
-    row["card_hash"] = pseudonym(str(event["card_hash"]), pii_key)
-    row["account_hash"] = pseudonym(str(event["account_id"]), pii_key)
-    ip = event.get("ip")
-    row["ip_hash"] = pseudonym(str(ip), pii_key) if ip is not None else None
-    for name in ("account_id", "ip"):
-        row.pop(name, None)
-    return row
+    """A `transactions` event (seed schema) → silver column names and values, personal fields
+    treated as silver treats them (`governance.pii`: hashes, coordinate grid)."""
+    return silver_row("transactions", event, pii_key)
 
 
 def graph_nodes(tx: Mapping[str, object]) -> list[str]:
@@ -128,6 +114,8 @@ class FeatureStore(Protocol):
         ...
 
     def clear(self) -> int: ...
+
+    def forget(self, accounts: set[str], cards: set[str]) -> int: ...
 
     def close(self) -> None: ...
 
@@ -280,8 +268,66 @@ class InMemoryStore:
         self.label_times[("m", place[0])].append(reported_us)
         self.label_times[("c", place[1])].append(reported_us)
 
+    def forget(self, accounts: set[str], cards: set[str]) -> int:
+        """Remove everything keyed by these account and card pseudonyms (erasure)."""
+        removed = 0
+        for card in cards:
+            removed += self.events.pop(("card", card), None) is not None
+            removed += self.last_card.pop(card, None) is not None
+        for key in list(self.graph):
+            _feature, node = key
+            if node in accounts:
+                del self.graph[key]
+                removed += 1
+            elif accounts & self.graph[key]:
+                self.graph[key] -= accounts
+                removed += 1
+        for account in accounts:
+            node = GRAPH_NODES["account_hash"] + account
+            parent, deleted, sizes = unlink_node(self.parent, self.size, node)
+            self.parent.update(parent)
+            for n in deleted:
+                self.parent.pop(n, None)
+            for n, size in sizes.items():
+                if size is None:
+                    self.size.pop(n, None)
+                else:
+                    self.size[n] = size
+            removed += bool(parent or deleted or sizes)
+        return removed
+
     def close(self) -> None:
         pass
+
+
+def unlink_node(
+    parent: Mapping[str, str], size: Mapping[str, int], node: str
+) -> tuple[dict[str, str], list[str], dict[str, int | None]]:
+    """Union-find changes that take `node` out of its component (erasure): its children point
+    to its parent, or, when it is the root, to the first child, which becomes the root with
+    one member fewer. Returns (parent updates, parent entries to delete, size updates; None
+    deletes)."""
+    children = sorted(n for n, p in parent.items() if p == node)
+    updates: dict[str, str] = {}
+    sizes: dict[str, int | None] = {}
+    deleted: list[str] = []
+    if node in parent:  # not a root: children skip it; the root's size loses one
+        up = parent[node]
+        updates = dict.fromkeys(children, up)
+        deleted.append(node)
+        root = up
+        while root in parent and root != node:
+            root = parent[root]
+        sizes[root] = max(1, size.get(root, 1) - 1)
+    elif children:  # a root with members: the first child takes over
+        heir = children[0]
+        updates = dict.fromkeys(children[1:], heir)
+        deleted.append(heir)
+        sizes[heir] = max(1, size.get(node, 1) - 1)
+        sizes[node] = None
+    elif node in size:
+        sizes[node] = None
+    return updates, deleted, sizes
 
 
 # Union-find over graph nodes in two hashes (KEYS[1] node -> parent, roots absent; KEYS[2]
@@ -544,6 +590,38 @@ class RedisStore:
             pipe.zadd(self._k("lab", "c", category), {txid: t}, nx=True)
             flush_if_full()
         pipe.execute()
+
+    def forget(self, accounts: set[str], cards: set[str]) -> int:
+        """Remove everything keyed by these account and card pseudonyms (erasure)."""
+        removed = 0
+        for card in cards:
+            removed += self.client.delete(self._k("ev", "card", card), self._k("last", card))
+        for feature, (node, neighbour) in GRAPH_PAIRS.items():
+            if node == "account_hash":
+                for account in accounts:
+                    removed += self.client.delete(self._k("g", feature, account))
+            elif neighbour == "account_hash" and accounts:
+                for key in self.client.scan_iter(match=self._k("g", feature, "*"), count=1000):
+                    removed += self.client.srem(key, *accounts)
+        parent_key, size_key = self._uf_keys
+        for account in accounts:
+            node = GRAPH_NODES["account_hash"] + account
+            parent = self.client.hgetall(parent_key)
+            sizes = {k: int(v) for k, v in self.client.hgetall(size_key).items()}
+            updates, deleted, size_updates = unlink_node(parent, sizes, node)
+            pipe = self.client.pipeline(transaction=True)
+            if updates:
+                pipe.hset(parent_key, mapping=updates)
+            if deleted:
+                pipe.hdel(parent_key, *deleted)
+            for n, size in size_updates.items():
+                if size is None:
+                    pipe.hdel(size_key, n)
+                else:
+                    pipe.hset(size_key, n, size)
+            pipe.execute()
+            removed += bool(updates or deleted or size_updates)
+        return removed
 
     def clear(self) -> int:
         """Delete every key under this store's prefix (tests, re-warming)."""

@@ -70,8 +70,12 @@ class TrainResult:
 
 
 def silver_from_events(events: pl.DataFrame, pii_key: str) -> pl.DataFrame:
-    """Seed-schema events (e.g. the simulator's) → silver columns with the lake's HMAC."""
-    from lake.silver import hmac_sql
+    """Seed-schema events (e.g. the simulator's) → silver columns, personal fields treated as
+    silver treats them (`governance.pii`)."""
+    from governance.pii import silver_sql
+
+    def treated(field: str) -> str:
+        return silver_sql("transactions", field, f'"{field}"', pii_key)
 
     con = duckdb.connect()
     try:
@@ -79,10 +83,10 @@ def silver_from_events(events: pl.DataFrame, pii_key: str) -> pl.DataFrame:
         frame = pl.from_arrow(
             con.sql(
                 f"""SELECT transaction_id, "timestamp" AS ts,
-                    {hmac_sql("account_id", pii_key)} AS account_hash,
-                    {hmac_sql("card_hash", pii_key)} AS card_hash,
+                    {treated("account_id")} AS account_hash, {treated("card_hash")} AS card_hash,
                     amount, currency, merchant_id, merchant_category, channel, country,
-                    device_id, {hmac_sql("ip", pii_key)} AS ip_hash, lat, lon
+                    {treated("device_id")} AS device_id, {treated("ip")} AS ip_hash,
+                    {treated("lat")} AS lat, {treated("lon")} AS lon
                 FROM events"""
             ).to_arrow_table()
         )

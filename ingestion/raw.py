@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, Transaction, write_deltalake
 
+from governance.crypto import encrypt_values
 from ingestion import kafka_client
 from ingestion.contracts import contract
 from ingestion.validation import validate
@@ -356,6 +357,13 @@ def ingest_batch(
 
     good = batch.filter(pc.invert(bad))
     raw = _raw_rows(good, topic, state.epoch, batch_id, now)
+    # direct identifiers encrypted under their subjects' keys (governance.crypto) before the
+    # commit: no plaintext identifier reaches a raw file
+    raw = raw.set_column(
+        RAW_SCHEMA.get_field_index("value"),
+        RAW_SCHEMA.field("value"),
+        encrypt_values(settings, topic, raw["value"].combine_chunks()),
+    )
     fingerprints = {**state.fingerprints, **last_fingerprints}
     checkpoint = {
         "epoch": state.epoch,

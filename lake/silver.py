@@ -1,15 +1,15 @@
-"""raw → silver: typed, validated, deduplicated (Delta MERGE on the business key), PII keyed-hashed.
+"""raw → silver: typed, validated, deduplicated (Delta MERGE on the business key), PII treated.
 
 Each silver table keeps, as a Delta transaction identifier in its own commits, the raw table
 version it has processed (app id `silver<-raw_<topic>`), so a run reads only the raw files added
 since, and the MERGE plus that marker land in one atomic commit. Re-processing is harmless: the
 MERGE inserts only keys it has not seen. Transforms are DuckDB SQL over Arrow, no Python loop
-per row.
+per row. Personal fields are treated as their contract classifies them (`governance.pii`:
+direct identifiers keyed-hashed, quasi-identifiers hashed or generalised).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -22,24 +22,14 @@ import pyarrow.dataset as pads
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import DeltaError
 
+from governance.crypto import decrypt_raw_values
+from governance.pii import hmac_sql, silver_sql
+
+__all__ = ["hmac_sql"]  # re-exported: the silver hash, for callers that spell it in SQL
 from lake.tables import SILVER_TABLES, open_table, raw_uri, silver_uri
 from lakehouse.config import Settings
 
 log = logging.getLogger(__name__)
-
-
-def hmac_sql(column: str, key: str) -> str:
-    """HMAC-SHA256(key, column) as hex, in DuckDB SQL (identical to Python's `hmac`)."""
-    raw_key = key.encode()
-    if len(raw_key) > 64:
-        raw_key = hashlib.sha256(raw_key).digest()
-    padded = raw_key.ljust(64, b"\0")
-
-    def blob(data: bytes) -> str:
-        return "'" + "".join(f"\\x{b:02x}" for b in data) + "'::BLOB"
-
-    inner = f"unhex(sha256({blob(bytes(b ^ 0x36 for b in padded))} || encode({column})))"
-    return f"sha256({blob(bytes(b ^ 0x5C for b in padded))} || {inner})"
 
 
 _LINEAGE_SQL = """epoch::INTEGER AS source_epoch, "partition"::INTEGER AS source_partition,
@@ -60,7 +50,7 @@ def _orders_sql(pii_key: str) -> str:
     )
     SELECT j.order_id AS order_id, line::INTEGER AS line,
            j.ts::TIMESTAMPTZ AS ts, (j.ts::TIMESTAMPTZ)::DATE AS order_date,
-           {hmac_sql("j.customer_id", pii_key)} AS customer_id_hash,
+           {silver_sql("orders", "customer_id", "j.customer_id", pii_key)} AS customer_id_hash,
            j.channel AS channel, j.store_id AS store_id, j.city AS city, j.country AS country,
            item.sku AS sku, item.qty::INTEGER AS qty, item.price AS price,
            round(item.qty * item.price, 2) AS line_amount,
@@ -80,7 +70,7 @@ def _sessions_sql(pii_key: str) -> str:
     )
     SELECT j.session_id AS session_id, j.ts::TIMESTAMPTZ AS ts,
            (j.ts::TIMESTAMPTZ)::DATE AS session_date,
-           {hmac_sql("j.customer_id", pii_key)} AS customer_id_hash,
+           {silver_sql("sessions", "customer_id", "j.customer_id", pii_key)} AS customer_id_hash,
            j.channel AS channel, j.city AS city, j.order_id AS order_id,
            source_epoch, source_partition, source_offset, ingested_at
     FROM parsed
@@ -187,6 +177,10 @@ def _with_date(fields: dict[str, str], date_name: str, after: str) -> str:
     return ", ".join(cols)
 
 
+def _tx(field: str, pii_key: str) -> str:
+    return silver_sql("transactions", field, f"j.{field}", pii_key)
+
+
 def _transactions_sql(pii_key: str) -> str:
     return f"""
     WITH parsed AS (
@@ -199,12 +193,11 @@ def _transactions_sql(pii_key: str) -> str:
     )
     SELECT j.transaction_id AS transaction_id, j.timestamp::TIMESTAMPTZ AS ts,
            (j.timestamp::TIMESTAMPTZ)::DATE AS tx_date,
-           {hmac_sql("j.account_id", pii_key)} AS account_hash,
-           {hmac_sql("j.card_hash", pii_key)} AS card_hash,
+           {_tx("account_id", pii_key)} AS account_hash, {_tx("card_hash", pii_key)} AS card_hash,
            j.amount AS amount, j.currency AS currency, j.merchant_id AS merchant_id,
            j.merchant_category AS merchant_category, j.channel AS channel, j.country AS country,
-           j.device_id AS device_id, {hmac_sql("j.ip", pii_key)} AS ip_hash,
-           j.lat AS lat, j.lon AS lon,
+           {_tx("device_id", pii_key)} AS device_id, {_tx("ip", pii_key)} AS ip_hash,
+           {_tx("lat", pii_key)} AS lat, {_tx("lon", pii_key)} AS lon,
            source_epoch, source_partition, source_offset, ingested_at
     FROM parsed
     QUALIFY row_number() OVER (PARTITION BY transaction_id
@@ -387,6 +380,8 @@ def build_silver(settings: Settings, name: str) -> SilverResult:
         result.seconds = time.monotonic() - started
         return result
 
+    # raw direct identifiers are encrypted: decrypt them; rows of erased subjects drop out
+    batch = decrypt_raw_values(settings, spec.topic, batch)
     rows = transform(spec, batch, settings.pii_hash_key)
     result.rows_in_batch = rows.num_rows
     watermark = _current_max_ts(target)

@@ -11,6 +11,7 @@ import pyarrow.dataset as pads
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
+from governance import pii
 from lakehouse.config import Settings
 
 UTC_TS = pa.timestamp("us", tz="UTC")
@@ -182,7 +183,8 @@ SILVER_WEATHER_SCHEMA = _supply_schema(
 )
 
 # silver_transactions: one row per card transaction (seed schema, typed); key transaction_id;
-# card_hash, account and ip replaced by HMAC-SHA256 pseudonyms; partitioned by tx_date.
+# account, card, device and ip replaced by HMAC-SHA256 pseudonyms, lat/lon on a grid
+# (governance.pii); partitioned by tx_date.
 SILVER_TRANSACTIONS_SCHEMA = pa.schema(
     [
         pa.field("transaction_id", pa.string(), nullable=False),
@@ -215,6 +217,21 @@ SILVER_FRAUD_LABELS_SCHEMA = pa.schema(
         *LINEAGE_FIELDS,
     ]
 )
+
+
+def with_pii_notes(schema: pa.Schema, topic: str) -> pa.Schema:
+    """`schema` whose personal columns carry their contract classification as field metadata
+    `pii` (read by lineage facets and asset descriptions; governance.pii is the source)."""
+    fields = []
+    for f in schema:
+        note = pii.field_note(topic, f.name)
+        fields.append(f.with_metadata({"pii": note}) if note else f)
+    return pa.schema(fields, metadata=schema.metadata)
+
+
+SILVER_ORDERS_SCHEMA = with_pii_notes(SILVER_ORDERS_SCHEMA, "orders")
+SILVER_SESSIONS_SCHEMA = with_pii_notes(SILVER_SESSIONS_SCHEMA, "sessions")
+SILVER_TRANSACTIONS_SCHEMA = with_pii_notes(SILVER_TRANSACTIONS_SCHEMA, "transactions")
 
 SILVER_TABLES = {
     "silver_orders": ("orders", SILVER_ORDERS_SCHEMA),

@@ -14,6 +14,7 @@ import typer
 from forecasting.cli import rop as rop_command
 from forecasting.cli import supply_app
 from fraud.cli import fraud_app
+from governance.cli import register as register_governance
 from lakehouse.config import Settings
 from lakehouse.errors import ConfigError, LakehouseError
 from sentiment.cli import app as _sentiment_app
@@ -30,6 +31,7 @@ app.add_typer(fraud_app, name="fraud")
 app.add_typer(_sentiment_app, name="sentiment")
 app.command("rop")(rop_command)
 app.add_typer(supply_app, name="supply")
+register_governance(app)  # privacy, query --role, audit, token
 
 
 def _settings() -> Settings:

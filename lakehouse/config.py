@@ -105,7 +105,7 @@ class Settings:
     kafka_bootstrap: str | None
     broker_port: int
     topic_partitions: int
-    pii_hash_key: str
+    pii_hash_key: str = field(repr=False)  # a secret: never printed
     late_watermark_minutes: int
     max_batch_records: int
     gold_db_path: Path
@@ -127,6 +127,15 @@ class Settings:
     supply_transfer_max_km: float = 450.0
     # an open shipment with P(late) at or above this alerts its destination store
     supply_eta_alert_p_late: float = 0.5
+    # ---- privacy and access (governance/) ------------------------------------------------
+    raw_encryption: bool = True  # direct identifiers in raw encrypted under per-subject keys
+    master_key: str | None = field(default=None, repr=False)  # wraps the subject keys
+    key_store_path: Path = Path(".lakehouse/keys/subject_keys.db")
+    s3_sse: str | None = None  # AES256 (SSE-S3) or aws:kms (SSE-KMS) on every object written
+    s3_sse_kms_key_id: str | None = None
+    erasure_retention_hours: float = 0.0  # VACUUM retention after an erasure (time travel)
+    policy_path: Path | None = None  # access policy; None: governance/policy.yaml
+    api_tokens: tuple[str, ...] = field(default=(), repr=False)  # "sha256:<hex>=subject:role"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -241,7 +250,8 @@ class Settings:
                 _brands,
                 "use a comma-separated list of brand names, your brand first (e.g. Acme,Rival)",
             ),
-            storage_options=_storage_options(env),
+            storage_options=_storage_options(env)
+            | _sse_options(env, lake_root.startswith("s3://")),
             fraud_val_days=_parse(
                 env,
                 "LAKEHOUSE_FRAUD_VAL_DAYS",
@@ -278,6 +288,7 @@ class Settings:
                 _number_between(0, 1),
                 "use a probability between 0 and 1 (P(late) that alerts the store)",
             ),
+            **_privacy_settings(env, home, lake_root),
         )
 
     # ---- derived locations -------------------------------------------------------------
@@ -334,6 +345,17 @@ def _non_empty(text: str) -> str:
     return text
 
 
+def _sse_options(env: Mapping[str, str], on_s3: bool) -> dict[str, str]:
+    """Server-side encryption for every object deltalake writes (LAKEHOUSE_S3_SSE)."""
+    sse = env.get("LAKEHOUSE_S3_SSE")
+    if not on_s3 or sse not in ("AES256", "aws:kms"):
+        return {}
+    options = {"aws_server_side_encryption": sse}
+    if env.get("LAKEHOUSE_S3_SSE_KMS_KEY_ID"):
+        options["aws_sse_kms_key_id"] = env["LAKEHOUSE_S3_SSE_KMS_KEY_ID"]
+    return options
+
+
 def _storage_options(env: Mapping[str, str]) -> dict[str, str]:
     """Object-store options for deltalake (S3 or any S3-compatible server such as MinIO/moto)."""
     keys = {
@@ -351,6 +373,76 @@ def _storage_options(env: Mapping[str, str]) -> dict[str, str]:
         # Single-writer per table is enforced by the orchestrator; S3 has no atomic rename.
         options.setdefault("AWS_S3_ALLOW_UNSAFE_RENAME", "true")
     return options
+
+
+# ---- privacy and access (governance/) ----------------------------------------------------
+
+
+def _on_off(text: str) -> bool:
+    if text.lower() in ("1", "true", "on", "yes"):
+        return True
+    if text.lower() in ("0", "false", "off", "no"):
+        return False
+    raise ValueError("expected on or off")
+
+
+def _sse(text: str) -> str:
+    if text not in ("AES256", "aws:kms"):
+        raise ValueError("expected AES256 or aws:kms")
+    return text
+
+
+def _tokens(text: str) -> tuple[str, ...]:
+    entries = tuple(t.strip() for t in text.split(",") if t.strip())
+    for entry in entries:
+        digest, _, who = entry.partition("=")
+        subject, _, role = who.partition(":")
+        if not digest.startswith("sha256:") or len(digest) != 71 or not subject or not role:
+            raise ValueError("malformed entry")
+    return entries
+
+
+def _privacy_settings(env: Mapping[str, str], home: Path, lake_root: str) -> dict[str, object]:
+    sse = _parse(
+        env, "LAKEHOUSE_S3_SSE", None, _sse, "use AES256 (SSE-S3) or aws:kms (SSE-KMS), or unset it"
+    )
+    kms_key = env.get("LAKEHOUSE_S3_SSE_KMS_KEY_ID") or None
+    if kms_key and sse != "aws:kms":
+        raise ConfigError("LAKEHOUSE_S3_SSE_KMS_KEY_ID needs LAKEHOUSE_S3_SSE=aws:kms: set both")
+    policy = env.get("LAKEHOUSE_POLICY")
+    return {
+        "raw_encryption": _parse(
+            env, "LAKEHOUSE_RAW_ENCRYPTION", True, _on_off, "use on or off (raw PII encryption)"
+        ),
+        "master_key": env.get("LAKEHOUSE_MASTER_KEY") or None,
+        "key_store_path": Path(
+            _parse(
+                env,
+                "LAKEHOUSE_KEY_STORE",
+                str(home / "keys" / "subject_keys.db"),
+                str,
+                "set a local file path for the subject key store",
+            )
+        ),
+        "s3_sse": sse if lake_root.startswith("s3://") else None,
+        "s3_sse_kms_key_id": kms_key,
+        "erasure_retention_hours": _parse(
+            env,
+            "LAKEHOUSE_ERASURE_RETENTION_HOURS",
+            0.0,
+            _days_between(0, 24 * 3650),
+            "use a number of hours >= 0 (how long erased rows stay reachable by time travel)",
+        ),
+        "policy_path": Path(policy).expanduser().resolve() if policy else None,
+        "api_tokens": _parse(
+            env,
+            "LAKEHOUSE_API_TOKENS",
+            (),
+            _tokens,
+            "use comma-separated sha256:<hex of the token>=<subject>:<role> entries "
+            "(lakehouse token create prints one)",
+        ),
+    }
 
 
 def get_settings() -> Settings:

@@ -105,6 +105,8 @@ def _schema_fields(fields: Sequence[pa.Field]) -> list[schema_dataset.SchemaData
             type=str(f.type),
             ordinal_position=position,
             fields=_nested_fields(f.type) or None,  # None: omitted from the JSON
+            # the contract's PII classification, carried by the table schema (lake/tables.py)
+            description=(f.metadata or {}).get(b"pii", b"").decode() or None,
         )
         for position, f in enumerate(fields, start=1)
     ]

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
+from governance import pii
 from lake.silver import rows_added_since
 from lake.tables import insert_new_rows, open_table, raw_uri
 from lakehouse.config import Settings
@@ -65,7 +66,7 @@ def parse_raw(raw_batch: pa.Table) -> pa.Table:
     try:
         con.execute("SET TimeZone = 'UTC'")
         con.register("raw_batch", raw_batch)
-        return con.sql(
+        posts = con.sql(
             """
             WITH parsed AS (
                 SELECT from_json(value, '{"post_id":"VARCHAR","ts":"VARCHAR","source":"VARCHAR",
@@ -90,6 +91,17 @@ def parse_raw(raw_batch: pa.Table) -> pa.Table:
         ).to_arrow_table()
     finally:
         con.close()
+    return redact_free_text(posts)
+
+
+def redact_free_text(posts: pa.Table) -> pa.Table:
+    """Free-text fields the contract classifies `redact_contacts` (governance.pii) with their
+    e-mail addresses and phone numbers replaced, before anything derives from them."""
+    for cls in pii.personal_fields("social_raw"):
+        if cls.treatment == "redact_contacts" and cls.silver_name in posts.column_names:
+            index = posts.column_names.index(cls.silver_name)
+            posts = posts.set_column(index, cls.silver_name, pii.redact_contacts(posts[index]))
+    return posts
 
 
 def _history(target: DeltaTable | None, since: datetime) -> preprocess.SeenPosts:

@@ -1,9 +1,10 @@
-"""silver_* assets: typed, deduplicated (MERGE on the business key), PII keyed-hashed."""
+"""silver_* assets: typed, deduplicated (MERGE on the business key), PII treated per contract."""
 
 import dagster as dg
 
 from dagster_project.lineage import lineage_run
 from dagster_project.resources import LakehouseResource
+from governance.policy import access_note
 from lake.silver import SPECS, SilverResult, build_inventory_current, build_silver
 from lake.tables import RAW_SCHEMA, SILVER_TABLES, raw_uri, silver_uri
 
@@ -24,8 +25,9 @@ DESCRIPTIONS = {
     "silver_weather": "Daily weather per city (MERGE on city, ts).",
     "silver_transactions": (
         "One row per card transaction (seed schema, typed: UTC ts, double amount), MERGE on "
-        "transaction_id; card_hash, account_id and ip replaced by HMAC-SHA256 pseudonyms "
-        "(card_hash, account_hash, ip_hash); partitioned by tx_date."
+        "transaction_id; card_hash, account_id, device_id and ip replaced by HMAC-SHA256 "
+        "pseudonyms (card_hash, account_hash, device_id, ip_hash), lat/lon on a 0.01° grid; "
+        "partitioned by tx_date."
     ),
     "silver_fraud_labels": (
         "Confirmed fraud labels (chargebacks, resolved disputes) as reported: MERGE on "
@@ -63,7 +65,10 @@ def silver_asset(name: str) -> dg.AssetsDefinition:
         kinds={"duckdb", "delta"},
         owners=["team:data-platform"],
         pool=name,
-        description=DESCRIPTIONS[name],
+        # who may read which column, from governance/policy.yaml and the contracts
+        description=DESCRIPTIONS[name]
+        + "\n\n"
+        + access_note(f"silver.{SILVER_TABLES[name][0]}", SILVER_TABLES[name][1].names),
     )
     def _silver(
         context: dg.AssetExecutionContext, lakehouse: LakehouseResource

@@ -151,7 +151,7 @@ def test_a_lake_without_enough_labels_decides_with_rules_only(
 
 def _hashed(decisions: pl.DataFrame, card: str) -> list[str]:
     """The pseudonym of a raw card id, as silver stores it."""
-    from fraud.store import pseudonym
+    from governance.pii import pseudonym
 
     return [pseudonym(card, Settings.from_env().pii_hash_key)]  # type: ignore[list-item]
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import boto3
@@ -24,8 +25,9 @@ from lakehouse.config import Settings
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def s3_env(lakehouse_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+@contextmanager
+def start_moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """moto's S3 server on a free port, the lake root on its bucket; yields the endpoint."""
     # moto in its own process: deltalake holds the GIL during some calls, which would starve
     # an in-process (threaded) server
     port = free_port()
@@ -58,6 +60,12 @@ def s3_env(lakehouse_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> It
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_env(lakehouse_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    with start_moto(monkeypatch) as endpoint:
+        yield endpoint
 
 
 def test_raw_and_silver_on_s3(s3_env: str) -> None:

@@ -1,0 +1,159 @@
+"""Raw PII encrypted under per-subject keys, silver built from it, and server-side encryption
+of every object on S3 (moto's server)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import boto3
+import pyarrow.compute as pc
+import pytest
+from deltalake import DeltaTable
+from testkit import SEED_TRANSACTION, order_message
+
+from governance.crypto import TOKEN_PREFIX, decrypt_raw_values
+from governance.pii import pseudonym
+from ingestion import kafka_client
+from ingestion.broker import EmbeddedBroker
+from ingestion.raw import ingest_batch
+from lake.silver import build_silver
+from lake.tables import raw_uri, silver_uri
+from lakehouse.config import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def _transactions(n: int) -> list[tuple[bytes, bytes]]:
+    out = []
+    for i in range(n):
+        event = {**SEED_TRANSACTION, "transaction_id": f"tx_{i}", "account_id": f"acc_{i % 7}"}
+        out.append((event["transaction_id"].encode(), json.dumps(event).encode()))
+    return out
+
+
+def _files_holding(root: Path, needle: bytes) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+
+def test_raw_identifiers_are_encrypted_and_silver_decrypts(
+    settings: Settings, broker: EmbeddedBroker
+) -> None:
+    messages = [order_message(i, customer_id=f"c_{i % 10}") for i in range(300)]
+    kafka_client.produce(broker.bootstrap, "orders", messages)
+    kafka_client.produce(broker.bootstrap, "transactions", _transactions(50))
+    assert ingest_batch(settings, "orders", broker.bootstrap).rows_written == 300
+    assert ingest_batch(settings, "transactions", broker.bootstrap).rows_written == 50
+
+    raw = DeltaTable(raw_uri(settings, "orders")).to_pyarrow_table()
+    customers = {json.loads(v)["customer_id"] for v in raw["value"].to_pylist()}
+    assert all(c.startswith(TOKEN_PREFIX) for c in customers)
+    # one token per distinct customer per batch: 10 customers, 10 tokens
+    assert len(customers) == 10
+    lake = Path(settings.lake_root)
+    for plain in (b"c_3", b"acc_5", b"4a1f...ed"):
+        assert _files_holding(lake / "raw", plain) == []
+    # other fields stay as received
+    assert {json.loads(v)["city"] for v in raw["value"].to_pylist()} == {"Lille"}
+
+    # the key store is private and holds one key per subject (10 customers, 7 accounts, 1 card)
+    mode = stat.S_IMODE(os.stat(settings.key_store_path).st_mode)
+    assert mode == 0o600
+    assert stat.S_IMODE(os.stat(settings.key_store_path.parent).st_mode) == 0o700
+    plain = decrypt_raw_values(settings, "orders", raw)
+    assert {json.loads(v)["customer_id"] for v in plain["value"].to_pylist()} == {
+        f"c_{i}" for i in range(10)
+    }
+
+    assert build_silver(settings, "silver_orders").rows_inserted == 600
+    silver = DeltaTable(silver_uri(settings, "silver_orders")).to_pyarrow_table()
+    first = silver.filter(pc.equal(silver["order_id"], "o_3"))
+    assert first["customer_id_hash"][0].as_py() == pseudonym("c_3", settings.pii_hash_key)
+    assert build_silver(settings, "silver_transactions").rows_inserted == 50
+    tx = DeltaTable(silver_uri(settings, "silver_transactions")).to_pyarrow_table()
+    assert set(tx["account_hash"].to_pylist()) == {
+        pseudonym(f"acc_{i}", settings.pii_hash_key) for i in range(7)
+    }
+
+
+def test_encryption_off_keeps_payloads_as_received(
+    lakehouse_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LAKEHOUSE_RAW_ENCRYPTION", "off")
+    settings = Settings.from_env()
+    broker = EmbeddedBroker(settings)
+    broker.start()
+    broker.ensure_topics()
+    try:
+        kafka_client.produce(broker.bootstrap, "orders", [order_message(1)])
+        assert ingest_batch(settings, "orders", broker.bootstrap).rows_written == 1
+    finally:
+        broker.stop()
+    raw = DeltaTable(raw_uri(settings, "orders")).to_pyarrow_table()
+    assert json.loads(raw["value"][0].as_py())["customer_id"] == "c_77"
+    assert not settings.key_store_path.exists()
+
+
+def test_every_object_on_s3_carries_server_side_encryption(
+    lakehouse_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_s3_lake import start_moto
+
+    with start_moto(monkeypatch) as endpoint:
+        monkeypatch.setenv("LAKEHOUSE_S3_SSE", "AES256")
+        settings = Settings.from_env()
+        assert settings.storage_options["aws_server_side_encryption"] == "AES256"
+        broker = EmbeddedBroker(settings)
+        broker.start()
+        broker.ensure_topics()
+        try:
+            kafka_client.produce(broker.bootstrap, "orders", [order_message(i) for i in range(50)])
+            kafka_client.produce(broker.bootstrap, "orders", [(b"bad", b"{oops")])
+            assert ingest_batch(settings, "orders", broker.bootstrap).rows_written == 50
+        finally:
+            broker.stop()
+        assert build_silver(settings, "silver_orders").rows_inserted == 100
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="lake-bucket")["Contents"]]
+        zones = {k.split("/")[1] for k in keys}
+        assert {"raw", "silver", "_dead_letter"} <= zones
+        encryption = {
+            k: s3.head_object(Bucket="lake-bucket", Key=k).get("ServerSideEncryption") for k in keys
+        }
+        assert set(encryption.values()) == {"AES256"}, encryption
+
+
+def test_contacts_in_posts_never_reach_silver(settings: Settings, broker: EmbeddedBroker) -> None:
+    from governance.scan import scan
+    from sentiment.pipeline import build_silver_social
+    from sentiment.tables import silver_social_uri
+
+    posts = [
+        {
+            "post_id": f"p_{i}",
+            "ts": "2025-08-16T12:00:00Z",
+            "source": "x",
+            "lang": "fr",
+            "text": f"Colis Lumio perdu, écrivez à marie.{i}@mail.example ou +33 6 12 34 56 7{i}",
+            "engagement": {"likes": 1, "replies": 0},
+        }
+        for i in range(5)
+    ]
+    kafka_client.produce(
+        broker.bootstrap,
+        "social_raw",
+        [(p["post_id"].encode(), json.dumps(p, ensure_ascii=False).encode()) for p in posts],
+    )
+    assert ingest_batch(settings, "social_raw", broker.bootstrap).rows_written == 5
+    build_silver_social(settings)
+    silver = DeltaTable(silver_social_uri(settings)).to_pyarrow_table()
+    assert silver.num_rows == 5
+    assert all("[email]" in t and "[phone]" in t for t in silver["text"].to_pylist())
+    # the scan's detector sees the contacts in raw, and none in silver
+    raw_texts = DeltaTable(raw_uri(settings, "social_raw")).to_pyarrow_table()["value"]
+    assert all("@mail.example" in v for v in raw_texts.to_pylist())
+    scanned = scan(settings, ["social_raw"])
+    assert "silver/social" in scanned.tables_scanned
+    assert scanned.hits == []
