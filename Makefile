@@ -58,6 +58,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 test: venv lint
+	$(BIN)/lakehouse contracts check
 	$(BIN)/python -m pytest -q
 
 ui: venv

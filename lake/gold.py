@@ -319,3 +319,36 @@ def read_gold(
         )
     with duckdb.connect(str(gold), read_only=True) as con:
         return con.sql(sql, params=params).to_arrow_table()
+
+
+def gold_contract_violations(manifest_path: Path = MANIFEST_PATH) -> list[str]:
+    """One line per gold dbt model that is not a BI-safe contract: its contract not enforced, a
+    column without a declared data_type, or an owner (meta owner/domain/team/cost_center)
+    other than lakehouse/ownership.py's for the model's name."""
+    from lakehouse.ownership import owner_of
+
+    manifest = json.loads(manifest_path.read_text("utf-8"))
+    out: list[str] = []
+    for node in manifest["nodes"].values():
+        if node["resource_type"] != "model" or not node["original_file_path"].startswith(
+            "models/gold"
+        ):
+            continue
+        name = node["name"]
+        if not node["config"].get("contract", {}).get("enforced"):
+            out.append(f"gold model {name}: contract not enforced (set contract.enforced: true)")
+        untyped = [c for c, col in node["columns"].items() if not col.get("data_type")]
+        if untyped:
+            out.append(f"gold model {name}: column(s) without data_type: {', '.join(untyped)}")
+        if not node["columns"]:
+            out.append(f"gold model {name}: no columns declared (an enforced contract needs all)")
+        owner = owner_of(name)
+        expected = {"owner": owner.contact, **owner.tags()}
+        meta = node["config"].get("meta", {})
+        for key, value in expected.items():
+            if meta.get(key) != value:
+                out.append(
+                    f"gold model {name}: meta {key} is {meta.get(key)!r}, lakehouse/ownership.py "
+                    f"says {value!r} (dbt/dbt_project.yml +meta)"
+                )
+    return out

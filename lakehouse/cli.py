@@ -301,6 +301,34 @@ def summary() -> None:
     print_summary(_settings())
 
 
+contracts_app = typer.Typer(
+    no_args_is_help=True, help="Data contracts: topics' schemas, gold models."
+)
+app.add_typer(contracts_app, name="contracts")
+
+
+@contracts_app.command("check")
+def contracts_check() -> None:
+    """Refuse schema versions that break their topic's compatibility mode, and gold models
+    without an enforced contract or the owner lakehouse/ownership.py names (one line each)."""
+    from ingestion.contracts import CONTRACTS
+    from ingestion.registry import check_contracts
+    from lake.gold import gold_contract_violations, prepare_manifest
+
+    violations = check_contracts()
+    violations += gold_contract_violations(prepare_manifest(_settings()))
+    for line in violations:
+        print(line)
+    if violations:
+        print(f"{len(violations)} contract violation(s): fix them or add a new major topic/model")
+        raise typer.Exit(1)
+    versions = sum(len(c.versions) for c in CONTRACTS.values())
+    print(
+        f"contracts ok: {len(CONTRACTS)} topics ({versions} schema versions) keep their "
+        "compatibility mode; every gold model has an enforced contract and an owner"
+    )
+
+
 @app.command("dbt", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def dbt(ctx: typer.Context) -> None:
     """Run dbt in the project's dbt/ folder with the lakehouse's settings (e.g. `docs generate`)."""
