@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from dagster_project import forecasting, fraud, sentiment
+from dagster_project import forecasting, fraud, maintenance, sentiment
 from dagster_project.assets.gold import dbt_resource, gold_dbt
 from dagster_project.assets.raw import RAW_ASSETS
 from dagster_project.assets.silver import SILVER_ASSETS
@@ -46,7 +46,7 @@ gold_schedule = dg.ScheduleDefinition(
 # `dg.Definitions` (assets, checks, jobs, sensors, schedules; no resources or executor) to
 # DOMAIN_DEFS below; they share the `lakehouse` and `dbt` resources defined here. `defs` is
 # the only Definitions object at module scope, so Dagster's loader finds exactly one.
-DOMAIN_DEFS = (fraud.defs, sentiment.defs, forecasting.defs)
+DOMAIN_DEFS = (fraud.defs, sentiment.defs, forecasting.defs, maintenance.defs)
 
 defs = dg.Definitions.merge(
     dg.Definitions(

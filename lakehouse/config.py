@@ -119,6 +119,12 @@ class Settings:
     fraud_val_days: float = 5.0
     fraud_gap_days: float = 2.0
     fraud_maturity_days: float = 5.0
+    # ---- Delta maintenance (`lakehouse lake maintain`, lake/maintenance.py) ----
+    # VACUUM keeps every file a version of the last N hours needs (a running reader's
+    # snapshot), and the files of the versions downstream markers point at
+    maintenance_retention_hours: int = 168
+    # OPTIMIZE compacts files smaller than this into files of about this size
+    maintenance_target_file_mb: int = 128
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -254,6 +260,20 @@ class Settings:
                 5.0,
                 _days_between(0, 365),
                 "use a number of days between 0 and 365 (how long chargebacks take to arrive)",
+            ),
+            maintenance_retention_hours=_parse(
+                env,
+                "LAKEHOUSE_MAINTENANCE_RETENTION_HOURS",
+                168,
+                _int_between(1, 24 * 365),
+                "use hours between 1 and 8760 (longer than any reader or backup runs)",
+            ),
+            maintenance_target_file_mb=_parse(
+                env,
+                "LAKEHOUSE_MAINTENANCE_TARGET_FILE_MB",
+                128,
+                _int_between(1, 4096),
+                "use megabytes between 1 and 4096 (the size OPTIMIZE compacts files to)",
             ),
         )
 
