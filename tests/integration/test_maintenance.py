@@ -108,3 +108,26 @@ def test_cli_and_dagster_job_maintain_the_lake(settings: Settings, broker: Embed
     ]
     assert observation.metadata["files_after"].value <= observation.metadata["files_before"].value
     assert observation.metadata["tables"].value >= 2
+
+
+def test_every_asset_and_ingest_job_carries_owner_tags() -> None:
+    import dagster as dg
+
+    from dagster_project.definitions import defs
+    from lakehouse.ownership import owner_of
+
+    graph = defs.resolve_asset_graph()
+    keys = list(graph.get_all_asset_keys())
+    assert len(keys) > 40
+    for key in keys:
+        tags = graph.get(key).tags
+        name = key.path[-1]
+        assert {k: tags.get(k) for k in ("domain", "team", "cost_center")} == owner_of(
+            name
+        ).tags(), name
+    assert graph.get(dg.AssetKey("fraud_decisions")).tags["cost_center"] == "CC-2100-RISK"
+    assert defs.resolve_job_def("lake_maintenance").tags["domain"] == "platform"
+    ingest = [j for j in defs.jobs if getattr(j, "name", "").startswith("ingest_")]
+    assert ingest and all(
+        j.tags["domain"] == owner_of(j.tags["lakehouse/topic"]).domain for j in ingest
+    )  # type: ignore[union-attr]
