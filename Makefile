@@ -78,6 +78,8 @@ bench: venv
 	$(BIN)/python bench/fraud.py all
 	$(BIN)/python bench/sentiment.py
 	$(BIN)/python bench/supply_chain.py
+	$(BIN)/python bench/maintenance.py
+	$(BIN)/python bench/lineage.py
 
 clean:
 	rm -rf .lakehouse dbt/target dbt/logs .pytest_cache .ruff_cache

@@ -346,7 +346,10 @@ def contracts_check() -> None:
     for line in violations:
         print(line)
     if violations:
-        print(f"{len(violations)} contract violation(s): fix them or add a new major topic/model")
+        print(
+            f"{len(violations)} contract violation(s): make the new version compatible, or "
+            "publish the change as a new topic (docs/operations.md, 'Upgrading a contract')"
+        )
         raise typer.Exit(1)
     versions = sum(len(c.versions) for c in CONTRACTS.values())
     print(
