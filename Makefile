@@ -58,6 +58,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 test: venv lint
+	$(BIN)/lakehouse contracts check
 	$(BIN)/python -m pytest -q
 
 ui: venv
@@ -77,6 +78,8 @@ bench: venv
 	$(BIN)/python bench/fraud.py all
 	$(BIN)/python bench/sentiment.py
 	$(BIN)/python bench/supply_chain.py
+	$(BIN)/python bench/maintenance.py
+	$(BIN)/python bench/lineage.py
 
 clean:
 	rm -rf .lakehouse dbt/target dbt/logs .pytest_cache .ruff_cache

@@ -123,6 +123,7 @@ def raw_orders_table(
             "ingested_at": pa.array([now] * n, RAW_SCHEMA.field("ingested_at").type),
             "batch_id": pa.array(["bench"] * n, pa.string()),
             "ingest_date": pa.array([date(2025, 9, 1)] * n, pa.date32()),
+            "schema_version": pa.array(np.ones(n, dtype=np.int32)),
         },
         schema=RAW_SCHEMA,
     )

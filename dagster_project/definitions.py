@@ -9,15 +9,18 @@ Nothing heavy is imported at module level (run launch cost, see docs/operations.
 
 from __future__ import annotations
 
+import warnings
+
 import dagster as dg
 
-from dagster_project import forecasting, fraud, sentiment
+from dagster_project import forecasting, fraud, maintenance, sentiment
 from dagster_project.assets.gold import dbt_resource, gold_dbt
 from dagster_project.assets.raw import RAW_ASSETS
 from dagster_project.assets.silver import SILVER_ASSETS
 from dagster_project.checks import QUALITY_CHECKS
 from dagster_project.resources import LakehouseResource
 from dagster_project.sensors import INGEST_JOBS, NIGHTLY_TAG, SENSORS
+from lakehouse.ownership import owner_of
 
 # dbt models over tables written by nightly assets (the supply-chain gold, ...) only change
 # when those run: their nightly job rebuilds them, the 15-minute refresh leaves them alone.
@@ -45,10 +48,10 @@ gold_schedule = dg.ScheduleDefinition(
 # The streaming spine. Each use case (fraud, sentiment, supply chain) adds its own
 # `dg.Definitions` (assets, checks, jobs, sensors, schedules; no resources or executor) to
 # DOMAIN_DEFS below; they share the `lakehouse` and `dbt` resources defined here. `defs` is
-# the only Definitions object at module scope, so Dagster's loader finds exactly one.
-DOMAIN_DEFS = (fraud.defs, sentiment.defs, forecasting.defs)
+# the only Definitions object Dagster's loader uses (`_defs` before the owner tags).
+DOMAIN_DEFS = (fraud.defs, sentiment.defs, forecasting.defs, maintenance.defs)
 
-defs = dg.Definitions.merge(
+_defs = dg.Definitions.merge(
     dg.Definitions(
         assets=[*RAW_ASSETS, *SILVER_ASSETS, gold_dbt],
         asset_checks=QUALITY_CHECKS,
@@ -60,3 +63,15 @@ defs = dg.Definitions.merge(
     ),
     *DOMAIN_DEFS,
 )
+
+
+def _owner_tags(spec: dg.AssetSpec) -> dg.AssetSpec:
+    """FinOps: every asset carries its domain, team and cost_center (lakehouse/ownership.py);
+    a run's tags come from its job's selection (the sensors' ingest jobs tag theirs)."""
+    owner = owner_of(spec.key.path[-1])
+    return spec.replace_attributes(tags={**spec.tags, **owner.tags()})
+
+
+with warnings.catch_warnings():  # a preview API in the pinned Dagster: say it once, here
+    warnings.filterwarnings("ignore", message=".*map_resolved_asset_specs.*")
+    defs = _defs.map_resolved_asset_specs(func=_owner_tags)

@@ -16,6 +16,7 @@ from ingestion import kafka_client
 from ingestion.broker import TOPICS
 from ingestion.raw import lake_offsets, log_behind_lake
 from lakehouse.errors import LakehouseError
+from lakehouse.ownership import owner_of
 
 # Tag on assets that run on a nightly schedule, never inside a streaming micro-batch.
 NIGHTLY_TAG = "lakehouse/cadence"
@@ -89,7 +90,7 @@ def ingest_job(topic: str) -> UnresolvedAssetJobDefinition:
         name=f"ingest_{topic}",
         selection=selection,
         description=f"One micro-batch of Kafka topic `{topic}` into raw, then silver.",
-        tags={"lakehouse/topic": topic},
+        tags={"lakehouse/topic": topic, **owner_of(topic).tags()},
     )
 
 

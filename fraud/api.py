@@ -1,10 +1,11 @@
 """Request bodies of the decision service: the seed's `transactions` schema, strictly
-(ingestion/schemas/transactions.v1.json: same fields, lengths and ranges; unknown fields are
+(ingestion/schemas/transactions.v2.json, v1 events included: same fields, lengths and ranges; unknown fields are
 rejected with 422)."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -26,6 +27,8 @@ class TransactionIn(BaseModel):
     ip: str | None = Field(max_length=64)
     lat: float | None = Field(ge=-90, le=90)
     lon: float | None = Field(ge=-180, le=180)
+    # transactions v2 (optional): EMV 3DS transStatus; absent in v1 events
+    three_ds_status: Literal["Y", "A", "N", "U", "R"] | None = None
 
 
 class LabelIn(BaseModel):

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from deltalake import CommitProperties, Transaction
 
 from fraud.features import CONTEXT_US, FEATURES, batch_features, prior_history
-from fraud.scoring import EVENT_FIELDS, score_frame
+from fraud.scoring import EVENT_FIELDS, OPTIONAL_EVENT_FIELDS, score_frame
 from lake.silver import rows_added_since
 from lake.tables import UTC_TS, insert_new_rows, open_table, silver_uri
 from lakehouse.config import Settings
@@ -83,12 +83,21 @@ class StepResult:
 
 
 def read_table(
-    settings: Settings, uri: str, columns: list[str] | None = None
+    settings: Settings,
+    uri: str,
+    columns: list[str] | None = None,
+    optional: tuple[str, ...] = (),
 ) -> pl.DataFrame | None:
+    """The table's `columns` (None: all); those named in `optional` are left out when the table
+    predates them (a column a newer contract version added)."""
     table = open_table(uri, settings)
     if table is None:
         return None
-    return pl.from_arrow(table.to_pyarrow_dataset().to_table(columns=columns))  # type: ignore[return-value]
+    dataset = table.to_pyarrow_dataset()
+    if columns is not None and optional:
+        present = set(dataset.schema.names)
+        columns = [c for c in columns if c in present or c not in optional]
+    return pl.from_arrow(dataset.to_table(columns=columns))  # type: ignore[return-value]
 
 
 def _insert(
@@ -176,6 +185,7 @@ def build_decisions(settings: Settings, model: object | None = None) -> StepResu
         settings,
         silver_uri(settings, "silver_transactions"),
         ["transaction_id", "card_hash", *EVENT_FIELDS, "ingested_at"],
+        optional=tuple(OPTIONAL_EVENT_FIELDS),
     )
     frame = features.drop("amount").join(  # type: ignore[union-attr]
         events,

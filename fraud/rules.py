@@ -22,7 +22,7 @@ from lakehouse.errors import ConfigError
 ALLOW, CHALLENGE, BLOCK = "ALLOW", "CHALLENGE", "BLOCK"
 SEVERITY = {ALLOW: 0, CHALLENGE: 1, BLOCK: 2}
 DECISIONS = (ALLOW, CHALLENGE, BLOCK)
-_OPS = {"eq", "ne", "gt", "ge", "lt", "le", "in"}
+_OPS = {"eq", "ne", "gt", "ge", "lt", "le", "in", "not_in"}
 DEFAULT_CONFIG = "rules.v1.yaml"
 
 
@@ -121,8 +121,9 @@ def load_config(path: Path | str | None = None) -> DecisionConfig:
 
 
 def _condition(column: np.ndarray, op: str, value: Any) -> np.ndarray:
-    if op == "in" or (op in ("eq", "ne") and isinstance(value, str)):
-        values = [value] if op != "in" else [str(v) for v in value]
+    if op in ("in", "not_in") or (op in ("eq", "ne") and isinstance(value, str)):
+        # a null (e.g. an optional field the event lacks) is in no list: not_in holds
+        values = [str(v) for v in value] if op in ("in", "not_in") else [value]
         if column.size > 64:  # batch: polars' hash lookup (numpy sorts object arrays)
             hit = (
                 pl.Series(column.astype(object), dtype=pl.String)
@@ -135,7 +136,7 @@ def _condition(column: np.ndarray, op: str, value: Any) -> np.ndarray:
             hit = np.fromiter(
                 (v in allowed for v in column.tolist()), dtype=bool, count=column.size
             )
-        return ~hit if op == "ne" else hit
+        return ~hit if op in ("ne", "not_in") else hit
     numeric = np.asarray(column, dtype=np.float64)  # NaN compares False: rule does not fire
     with np.errstate(invalid="ignore"):
         return {

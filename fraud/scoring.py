@@ -18,7 +18,17 @@ from fraud.model import FraudModel, matrix
 from fraud.rules import ALLOW, CHALLENGE, DecisionConfig, decide, rules_only_score
 from fraud.rules import fired as rules_fired
 
-EVENT_FIELDS = ("amount", "channel", "country", "merchant_id", "merchant_category")
+EVENT_FIELDS = (
+    "amount",
+    "channel",
+    "country",
+    "merchant_id",
+    "merchant_category",
+    "three_ds_status",
+)
+# event fields a later contract version added: null for older events and in a silver table
+# written before the version (transactions v2: the EMV 3DS transStatus Y/A/N/U/R)
+OPTIONAL_EVENT_FIELDS: dict[str, pl.DataType] = {"three_ds_status": pl.String()}
 RULES_ONLY = "rules-only"  # model_version of decisions made without a model
 
 
@@ -87,6 +97,16 @@ def score_columns(
     )
 
 
+def with_event_fields(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` with the optional event fields it lacks, as nulls."""
+    missing = [
+        pl.lit(None, dtype).alias(name)
+        for name, dtype in OPTIONAL_EVENT_FIELDS.items()
+        if name not in frame.columns
+    ]
+    return frame.with_columns(missing) if missing else frame
+
+
 def score_frame(
     model: FraudModel | None, config: DecisionConfig, frame: pl.DataFrame
 ) -> pl.DataFrame:
@@ -95,6 +115,7 @@ def score_frame(
     (decision, score, anomaly_score, reasons, rule_ids, model_version, config_version,
     decision_latency_ms = this batch's scoring time per row)."""
     started = time.perf_counter()
+    frame = with_event_fields(frame)
     features = FEATURES if model is None else model.features
     columns = {c: frame[c].to_numpy() for c in (*EVENT_FIELDS, *features)}
     columns.update({f: frame[f].cast(pl.Float64).fill_null(np.nan).to_numpy() for f in features})

@@ -117,6 +117,8 @@ class DecisionEngine:
             }
             for name in ("channel", "country", "merchant_id", "merchant_category"):
                 columns[name] = np.array([row[name]], dtype=object)
+            # transactions v2's 3DS result (None for a v1 event): R004 reads it
+            columns["three_ds_status"] = np.array([row.get("three_ds_status")], dtype=object)
             scored = score_columns(model, self.config, columns, 1, explain_all=True)
             self.store.record(row, ts_us)
         decision = str(scored.decision[0])

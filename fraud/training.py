@@ -28,7 +28,7 @@ from fraud.evaluation import evaluate, format_table
 from fraud.features import FEATURES, batch_features
 from fraud.model import FraudModel, fit, matrix
 from fraud.rules import DecisionConfig, load_config, rules_only_score, score_decisions
-from fraud.scoring import EVENT_FIELDS, score_columns
+from fraud.scoring import EVENT_FIELDS, score_columns, with_event_fields
 from lakehouse.config import Settings
 from lakehouse.errors import ConfigError
 
@@ -77,6 +77,11 @@ def silver_from_events(events: pl.DataFrame, pii_key: str) -> pl.DataFrame:
     def treated(field: str) -> str:
         return silver_sql("transactions", field, f'"{field}"', pii_key)
 
+    three_ds = (  # transactions v2's optional field; v1 events (the simulators') lack it
+        "three_ds_status"
+        if "three_ds_status" in events.columns
+        else "NULL::VARCHAR AS three_ds_status"
+    )
     con = duckdb.connect()
     try:
         con.register("events", events.to_arrow())
@@ -86,7 +91,7 @@ def silver_from_events(events: pl.DataFrame, pii_key: str) -> pl.DataFrame:
                     {treated("account_id")} AS account_hash, {treated("card_hash")} AS card_hash,
                     amount, currency, merchant_id, merchant_category, channel, country,
                     {treated("device_id")} AS device_id, {treated("ip")} AS ip_hash,
-                    {treated("lat")} AS lat, {treated("lon")} AS lon
+                    {treated("lat")} AS lat, {treated("lon")} AS lon, {three_ds}
                 FROM events"""
             ).to_arrow_table()
         )
@@ -149,7 +154,7 @@ def labelled_features(
     known = labels.filter(pl.col("reported_at") <= as_of)
     features = batch_features(transactions, known)
     fraud_ids = known.filter(pl.col("is_fraud")).select("transaction_id").unique()
-    events = transactions.select("transaction_id", "card_hash", *EVENT_FIELDS)
+    events = with_event_fields(transactions).select("transaction_id", "card_hash", *EVENT_FIELDS)
     return (
         features.join(
             events, on="transaction_id", how="left", maintain_order="left", suffix="_event"

@@ -31,7 +31,7 @@ from deltalake import CommitProperties, Transaction, write_deltalake
 from governance.crypto import encrypt_values
 from ingestion import kafka_client
 from ingestion.contracts import contract
-from ingestion.validation import validate
+from ingestion.validation import validate_versions
 from lake.tables import DEAD_LETTER_SCHEMA, RAW_SCHEMA, dead_letter_uri, open_table, raw_uri
 from lakehouse.config import Settings
 from lakehouse.errors import BrokerBehindLakeError
@@ -268,6 +268,7 @@ def start_new_epoch(settings: Settings, topic: str, bootstrap: str, reason: str)
         RAW_SCHEMA.empty_table(),
         mode="append",
         partition_by=["ingest_date"],
+        schema_mode="merge",  # a raw table written before schema_version existed gains it
         storage_options=settings.storage_options or None,
         commit_properties=CommitProperties(
             app_transactions=[Transaction(epoch_app_id(topic), epoch)],
@@ -293,7 +294,8 @@ def ingest_batch(
     """Read one micro-batch of `topic` from the lake's offsets up to `end_offsets` (default: the
     current high-water marks), capped at `max_records`, and commit it exactly once."""
     started = time.monotonic()
-    schema = contract(topic).schema
+    topic_contract = contract(topic)
+    schemas = [(v, topic_contract.schema_for(v)) for v in topic_contract.versions]
     high_watermarks = kafka_client.probe_high_watermarks(bootstrap, topic)
     state = lake_offsets(settings, topic, high_watermarks)
     _check_broker_matches_lake(bootstrap, topic, state, high_watermarks)
@@ -310,23 +312,24 @@ def ingest_batch(
     # keeps all its threads: validation (~10 µs of CPU a record) costs more than decoding, so
     # capping it to the core the polling thread leaves free made it the bottleneck.
     chunks: list[pa.Table] = []
-    validated: list[Future[pa.Array]] = []
+    validated: list[Future[tuple[pa.Array, pa.Array]]] = []
     pending: list[pa.Table] = []
     with ThreadPoolExecutor(1, thread_name_prefix=f"validate-{topic}") as pool:
         for chunk in kafka_client.read_range(bootstrap, topic, start, capped, max_records=cap):
             chunks.append(chunk)
             pending.append(chunk)
             if sum(t.num_rows for t in pending) >= VALIDATION_GROUP:
-                validated.append(pool.submit(validate, pa.concat_tables(pending), schema))
+                validated.append(pool.submit(validate_versions, pa.concat_tables(pending), schemas))
                 pending = []
         if pending:
-            validated.append(pool.submit(validate, pa.concat_tables(pending), schema))
-        chunk_reasons = [future.result() for future in validated]
+            validated.append(pool.submit(validate_versions, pa.concat_tables(pending), schemas))
+        outcomes = [future.result() for future in validated]
     batch = pa.concat_tables(chunks) if chunks else kafka_client.RECORDS_SCHEMA.empty_table()
-    reasons = pa.concat_arrays(chunk_reasons) if chunk_reasons else pa.array([], pa.string())
+    reasons = pa.concat_arrays([r for r, _ in outcomes]) if outcomes else pa.array([], pa.string())
+    versions = pa.concat_arrays([v for _, v in outcomes]) if outcomes else pa.array([], pa.int32())
     if capped != target:  # stopped at the cap with lag left: end every partition at one time
         keep = time_step_mask(batch, start, capped, target)
-        batch, reasons = batch.filter(keep), reasons.filter(keep)
+        batch, reasons, versions = batch.filter(keep), reasons.filter(keep), versions.filter(keep)
     read_upto, last_fingerprints = _last_records(batch)
     read_to = {**start, **read_upto}
     result = BatchResult(topic, state.epoch, None, start, read_to, high_watermarks)
@@ -356,7 +359,7 @@ def ingest_batch(
         result.dead_letter_reasons = {c["values"]: c["counts"] for c in counts}
 
     good = batch.filter(pc.invert(bad))
-    raw = _raw_rows(good, topic, state.epoch, batch_id, now)
+    raw = _raw_rows(good, versions.filter(pc.invert(bad)), topic, state.epoch, batch_id, now)
     # direct identifiers encrypted under their subjects' keys (governance.crypto) before the
     # commit: no plaintext identifier reaches a raw file
     raw = raw.set_column(
@@ -379,6 +382,7 @@ def ingest_batch(
         raw,
         mode="append",
         partition_by=["ingest_date"],
+        schema_mode="merge",  # a raw table written before schema_version existed gains it
         storage_options=settings.storage_options or None,
         commit_properties=CommitProperties(
             app_transactions=[
@@ -396,7 +400,9 @@ def ingest_batch(
     return result
 
 
-def _raw_rows(good: pa.Table, topic: str, epoch: int, batch_id: str, now: datetime) -> pa.Table:
+def _raw_rows(
+    good: pa.Table, versions: pa.Array, topic: str, epoch: int, batch_id: str, now: datetime
+) -> pa.Table:
     n = good.num_rows
     return pa.table(
         {
@@ -414,6 +420,7 @@ def _raw_rows(good: pa.Table, topic: str, epoch: int, batch_id: str, now: dateti
             "ingested_at": pa.array([now] * n, RAW_SCHEMA.field("ingested_at").type),
             "batch_id": pa.array([batch_id] * n, pa.string()),
             "ingest_date": pa.array([now.date()] * n, pa.date32()),
+            "schema_version": versions,
         },
         schema=RAW_SCHEMA,
     )

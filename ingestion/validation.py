@@ -9,10 +9,13 @@ against the `jsonschema` reference validator on valid, malformed and random even
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 MAX_PAYLOAD_BYTES = 256 * 1024
 
@@ -123,7 +126,7 @@ def _field_reasons(
         checks.append(
             (
                 f"{is_str} AND {text} NOT IN ({values})",
-                f"'field {label}: ' || {text} || ' is not one of {','.join(sub['enum'])}'",
+                f"'field {label}: ' || {text} || ' is not one of {','.join(str(v) for v in sub['enum'] if v is not None)}'",
             )
         )
     if sub.get("format") == "date-time":
@@ -205,3 +208,48 @@ def validate(batch: pa.Table, schema: dict[str, Any]) -> pa.Array:
         return result.column("reason").combine_chunks()
     finally:
         con.close()
+
+
+def validate_versions(
+    batch: pa.Table, schemas: Sequence[tuple[int, dict[str, Any]]]
+) -> tuple[pa.Array, pa.Array]:
+    """Reasons (NULL = valid) and the schema version each valid record matched, trying the
+    versions newest first (`schemas`: (version, schema), oldest first). Only the records a
+    version rejects are tried against the next one. A record no version accepts gets one
+    reason when every version gives the same (invalid JSON, a missing key, ...), else the
+    versions tried with their reasons."""
+    ordered = sorted(schemas, key=lambda s: s[0], reverse=True)
+    n = batch.num_rows
+    version_of = pa.nulls(n, pa.int32())
+    pending = pa.array(range(n), pa.int64())  # rows no version accepted yet
+    tried: list[tuple[int, pa.Array]] = []  # (version, reasons of the pending rows)
+    for number, schema in ordered:
+        if not len(pending):
+            break
+        subset = batch.take(pending) if len(pending) != n else batch
+        reasons = validate(subset, schema)
+        ok = pc.is_null(reasons)
+        accepted = pending.filter(ok)
+        if len(accepted):
+            version_of = pc.replace_with_mask(
+                version_of,
+                pc.is_in(pa.array(range(n), pa.int64()), accepted),
+                pa.array([number] * len(accepted), pa.int32()),
+            )
+        keep = pc.invert(ok)
+        pending = pending.filter(keep)
+        tried = [(v, r.filter(keep)) for v, r in tried] + [(number, reasons.filter(keep))]
+    reason_of = pa.nulls(n, pa.string())
+    if len(pending):
+        first = tried[0][1]
+        final = first
+        if len(tried) > 1:
+            alike = functools.reduce(pc.and_, [pc.equal(first, r) for _, r in tried[1:]])
+            listed = pc.binary_join_element_wise(
+                *[pc.binary_join_element_wise(f"v{v}: ", r, "") for v, r in tried], "; "
+            )
+            named = pc.binary_join_element_wise("matches no registered version (", listed, ")", "")
+            final = pc.if_else(alike, first, named)
+        mask = pc.is_in(pa.array(range(n), pa.int64()), pending)
+        reason_of = pc.replace_with_mask(reason_of, mask, final.cast(pa.string()))
+    return reason_of, version_of

@@ -23,6 +23,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -319,3 +320,170 @@ def read_gold(
         )
     with duckdb.connect(str(gold), read_only=True) as con:
         return con.sql(sql, params=params).to_arrow_table()
+
+
+def gold_contract_violations(manifest_path: Path = MANIFEST_PATH) -> list[str]:
+    """One line per gold dbt model that is not a BI-safe contract: its contract not enforced, a
+    column without a declared data_type, or an owner (meta owner/domain/team/cost_center)
+    other than lakehouse/ownership.py's for the model's name."""
+    from lakehouse.ownership import owner_of
+
+    manifest = json.loads(manifest_path.read_text("utf-8"))
+    out: list[str] = []
+    for node in manifest["nodes"].values():
+        if node["resource_type"] != "model" or not node["original_file_path"].startswith(
+            "models/gold"
+        ):
+            continue
+        name = node["name"]
+        if not node["config"].get("contract", {}).get("enforced"):
+            out.append(f"gold model {name}: contract not enforced (set contract.enforced: true)")
+        untyped = [c for c, col in node["columns"].items() if not col.get("data_type")]
+        if untyped:
+            out.append(f"gold model {name}: column(s) without data_type: {', '.join(untyped)}")
+        if not node["columns"]:
+            out.append(f"gold model {name}: no columns declared (an enforced contract needs all)")
+        owner = owner_of(name)
+        expected = {"owner": owner.contact, **owner.tags()}
+        meta = node["config"].get("meta", {})
+        for key, value in expected.items():
+            if meta.get(key) != value:
+                out.append(
+                    f"gold model {name}: meta {key} is {meta.get(key)!r}, lakehouse/ownership.py "
+                    f"says {value!r} (dbt/dbt_project.yml +meta)"
+                )
+    return out
+
+
+# ---- lineage: one OpenLineage job per dbt model ------------------------------------------
+
+_DBT_STATES = {"success": "COMPLETE", "pass": "COMPLETE", "warn": "COMPLETE"}
+
+
+def _dbt_inputs(
+    settings: Settings, manifest: Mapping[str, Any], unique_id: str, seen: set[str] | None = None
+) -> list[Any]:
+    """The datasets a model reads: its sources (the silver / gold Delta tables by their storage
+    URI) and the tables of the refs it selects from; ephemeral refs (staging CTEs) are walked
+    through to what they read."""
+    from lakehouse.lineage import delta_dataset, duckdb_dataset
+
+    seen = set() if seen is None else seen
+    node = manifest["nodes"].get(unique_id) or manifest["sources"][unique_id]
+    out: list[Any] = []
+    for parent in node.get("depends_on", {}).get("nodes", []):
+        if parent in seen:
+            continue
+        seen.add(parent)
+        if parent.startswith("source."):
+            source = manifest["sources"][parent]
+            path = source["config"].get("meta", {}).get("delta_table_path") or source["meta"].get(
+                "delta_table_path", ""
+            )
+            # rendered with the lake root at parse time: keep <layer>/<table>, relative to
+            # this process's lake root
+            relative = "/".join(str(path).rstrip("/").split("/")[-2:])
+            key = (source["config"].get("meta", {}).get("dagster") or {}).get("asset_key")
+            name = key[0] if key else f"silver_{source['name']}"
+            out.append(delta_dataset(settings, name, relative))
+        else:
+            upstream = manifest["nodes"][parent]
+            if upstream["config"].get("materialized") == "ephemeral":
+                out.extend(_dbt_inputs(settings, manifest, parent, seen))
+            else:
+                out.append(duckdb_dataset(settings, upstream["name"]))
+    return out
+
+
+def _row_counts(gold_db: Path | None, tables: Sequence[str]) -> dict[str, int]:
+    if gold_db is None or not gold_db.exists() or not tables:
+        return {}
+    con = duckdb.connect(str(gold_db), read_only=True)
+    try:
+        present = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        return {
+            t: int(con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0])  # type: ignore[index]
+            for t in tables
+            if t in present
+        }
+    finally:
+        con.close()
+
+
+def emit_gold_lineage(
+    settings: Settings,
+    emitter: Any,
+    manifest_path: Path,
+    run_results_path: Path | None,
+    parent: Any = None,
+    gold_db: Path | None = None,
+) -> int:
+    """START + COMPLETE/FAIL for every gold model dbt ran (run_results.json), job `dbt.<model>`,
+    inputs from its refs and sources (the dbt manifest), output the gold DuckDB table with the
+    contract's schema facet and a data-quality-assertions facet from the model's dbt tests.
+
+    Read from dbt's own artifacts instead of openlineage-dbt's processor: that processor wants
+    a dbt adapter it knows (duckdb is not one) and its own profile parsing; the manifest gives
+    the same graph. Output row counts: dbt's when the adapter reports one, else counted in
+    `gold_db` (the file dbt just built). Returns the number of model jobs emitted."""
+    from openlineage.client.facet_v2 import data_quality_assertions_dataset
+
+    from lakehouse.lineage import duckdb_dataset, typed_schema_facet
+
+    manifest = json.loads(manifest_path.read_text("utf-8"))
+    results: dict[str, Mapping[str, Any]] = {}
+    if run_results_path is not None and run_results_path.exists():
+        for result in json.loads(run_results_path.read_text("utf-8"))["results"]:
+            results[result["unique_id"]] = result
+    tests_of: dict[str, list[tuple[str, str | None, bool]]] = {}
+    for uid, result in results.items():
+        node = manifest["nodes"].get(uid)
+        if node is None or node["resource_type"] != "test":
+            continue
+        attached = node.get("attached_node") or next(iter(node["depends_on"]["nodes"]), None)
+        name = (node.get("test_metadata") or {}).get("name") or node["name"]
+        column = node.get("column_name")
+        tests_of.setdefault(attached, []).append((name, column, result["status"] != "fail"))
+    counts = _row_counts(
+        gold_db, [manifest["nodes"][u]["name"] for u in results if u.startswith("model.")]
+    )
+    emitted = 0
+    for uid, result in results.items():
+        node = manifest["nodes"].get(uid)
+        if node is None or node["resource_type"] != "model":
+            continue
+        if node["config"].get("materialized") == "ephemeral":
+            continue
+        columns = [(c, col.get("data_type") or "unknown") for c, col in node["columns"].items()]
+        output = duckdb_dataset(settings, node["name"])
+        facets = dict(output.facets or {})
+        if columns:
+            facets["schema"] = typed_schema_facet(columns)
+        if uid in tests_of:
+            facets["dataQualityAssertions"] = (
+                data_quality_assertions_dataset.DataQualityAssertionsDatasetFacet(
+                    assertions=[
+                        data_quality_assertions_dataset.Assertion(
+                            assertion=name, success=ok, column=column
+                        )
+                        for name, column, ok in tests_of[uid]
+                    ]
+                )
+            )
+        output = type(output)(namespace=output.namespace, name=output.name, facets=facets)
+        inputs = _dbt_inputs(settings, manifest, uid)
+        failed = _DBT_STATES.get(result["status"]) is None
+        try:
+            with emitter.run(f"dbt.{node['name']}", inputs, [output], parent=parent) as handle:
+                if failed:
+                    raise LakehouseError(
+                        f"dbt {result['status']}: {(result.get('message') or '')[:500]}"
+                    )
+                rows = (result.get("adapter_response") or {}).get("rows_affected")
+                rows = counts.get(node["name"]) if rows is None or rows < 0 else int(rows)
+                if rows is not None:
+                    handle.set_output_stats(node["name"], rows)
+        except LakehouseError:
+            pass  # the FAIL event is the outcome; dbt's own error is raised by the caller
+        emitted += 1
+    return emitted

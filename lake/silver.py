@@ -188,7 +188,7 @@ def _transactions_sql(pii_key: str) -> str:
             "account_id":"VARCHAR","card_hash":"VARCHAR","amount":"DOUBLE","currency":"VARCHAR",
             "merchant_id":"VARCHAR","merchant_category":"VARCHAR","channel":"VARCHAR",
             "country":"VARCHAR","device_id":"VARCHAR","ip":"VARCHAR","lat":"DOUBLE",
-            "lon":"DOUBLE"}}') AS j, {_LINEAGE_SQL}
+            "lon":"DOUBLE","three_ds_status":"VARCHAR"}}') AS j, {_LINEAGE_SQL}
         FROM raw_batch
     )
     SELECT j.transaction_id AS transaction_id, j.timestamp::TIMESTAMPTZ AS ts,
@@ -198,6 +198,7 @@ def _transactions_sql(pii_key: str) -> str:
            j.merchant_category AS merchant_category, j.channel AS channel, j.country AS country,
            {_tx("device_id", pii_key)} AS device_id, {_tx("ip", pii_key)} AS ip_hash,
            {_tx("lat", pii_key)} AS lat, {_tx("lon", pii_key)} AS lon,
+           j.three_ds_status AS three_ds_status,
            source_epoch, source_partition, source_offset, ingested_at
     FROM parsed
     QUALIFY row_number() OVER (PARTITION BY transaction_id
@@ -417,6 +418,7 @@ def build_silver(settings: Settings, name: str) -> SilverResult:
                 predicate=spec.merge_predicate(),
                 source_alias="s",
                 target_alias="t",
+                merge_schema=True,  # a column a newer contract version added (older rows: null)
                 commit_properties=commit,
             )
             .when_not_matched_insert_all()

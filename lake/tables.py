@@ -30,6 +30,8 @@ RAW_SCHEMA = pa.schema(
         pa.field("ingested_at", UTC_TS, nullable=False),
         pa.field("batch_id", pa.string(), nullable=False),
         pa.field("ingest_date", pa.date32(), nullable=False),
+        # the contract version the payload validated against (null: written before versions)
+        pa.field("schema_version", pa.int32()),
     ]
 )
 
@@ -202,6 +204,8 @@ SILVER_TRANSACTIONS_SCHEMA = pa.schema(
         pa.field("ip_hash", pa.string()),
         pa.field("lat", pa.float64()),
         pa.field("lon", pa.float64()),
+        # transactions v2: EMV 3DS transStatus (Y, A, N, U, R); null for v1 events
+        pa.field("three_ds_status", pa.string()),
         *LINEAGE_FIELDS,
     ]
 )

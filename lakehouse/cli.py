@@ -303,6 +303,63 @@ def summary() -> None:
     print_summary(_settings())
 
 
+lake_app = typer.Typer(no_args_is_help=True, help="Delta table maintenance.")
+app.add_typer(lake_app, name="lake")
+
+
+@lake_app.command("maintain")
+def lake_maintain(
+    table: Annotated[
+        list[str] | None, typer.Option(help="a table by its path under the lake: raw/orders")
+    ] = None,
+    vacuum: Annotated[bool, typer.Option(help="delete files older versions no longer need")] = True,
+) -> None:
+    """OPTIMIZE (compaction; z-order on the hot tables), checkpoint and VACUUM every Delta
+    table; prints files and bytes before/after. Safe while ingestion and silver run."""
+    from lake.maintenance import maintain_lake
+
+    settings = _settings()
+    report = maintain_lake(settings, table or None, print, vacuum=vacuum)
+    print(
+        f"maintenance done: {report.summary()}; VACUUM keeps "
+        f"{settings.maintenance_retention_hours} h of versions "
+        "(LAKEHOUSE_MAINTENANCE_RETENTION_HOURS)"
+    )
+    if any(t.error for t in report.tables):
+        raise typer.Exit(1)
+
+
+contracts_app = typer.Typer(
+    no_args_is_help=True, help="Data contracts: topics' schemas, gold models."
+)
+app.add_typer(contracts_app, name="contracts")
+
+
+@contracts_app.command("check")
+def contracts_check() -> None:
+    """Refuse schema versions that break their topic's compatibility mode, and gold models
+    without an enforced contract or the owner lakehouse/ownership.py names (one line each)."""
+    from ingestion.contracts import CONTRACTS
+    from ingestion.registry import check_contracts
+    from lake.gold import gold_contract_violations, prepare_manifest
+
+    violations = check_contracts()
+    violations += gold_contract_violations(prepare_manifest(_settings()))
+    for line in violations:
+        print(line)
+    if violations:
+        print(
+            f"{len(violations)} contract violation(s): make the new version compatible, or "
+            "publish the change as a new topic (docs/operations.md, 'Upgrading a contract')"
+        )
+        raise typer.Exit(1)
+    versions = sum(len(c.versions) for c in CONTRACTS.values())
+    print(
+        f"contracts ok: {len(CONTRACTS)} topics ({versions} schema versions) keep their "
+        "compatibility mode; every gold model has an enforced contract and an owner"
+    )
+
+
 @app.command("dbt", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def dbt(ctx: typer.Context) -> None:
     """Run dbt in the project's dbt/ folder with the lakehouse's settings (e.g. `docs generate`)."""

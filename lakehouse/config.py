@@ -136,6 +136,12 @@ class Settings:
     erasure_retention_hours: float = 0.0  # VACUUM retention after an erasure (time travel)
     policy_path: Path | None = None  # access policy; None: governance/policy.yaml
     api_tokens: tuple[str, ...] = field(default=(), repr=False)  # "sha256:<hex>=subject:role"
+    # ---- Delta maintenance (`lakehouse lake maintain`, lake/maintenance.py) ----
+    # VACUUM keeps every file a version of the last N hours needs (a running reader's
+    # snapshot), and the files of the versions downstream markers point at
+    maintenance_retention_hours: int = 168
+    # OPTIMIZE compacts files smaller than this into files of about this size
+    maintenance_target_file_mb: int = 128
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -289,6 +295,20 @@ class Settings:
                 "use a probability between 0 and 1 (P(late) that alerts the store)",
             ),
             **_privacy_settings(env, home, lake_root),
+            maintenance_retention_hours=_parse(
+                env,
+                "LAKEHOUSE_MAINTENANCE_RETENTION_HOURS",
+                168,
+                _int_between(1, 24 * 365),
+                "use hours between 1 and 8760 (longer than any reader or backup runs)",
+            ),
+            maintenance_target_file_mb=_parse(
+                env,
+                "LAKEHOUSE_MAINTENANCE_TARGET_FILE_MB",
+                128,
+                _int_between(1, 4096),
+                "use megabytes between 1 and 4096 (the size OPTIMIZE compacts files to)",
+            ),
         )
 
     # ---- derived locations -------------------------------------------------------------

@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import attr
@@ -192,13 +193,42 @@ def duckdb_dataset(
     return Dataset(namespace=namespace, name=f"{catalog}.{db_schema}.{table}", facets=facets)
 
 
-def kafka_dataset(settings: Settings, topic: str, schema: pa.Schema | None = None) -> Dataset:
-    """A Kafka topic (spec naming: `kafka://<first bootstrap server>` + topic)."""
+def kafka_dataset(
+    settings: Settings,
+    topic: str,
+    schema: pa.Schema | None = None,
+    json_schema: Mapping[str, Any] | None = None,
+) -> Dataset:
+    """A Kafka topic (spec naming: `kafka://<first bootstrap server>` + topic); its schema
+    facet from an Arrow schema or from the topic's JSON Schema contract (field: JSON type)."""
     server = settings.bootstrap.split(",")[0].strip()
     facets: dict[str, DatasetFacet] = {"symlinks": _symlink(topic)}
     if schema is not None:
         facets["schema"] = schema_facet(schema)
+    elif json_schema is not None:
+        facets["schema"] = json_schema_facet(json_schema)
     return Dataset(namespace=f"kafka://{server}", name=topic, facets=facets)
+
+
+def json_schema_facet(json_schema: Mapping[str, Any]) -> schema_dataset.SchemaDatasetFacet:
+    """Schema facet of a JSON Schema object: each property with its JSON type(s)."""
+    fields = []
+    for name, sub in json_schema.get("properties", {}).items():
+        declared = sub.get("type", "any")
+        kind = declared if isinstance(declared, str) else "|".join(declared)
+        fields.append(
+            schema_dataset.SchemaDatasetFacetFields(
+                name=name, type=kind, description=sub.get("description")
+            )
+        )
+    return schema_dataset.SchemaDatasetFacet(fields=fields)
+
+
+def typed_schema_facet(columns: Sequence[tuple[str, str]]) -> schema_dataset.SchemaDatasetFacet:
+    """Schema facet of (name, SQL type) columns (e.g. a dbt model contract)."""
+    return schema_dataset.SchemaDatasetFacet(
+        fields=[schema_dataset.SchemaDatasetFacetFields(name=n, type=t) for n, t in columns]
+    )
 
 
 def column_lineage_facet(

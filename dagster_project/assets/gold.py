@@ -14,8 +14,16 @@ from dagster_dbt import (
     dbt_assets,
 )
 
+from dagster_project.lineage import dagster_parent, emitter
 from dagster_project.resources import LakehouseResource
-from lake.gold import DBT_PROJECT_DIR, MANIFEST_PATH, dbt_env, dbt_executable, gold_build
+from lake.gold import (
+    DBT_PROJECT_DIR,
+    MANIFEST_PATH,
+    dbt_env,
+    dbt_executable,
+    emit_gold_lineage,
+    gold_build,
+)
 from lakehouse.errors import LakehouseError
 
 if not MANIFEST_PATH.exists():
@@ -67,7 +75,18 @@ def gold_dbt(
 ) -> Iterator[Any]:
     settings = lakehouse.settings()
     with gold_build(settings) as build_path, _environ(dbt_env(settings, build_path)):
-        yield from dbt.cli(["build"], context=context).stream()
+        invocation = dbt.cli(["build"], context=context)
+        try:
+            yield from invocation.stream()
+        finally:  # one OpenLineage job per model, failed ones included
+            emit_gold_lineage(
+                settings,
+                emitter(settings),
+                MANIFEST_PATH,
+                invocation.target_path / "run_results.json",
+                parent=dagster_parent(context),
+                gold_db=build_path,
+            )
 
 
 @contextmanager

@@ -8,8 +8,10 @@ from pydantic import Field
 from dagster_project.lineage import lineage_run
 from dagster_project.resources import LakehouseResource
 from ingestion.broker import TOPICS
+from ingestion.contracts import contract
 from ingestion.raw import ingest_batch
 from lake.tables import RAW_SCHEMA, raw_uri
+from lakehouse.lineage import kafka_dataset
 
 
 class RawBatchConfig(dg.Config):
@@ -42,7 +44,11 @@ def raw_asset(topic: str) -> dg.AssetsDefinition:
         settings = lakehouse.settings()
         bootstrap = lakehouse.bootstrap()
         uri = raw_uri(settings, topic)
-        with lineage_run(settings, context, [], [(f"raw_{topic}", uri, RAW_SCHEMA)]) as handle:
+        # input: the topic, named per the OpenLineage spec (kafka://<bootstrap> + topic)
+        source = kafka_dataset(settings, topic, json_schema=contract(topic).schema)
+        with lineage_run(
+            settings, context, [source], [(f"raw_{topic}", uri, RAW_SCHEMA)]
+        ) as handle:
             result = ingest_batch(
                 settings,
                 topic,

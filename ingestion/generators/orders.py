@@ -199,7 +199,9 @@ def encode_messages(table: pl.DataFrame, topic: str) -> list[tuple[bytes, bytes]
     if table.height == 0:
         return []
     c = contract(topic)
-    fields = list(c.schema["properties"])
+    # the newest version's fields the table has: a generator that leaves out an optional field
+    # a later version added (transactions' three_ds_status) writes events every version accepts
+    fields = [name for name in c.schema["properties"] if name in table.columns]
     out = table.select(fields).with_columns(pl.col(c.event_time_field).dt.strftime(_TS_FORMAT))
     buf = io.BytesIO()
     out.write_ndjson(buf)

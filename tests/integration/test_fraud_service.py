@@ -121,7 +121,7 @@ def test_simulated_training_only_when_asked(service: Service, rules_only: Servic
         "status": "ok",
         "model_version": "rules-only",
         "model_status": rules_only.said[0],
-        "config_version": "rules-v1",
+        "config_version": "rules-v2",
         "store": "memory",
     }
 
@@ -251,7 +251,7 @@ def test_health_and_prometheus_metrics(service: Service) -> None:
         "status": "ok",
         "model_version": "1",
         "model_status": "model v1",
-        "config_version": "rules-v1",
+        "config_version": "rules-v2",
         "store": "redis",
     }
     text = httpx.get(f"{service.url}/metrics", timeout=10).text
@@ -274,3 +274,20 @@ def test_champion_is_reloaded_when_the_alias_moves(service: Service) -> None:
         == result.model.version
     )
     assert service.engine.reload_if_moved() is False
+
+
+def test_r004_reads_the_3ds_result_of_v2_events_over_http(rules_only: Service) -> None:
+    """transactions v1 and v2 during a transition: an authenticated (Y) or attempted (A)
+    e-commerce payment over the threshold is not challenged by R004; N, U, R and a v1 event
+    (no result) are; a value outside EMV 3DS transStatus is refused."""
+    fired = {}
+    for i, status in enumerate(["Y", "A", "N", "U", "R", None]):
+        event = {**SEED_EVENT, "transaction_id": f"tx_3ds_{i}", "amount": 800.0}
+        if status is not None:
+            event["three_ds_status"] = status
+        reply = httpx.post(f"{rules_only.url}/v1/decisions", json=event, timeout=10)
+        assert reply.status_code == 200, reply.text
+        fired[status] = "R004_ecom_without_3ds" in reply.json()["rule_ids"]
+    assert fired == {"Y": False, "A": False, "N": True, "U": True, "R": True, None: True}
+    bad = {**SEED_EVENT, "transaction_id": "tx_3ds_bad", "three_ds_status": "Q"}
+    assert httpx.post(f"{rules_only.url}/v1/decisions", json=bad, timeout=10).status_code == 422

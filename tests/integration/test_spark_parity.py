@@ -126,6 +126,7 @@ def _raw_rows(n_orders: int) -> pa.Table:
         cols["ingested_at"].append(INGESTED + timedelta(seconds=epoch))
         cols["batch_id"].append(f"b{epoch}")
         cols["ingest_date"].append(date(2025, 9, 1))
+        cols["schema_version"].append(1)
     return pa.table(cols, schema=RAW_SCHEMA)
 
 

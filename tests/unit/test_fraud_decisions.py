@@ -34,10 +34,11 @@ def columns(n: int, **changes: object) -> dict[str, np.ndarray]:
         "merchant_category": "grocery",
         "count_tx_1m_card": 1.0,  # the velocity overrides read these features
         "uniq_merchant_1h_card": 1.0,
+        "three_ds_status": None,  # a v1 event: no 3-D Secure result
     }
     base.update(changes)
     return {
-        k: np.array([v] * n, dtype=object if isinstance(v, str) else np.float64)
+        k: np.array([v] * n, dtype=object if v is None or isinstance(v, str) else np.float64)
         for k, v in base.items()
     }
 
@@ -85,6 +86,37 @@ def test_rules_override_the_score_and_never_lower_it() -> None:
     assert decide(config, np.array([0.0]), np.zeros(1), 1.0, sanctioned).decision.tolist() == [
         BLOCK
     ]
+
+
+def test_r004_challenges_only_ecom_payments_without_3ds_authentication() -> None:
+    """transactions v2: Y (authenticated) and A (attempted) need no step-up; N, U, R and no
+    result (a v1 event) over the threshold are challenged; other channels never by R004."""
+    config = load_config()
+    statuses = ["Y", "A", "N", "U", "R", None, None]
+    n = len(statuses)
+    cols = columns(n)
+    cols["channel"] = np.array(["ecom"] * 6 + ["pos"], dtype=object)
+    cols["amount"] = np.array([800.0] * n)
+    cols["three_ds_status"] = np.array(statuses, dtype=object)
+    out = decide(config, np.full(n, 0.01), np.zeros(n), 1.0, cols)
+    assert out.decision.tolist() == [ALLOW, ALLOW, *[CHALLENGE] * 4, ALLOW]
+    assert [("R004_ecom_without_3ds" in r) for r in out.fired_rules] == [
+        False,
+        False,
+        True,
+        True,
+        True,
+        True,
+        False,
+    ]
+    # the batch path evaluates whole columns through polars (> 64 rows): same answers
+    many = columns(70 * n)
+    many["channel"] = np.tile(cols["channel"], 70)
+    many["amount"] = np.full(70 * n, 800.0)
+    many["three_ds_status"] = np.tile(cols["three_ds_status"], 70)
+    batch = decide(config, np.full(70 * n, 0.01), np.zeros(70 * n), 1.0, many)
+    assert batch.decision.tolist() == out.decision.tolist() * 70
+    assert config.version == "rules-v2"
 
 
 def test_velocity_rules_override_a_low_score() -> None:
@@ -163,9 +195,9 @@ def test_simulator_follows_the_seed_schema_and_rates() -> None:
     takeover = frauds.filter(pl.col("scenario") == "account_takeover")
     assert 0 < takeover.filter(pl.col("ip").str.starts_with("83.")).height < takeover.height
     messages = stream.messages("transactions")
-    schema_fields = list(contract("transactions").schema["properties"])
+    schema_fields = list(contract("transactions").schema_for(1)["properties"])
     first = json.loads(messages[0][1])
-    assert list(first) == schema_fields  # exactly the seed's fields, in order
+    assert list(first) == schema_fields  # exactly the seed's fields (v1), in order
     assert messages[0][0] == first["transaction_id"].encode()
     assert _reasons("transactions", messages[:2000]) == [None]
     labels = stream.labels

@@ -33,6 +33,7 @@ def append_raw(settings: Settings, topic: str, events: list[dict], start_offset:
             "ingested_at": [now] * n,
             "batch_id": ["b"] * n,
             "ingest_date": [now.date()] * n,
+            "schema_version": [1] * n,
         },
         schema=RAW_SCHEMA,
     )

@@ -1,0 +1,124 @@
+"""Lineage end to end, from the emitted OpenLineage events alone: the upstream graph of gold
+`daily_sales` reaches Kafka topic `orders`, and that of `fraud_decisions` reaches topics
+`transactions` and `fraud_labels`; every dbt model run is its own job with its refs and
+sources as inputs, the contract's schema and its dbt tests as data-quality assertions."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+
+import pytest
+from testkit import SEED_TRANSACTION, check_counts, order_message
+
+from ingestion import kafka_client
+from ingestion.broker import EmbeddedBroker
+from lakehouse.config import Settings
+from lakehouse.runner import materialize_selection
+
+pytestmark = pytest.mark.integration
+
+SELECTION = " or ".join(
+    f"key:{k}"
+    for k in (
+        "raw_orders",
+        "silver_orders",
+        "skus",  # the seeds and the models the seed's relationship tests read
+        "stores",
+        "daily_sales",
+        "top_sku_7d",
+        "stock_cover_days",
+        "raw_transactions",
+        "raw_fraud_labels",
+        "silver_transactions",
+        "silver_fraud_labels",
+        "fraud_features",
+        "fraud_decisions",
+    )
+)
+
+Node = tuple[str, str]  # (namespace, name) of a dataset
+
+
+def upstream(events: list[dict[str, Any]], start: Node) -> set[Node]:
+    """Every dataset `start` was derived from, following the COMPLETE events' input → output
+    edges backwards."""
+    parents: dict[Node, set[Node]] = defaultdict(set)
+    for event in events:
+        if event["eventType"] != "COMPLETE":
+            continue
+        for out in event["outputs"]:
+            for inp in event["inputs"]:
+                parents[(out["namespace"], out["name"])].add((inp["namespace"], inp["name"]))
+    seen: set[Node] = set()
+    todo = [start]
+    while todo:
+        for parent in parents[todo.pop()] - seen:
+            seen.add(parent)
+            todo.append(parent)
+    return seen
+
+
+def _by_symlink(events: list[dict[str, Any]], name: str) -> Node:
+    for event in events:
+        for d in event["outputs"]:
+            identifiers = d["facets"].get("symlinks", {}).get("identifiers", [])
+            if any(i["name"] == name for i in identifiers):
+                return (d["namespace"], d["name"])
+    raise AssertionError(f"no event outputs {name}")
+
+
+def test_upstream_graphs_from_the_events_alone(settings: Settings, broker: EmbeddedBroker) -> None:
+    kafka_client.produce(broker.bootstrap, "orders", [order_message(i) for i in range(30)])
+    payment = {**SEED_TRANSACTION, "transaction_id": "tx_l1", "timestamp": "2026-11-02T11:00:05Z"}
+    kafka_client.produce(
+        broker.bootstrap, "transactions", [(b"tx_l1", json.dumps(payment).encode())]
+    )
+    label = {"transaction_id": "tx_l1", "is_fraud": True, "reported_at": "2026-11-04T09:00:00Z"}
+    kafka_client.produce(broker.bootstrap, "fraud_labels", [(b"tx_l1", json.dumps(label).encode())])
+    summary = materialize_selection(settings, SELECTION)
+    assert check_counts(summary)[1] == 0, summary
+
+    events = [json.loads(line) for line in settings.lineage_file.read_text().splitlines()]
+    kafka = f"kafka://{settings.bootstrap}"
+    daily_sales = _by_symlink(events, "daily_sales")
+    assert daily_sales[0].startswith("duckdb://") and daily_sales[1] == "gold.main.daily_sales"
+    sales_up = upstream(events, daily_sales)
+    raw_orders = _by_symlink(events, "raw_orders")
+    silver_orders = _by_symlink(events, "silver_orders")
+    assert {(kafka, "orders"), raw_orders, silver_orders} <= sales_up
+    assert not any(ns == kafka and name != "orders" for ns, name in sales_up)
+
+    decisions_up = upstream(events, _by_symlink(events, "fraud_decisions"))
+    assert {(kafka, "transactions"), (kafka, "fraud_labels")} <= decisions_up
+    assert _by_symlink(events, "silver_fraud_labels") in decisions_up
+    assert (kafka, "orders") not in decisions_up
+
+    # the dbt model is its own job, a child of the Dagster run, with facets from dbt
+    (start, complete) = [e for e in events if e["job"]["name"] == "dbt.daily_sales"]
+    assert [start["eventType"], complete["eventType"]] == ["START", "COMPLETE"]
+    assert complete["run"]["facets"]["parent"]["job"]["name"].startswith("dagster.")
+    (output,) = complete["outputs"]
+    fields = {f["name"]: f["type"] for f in output["facets"]["schema"]["fields"]}
+    assert fields == {
+        "d": "date",
+        "city": "varchar",
+        "sku": "varchar",
+        "units": "bigint",
+        "revenue": "double",
+    }
+    assertions = output["facets"]["dataQualityAssertions"]["assertions"]
+    assert {(a["assertion"], a.get("column"), a["success"]) for a in assertions} >= {
+        ("not_null", "d", True),
+        ("unique_combination", None, True),
+        ("in_range", "units", True),
+    }
+    assert output["outputFacets"]["outputStatistics"]["rowCount"] > 0
+    # raw's input is the topic with the contract's fields
+    (raw_complete,) = [
+        e for e in events if e["job"]["name"] == "raw_transactions" and e["eventType"] == "COMPLETE"
+    ]
+    (topic,) = raw_complete["inputs"]
+    topic_fields = [f["name"] for f in topic["facets"]["schema"]["fields"]]
+    assert topic["namespace"] == kafka and "three_ds_status" in topic_fields
