@@ -65,6 +65,7 @@ def lake(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         "ingested_at": [now] * 10,
         "batch_id": ["b"] * 10,
         "ingest_date": [now.date()] * 10,
+        "schema_version": [1] * 10,
     }
     import pyarrow as pa
 
