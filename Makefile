@@ -59,7 +59,7 @@ lint: $(STAMP)
 
 test: venv lint
 	$(BIN)/lakehouse contracts check
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 ui: venv
 	$(BIN)/lakehouse ui
