@@ -2,8 +2,10 @@
 
 import dagster as dg
 
+from dagster_project.monitoring import deliver
 from dagster_project.resources import LakehouseResource
 from lake.quality import SUITES, NoDataYet, load_for_check, run_suite
+from monitoring.failures import check_condition
 
 
 def quality_check(table: str) -> dg.AssetChecksDefinition:
@@ -15,8 +17,9 @@ def quality_check(table: str) -> dg.AssetChecksDefinition:
         "ranges and key uniqueness; a failure stops downstream assets in the run.",
     )
     def _check(lakehouse: LakehouseResource) -> dg.AssetCheckResult:
+        settings = lakehouse.settings()
         try:
-            frame = load_for_check(lakehouse.settings(), table)
+            frame = load_for_check(settings, table)
         except NoDataYet as empty:  # a topic that never received data blocks nothing
             return dg.AssetCheckResult(
                 passed=True,
@@ -24,6 +27,9 @@ def quality_check(table: str) -> dg.AssetChecksDefinition:
                 metadata={"status": "no data yet", "reason": str(empty)},
             )
         report = run_suite(table, frame)
+        # a failure alerts (check_failure), the next pass resolves it
+        name = f"{table}_expectations"
+        deliver(settings, [check_condition(name, table, report.success, report.summary())])
         return dg.AssetCheckResult(
             passed=report.success,
             severity=dg.AssetCheckSeverity.ERROR,

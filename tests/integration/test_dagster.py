@@ -72,7 +72,15 @@ def test_definitions_cover_the_whole_graph() -> None:
     assert dg.AssetKey("sc_reorder_proposals") in nightly
     checks = {c.name for c in graph.asset_check_keys}
     assert {"silver_orders_expectations", "daily_sales_expectations"} <= checks
-    assert {s.name for s in defs.sensors} == {f"{t}_new_offsets" for t in TOPICS}
+    assert {s.name for s in defs.sensors} == {f"{t}_new_offsets" for t in TOPICS} | {
+        "stream_freshness",
+        "orphan_files",
+        "run_failure_alerts",
+        "run_success_resolves",
+    }
+    assert {"raw_transactions_null_rates", "raw_social_raw_null_rates"} <= checks
+    # gold models rebuilt every 15 minutes carry the native freshness policy
+    assert graph.get(dg.AssetKey("daily_sales")).freshness_policy is not None
     assert {s.name for s in defs.schedules} >= {
         "refresh_gold_every_15_minutes",
         "nightly_supply_chain_at_2am",
