@@ -203,4 +203,15 @@ def null_rate_check(topic: str) -> dg.AssetChecksDefinition:
 NULL_RATE_CHECKS = [null_rate_check(t) for t in TOPICS if null_rate_thresholds(t)]
 SENSORS = [stream_freshness_sensor, orphan_files_sensor, run_failure_alerts, run_success_resolves]
 
-defs = dg.Definitions(asset_checks=NULL_RATE_CHECKS, sensors=SENSORS)
+# Written as a side effect of every asset step (dagster_project/lineage.py), never
+# materialized on its own: an external asset, so the dbt model reading it shows its origin.
+USAGE_TABLE = dg.AssetSpec(
+    "_usage",
+    group_name="platform",
+    kinds={"delta"},
+    description="FinOps usage: one row per asset step of every run (CPU seconds, wall time, "
+    "peak memory, bytes read and written, rows; monitoring/usage.py), read by the gold "
+    "model finops_usage_daily.",
+)
+
+defs = dg.Definitions(assets=[USAGE_TABLE], asset_checks=NULL_RATE_CHECKS, sensors=SENSORS)

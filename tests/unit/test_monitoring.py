@@ -185,3 +185,32 @@ def test_reconcile_delivers_trigger_and_resolve_to_the_webhook(
     stored = stored_alerts(live)
     assert stored.schema.names == ALERTS_SCHEMA.names and stored.num_rows == 2
     assert open_alerts(live) == []
+
+
+def test_usage_meter_measures_cpu_bytes_and_memory(settings: Settings, tmp_path: Path) -> None:
+    from monitoring.usage import USAGE_SCHEMA, UsageMeter, record_usage, usage_uri
+
+    payload = os.urandom(4_000_000)
+    with UsageMeter() as idle:
+        time.sleep(0.2)
+    with UsageMeter() as busy:
+        (tmp_path / "blob").write_bytes(payload)
+        assert (tmp_path / "blob").read_bytes() == payload
+        deadline = time.process_time() + 0.3
+        while time.process_time() < deadline:  # burn 0.3 s of CPU
+            pass
+    assert idle.wall_seconds >= 0.2 and idle.cpu_seconds < 0.1
+    assert busy.cpu_seconds >= 0.3 and busy.wall_seconds >= busy.cpu_seconds * 0.9
+    assert busy.bytes_written >= len(payload) and busy.bytes_read >= len(payload)
+    assert idle.bytes_written < len(payload) / 10
+    assert busy.peak_memory_bytes > len(payload)
+    row = busy.row("run-1", "ingest_orders", "raw_transactions", rows=42)
+    assert (row["domain"], row["team"], row["cost_center"]) == (
+        "fraud",
+        "fraud-risk",
+        "CC-2100-RISK",
+    )
+    record_usage(settings, [row, idle.row("run-1", "ingest_orders", "gold_dbt", rows=0)])
+    stored = DeltaTable(usage_uri(settings)).to_pyarrow_table()
+    assert stored.schema.names == USAGE_SCHEMA.names and stored.num_rows == 2
+    assert stored.column("domain").to_pylist() == ["fraud", "platform"]
