@@ -154,6 +154,8 @@ class Settings:
     # ---- idle streams and long-running processes (FinOps) ----
     # a topic without new offsets for this long moves its sensor to the slow cadence
     idle_stream_minutes: int = 10
+    # ... and probes the broker every this many seconds until new offsets wake it
+    idle_stream_poll_seconds: int = 60
     # long-running processes (live generator, service warmers) exit after this idle time
     # when run with --exit-when-idle; 0 = never
     idle_exit_seconds: int = 0
@@ -518,6 +520,13 @@ def _operations_settings(env: Mapping[str, str]) -> dict[str, object]:
             10,
             _int_between(1, 7 * 24 * 60),
             "use a whole number of minutes >= 1 (no new offsets for that long: slow cadence)",
+        ),
+        "idle_stream_poll_seconds": _parse(
+            env,
+            "LAKEHOUSE_IDLE_STREAM_POLL_SECONDS",
+            60,
+            _int_between(5, 24 * 3600),
+            "use a whole number of seconds >= 5 (how often an idle topic's sensor probes)",
         ),
         "idle_exit_seconds": _parse(
             env,

@@ -214,3 +214,32 @@ def test_usage_meter_measures_cpu_bytes_and_memory(settings: Settings, tmp_path:
     stored = DeltaTable(usage_uri(settings)).to_pyarrow_table()
     assert stored.schema.names == USAGE_SCHEMA.names and stored.num_rows == 2
     assert stored.column("domain").to_pylist() == ["fraud", "platform"]
+
+
+def test_idle_stream_cadence_and_idle_watch() -> None:
+    from monitoring.idle import IdleWatch, StreamActivity, after_probe, stream_cadence
+
+    t0 = 1_000_000.0
+    fresh = after_probe(StreamActivity(), t0, found_new=False)  # first look starts the clock
+    assert fresh.last_new_at == t0
+    active = stream_cadence(fresh, t0 + 599, 600, 60)
+    assert active.probe and not active.idle
+    idle = after_probe(fresh, t0 + 600, found_new=False)
+    cadence = stream_cadence(idle, t0 + 630, 600, 60)
+    assert cadence.idle and not cadence.probe  # probed 30 s ago: wait for the slow tick
+    assert stream_cadence(idle, t0 + 660, 600, 60).probe
+    woke = after_probe(idle, t0 + 660, found_new=True)
+    assert not stream_cadence(woke, t0 + 665, 600, 60).idle
+
+    clock = [0.0]
+    counter = [0]
+    watch = IdleWatch(10, lambda: counter[0], sample_every_s=1, clock=lambda: clock[0])
+    clock[0] = 9.5
+    assert not watch.expired()
+    counter[0] += 1  # activity resets the idle clock at its next sample
+    clock[0] = 10.5
+    assert not watch.expired() and watch.idle_seconds == 0
+    clock[0] = 20.4
+    assert not watch.expired()
+    clock[0] = 20.6
+    assert watch.expired() and watch.idle_seconds == pytest.approx(10.1)
