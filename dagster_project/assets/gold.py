@@ -93,6 +93,7 @@ def gold_dbt(
                 invocation.target_path / "run_results.json",
                 parent=dagster_parent(context),
                 gold_db=build_path,
+                compiled_manifest_path=invocation.target_path / "manifest.json",
             )
             record_step_usage(
                 settings, context.run_id, context.job_name, "gold_dbt", meter, 0, succeeded
