@@ -131,6 +131,20 @@ def test_upstream_graphs_from_the_events_alone(settings: Settings, broker: Embed
     }
     assert columns["d"] == {(silver_ns, silver_name, "order_date")}
     assert columns["units"] == {(silver_ns, silver_name, "qty")}
+    # Great Expectations results as data-quality assertions on the table they validated
+    (gx,) = [
+        e
+        for e in events
+        if e["job"]["name"] == "silver_orders_expectations" and e["eventType"] == "COMPLETE"
+    ]
+    (validated,) = gx["inputs"]
+    assert (validated["namespace"], validated["name"]) == silver_orders
+    outcomes = validated["facets"]["dataQualityAssertions"]["assertions"]
+    assert len(outcomes) > 5 and all(a["success"] for a in outcomes)
+    assert ("ExpectColumnValuesToNotBeNull", "order_id", True) in {
+        (a["assertion"], a.get("column"), a["success"]) for a in outcomes
+    }
+    assert gx["job"]["facets"]["jobType"]["jobType"] == "DATA_QUALITY"
     # raw's input is the topic with the contract's fields
     (raw_complete,) = [
         e for e in events if e["job"]["name"] == "raw_transactions" and e["eventType"] == "COMPLETE"
