@@ -10,16 +10,19 @@ Nothing heavy is imported at module level (run launch cost, see docs/operations.
 from __future__ import annotations
 
 import warnings
+from datetime import timedelta
 
 import dagster as dg
 
-from dagster_project import forecasting, fraud, maintenance, sentiment
+from dagster_project import forecasting, fraud, maintenance, monitoring, sentiment
 from dagster_project.assets.gold import dbt_resource, gold_dbt
 from dagster_project.assets.raw import RAW_ASSETS
 from dagster_project.assets.silver import SILVER_ASSETS
 from dagster_project.checks import QUALITY_CHECKS
 from dagster_project.resources import LakehouseResource
 from dagster_project.sensors import INGEST_JOBS, NIGHTLY_TAG, SENSORS
+from lakehouse.config import Settings
+from lakehouse.errors import LakehouseError
 from lakehouse.ownership import owner_of
 
 # dbt models over tables written by nightly assets (the supply-chain gold, ...) only change
@@ -49,7 +52,7 @@ gold_schedule = dg.ScheduleDefinition(
 # `dg.Definitions` (assets, checks, jobs, sensors, schedules; no resources or executor) to
 # DOMAIN_DEFS below; they share the `lakehouse` and `dbt` resources defined here. `defs` is
 # the only Definitions object Dagster's loader uses (`_defs` before the owner tags).
-DOMAIN_DEFS = (fraud.defs, sentiment.defs, forecasting.defs, maintenance.defs)
+DOMAIN_DEFS = (fraud.defs, sentiment.defs, forecasting.defs, maintenance.defs, monitoring.defs)
 
 _defs = dg.Definitions.merge(
     dg.Definitions(
@@ -65,11 +68,28 @@ _defs = dg.Definitions.merge(
 )
 
 
+def _gold_freshness() -> dg.FreshnessPolicy | None:
+    """Native freshness policy of the 15-minute gold models (the UI shows fresh / stale); the
+    `stream_freshness` sensor alerts on the same age (dagster_project/monitoring.py)."""
+    try:
+        minutes = Settings.from_env().gold_max_age_minutes
+    except LakehouseError:  # a bad setting is reported by the first run, in one line
+        return None
+    return dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=minutes))
+
+
+_GOLD_FRESHNESS = _gold_freshness()
+
+
 def _owner_tags(spec: dg.AssetSpec) -> dg.AssetSpec:
     """FinOps: every asset carries its domain, team and cost_center (lakehouse/ownership.py);
-    a run's tags come from its job's selection (the sensors' ingest jobs tag theirs)."""
+    a run's tags come from its job's selection (the sensors' ingest jobs tag theirs). Gold
+    models rebuilt every 15 minutes also carry the gold freshness policy."""
     owner = owner_of(spec.key.path[-1])
-    return spec.replace_attributes(tags={**spec.tags, **owner.tags()})
+    spec = spec.replace_attributes(tags={**spec.tags, **owner.tags()})
+    if spec.group_name == "gold" and _GOLD_FRESHNESS is not None:
+        spec = spec.replace_attributes(freshness_policy=_GOLD_FRESHNESS)
+    return spec
 
 
 with warnings.catch_warnings():  # a preview API in the pinned Dagster: say it once, here

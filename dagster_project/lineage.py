@@ -1,7 +1,9 @@
-"""OpenLineage around an asset body: START before, COMPLETE/FAIL after, with datasets.
+"""OpenLineage and FinOps usage around an asset body: START before, COMPLETE/FAIL after, with
+datasets; and one `_usage` row (CPU, wall time, peak memory, bytes, rows) per step.
 
 Every asset step is its own OpenLineage run, with the Dagster run as its parent run facet."""
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -10,7 +12,10 @@ import pyarrow as pa
 from openlineage.client.event_v2 import Dataset
 
 from lakehouse.config import Settings
-from lakehouse.lineage import LineageEmitter, ParentRun, delta_dataset
+from lakehouse.lineage import LineageEmitter, LineageRun, ParentRun, delta_dataset
+from monitoring.usage import UsageMeter, record_usage
+
+log = logging.getLogger(__name__)
 
 DatasetRef = tuple[str, str, pa.Schema | None]  # (name, uri, schema) of a Delta table
 
@@ -34,13 +39,40 @@ def lineage_run(
     outputs: list[DatasetRef | Dataset],
 ) -> Iterator[object]:
     job = context.asset_key.to_user_string()
-    with emitter(settings).run(
-        job,
-        [_dataset(settings, d) for d in inputs],
-        [_dataset(settings, d) for d in outputs],
-        parent=dagster_parent(context),
-    ) as handle:
-        yield handle
+    meter = UsageMeter()
+    handle: LineageRun | None = None
+    succeeded = False
+    try:
+        with (
+            meter,
+            emitter(settings).run(
+                job,
+                [_dataset(settings, d) for d in inputs],
+                [_dataset(settings, d) for d in outputs],
+                parent=dagster_parent(context),
+            ) as handle,
+        ):
+            yield handle
+        succeeded = True
+    finally:
+        rows = sum(s.rowCount or 0 for s in handle.output_stats.values()) if handle else 0
+        record_step_usage(settings, context.run_id, context.job_name, job, meter, rows, succeeded)
+
+
+def record_step_usage(
+    settings: Settings,
+    run_id: str,
+    job_name: str,
+    asset: str,
+    meter: UsageMeter,
+    rows: int,
+    succeeded: bool,
+) -> None:
+    """One `_usage` row; like lineage, usage accounting never fails the step it measures."""
+    try:
+        record_usage(settings, [meter.row(run_id, job_name, asset, rows, succeeded)])
+    except Exception as exc:
+        log.warning("usage of %s not recorded (%s: %s)", asset, type(exc).__name__, exc)
 
 
 def dagster_parent(context: dg.AssetExecutionContext) -> ParentRun:

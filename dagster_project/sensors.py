@@ -4,9 +4,14 @@ Each tick reads the true high-water marks (from a fetch response: `end_offsets()
 the embedded broker) and the lake's offsets, and requests one run for everything new. The
 run key is the range, so a range is requested once; the cursor is the last requested end
 (per epoch). When the broker's log is behind the lake, the sensor skips with the command that
-starts a new epoch instead of requesting runs that would fail."""
+starts a new epoch instead of requesting runs that would fail.
+
+Idle streams (monitoring/idle.py): a topic without new offsets for
+LAKEHOUSE_IDLE_STREAM_MINUTES is only probed every LAKEHOUSE_IDLE_STREAM_POLL_SECONDS, and the
+skip message says so; the probe that finds new offsets wakes it."""
 
 import json
+import time
 
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
@@ -17,6 +22,7 @@ from ingestion.broker import TOPICS
 from ingestion.raw import lake_offsets, log_behind_lake
 from lakehouse.errors import LakehouseError
 from lakehouse.ownership import owner_of
+from monitoring.idle import StreamActivity, after_probe, idle_message, stream_cadence
 
 # Tag on assets that run on a nightly schedule, never inside a streaming micro-batch.
 NIGHTLY_TAG = "lakehouse/cadence"
@@ -34,6 +40,15 @@ def topic_sensor(topic: str, job: UnresolvedAssetJobDefinition) -> dg.SensorDefi
         context: dg.SensorEvaluationContext, lakehouse: LakehouseResource
     ) -> dg.SensorResult | dg.SkipReason:
         settings = lakehouse.settings()
+        cursor = json.loads(context.cursor or "{}")
+        # idle streams: no new offsets for a while -> probe the broker at the slow cadence
+        now = time.time()
+        activity = StreamActivity.from_cursor(cursor)
+        idle_after = settings.idle_stream_minutes * 60
+        slow_every = settings.idle_stream_poll_seconds
+        cadence = stream_cadence(activity, now, idle_after, slow_every)
+        if not cadence.probe:
+            return dg.SkipReason(idle_message(topic, activity, now, slow_every))
         try:
             bootstrap = lakehouse.bootstrap()
             marks = kafka_client.probe_high_watermarks(bootstrap, topic)
@@ -43,7 +58,6 @@ def topic_sensor(topic: str, job: UnresolvedAssetJobDefinition) -> dg.SensorDefi
         behind = log_behind_lake(topic, lake, marks)
         if behind is not None:  # the broker lost its log (embedded restart): ingesting would fail
             return dg.SkipReason(str(behind))
-        cursor = json.loads(context.cursor or "{}")
         # The cursor is per epoch: after a new epoch, offsets restart at 0.
         requested = (
             {int(p): o for p, o in cursor.get("offsets", {}).items()}
@@ -51,7 +65,12 @@ def topic_sensor(topic: str, job: UnresolvedAssetJobDefinition) -> dg.SensorDefi
             else {}
         )
         start = {p: max(lake.next_offsets.get(p, 0), requested.get(p, 0)) for p in marks}
-        if all(marks[p] <= start[p] for p in marks):
+        found_new = any(marks[p] > start[p] for p in marks)
+        activity = after_probe(activity, now, found_new)
+        if not found_new:  # keep the requested offsets, remember the probe
+            context.update_cursor(json.dumps({**cursor, **activity.cursor_fields()}))
+            if stream_cadence(activity, now, idle_after, slow_every).idle:
+                return dg.SkipReason(idle_message(topic, activity, now, slow_every))
             return dg.SkipReason(f"{topic}: no new offsets (high-water marks {marks})")
         span = ",".join(f"{p}:{start[p]}-{marks[p]}" for p in sorted(marks))
         return dg.SensorResult(
@@ -69,7 +88,11 @@ def topic_sensor(topic: str, job: UnresolvedAssetJobDefinition) -> dg.SensorDefi
                 )
             ],
             cursor=json.dumps(
-                {"epoch": lake.epoch, "offsets": {str(p): o for p, o in marks.items()}}
+                {
+                    "epoch": lake.epoch,
+                    "offsets": {str(p): o for p, o in marks.items()},
+                    **activity.cursor_fields(),
+                }
             ),
         )
 

@@ -1,5 +1,5 @@
 """Store alerts for shipments at risk (ETA risk, cold chain), through the same delivery as the
-sentiment alerts (sentiment/alerts.py): the webhook receives a Slack payload then a PagerDuty
+sentiment alerts (monitoring/delivery.py): the webhook receives a Slack payload then a PagerDuty
 Events v2 payload, every alert is MERGEd into the `alerts` Delta table on its id, and a
 cooldown keeps one shipment from alerting its store more than once per `COOLDOWN_HOURS`.
 
@@ -20,7 +20,7 @@ from typing import Any
 import polars as pl
 
 from lakehouse.config import Settings
-from sentiment.alerts import post_payloads, store_alert_rows, stored_alerts
+from monitoring.delivery import post_payloads, store_alert_rows, stored_alerts
 
 COOLDOWN_HOURS = 24
 

@@ -177,9 +177,16 @@ def serve(
             help="load the feature store from silver first (history, windows, graph, labels)",
         ),
     ] = False,
+    exit_when_idle: Annotated[
+        bool,
+        typer.Option(
+            "--exit-when-idle",
+            help="stop after LAKEHOUSE_IDLE_EXIT_SECONDS without any request",
+        ),
+    ] = False,
 ) -> None:
     """Online decision service: POST /v1/decisions, /healthz, /metrics (FastAPI + uvicorn)."""
     from fraud.service import serve as run
     from lakehouse.config import Settings
 
-    run(Settings.from_env(), host, port, reload_seconds, warm)
+    run(Settings.from_env(), host, port, reload_seconds, warm, exit_when_idle)

@@ -29,6 +29,8 @@ from fraud.scoring import RULES_ONLY, score_columns
 from fraud.store import FeatureStore, InMemoryStore, open_store, to_silver
 from governance.tokens import AuthError, TokenCheck, require_tokens_to_bind
 from lakehouse.config import Settings
+from lakehouse.errors import ConfigError
+from monitoring.idle import IdleWatch
 
 log = logging.getLogger(__name__)
 
@@ -158,24 +160,40 @@ class DecisionEngine:
         return True
 
 
-def create_app(engine: DecisionEngine, reload_seconds: float = 30.0) -> Any:
+def create_app(
+    engine: DecisionEngine,
+    reload_seconds: float = 30.0,
+    idle_exit_seconds: float = 0.0,
+    on_idle: Callable[[], None] | None = None,
+) -> Any:
+    """The FastAPI app. With `idle_exit_seconds` > 0, `on_idle` is called (the server stops,
+    its background registry watcher with it) after that long without any request."""
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, PlainTextResponse
 
+    requests_seen = [0]
+
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
-        task = (
-            asyncio.create_task(_watch_registry(engine, reload_seconds))
-            if reload_seconds > 0
-            else None
-        )
+        tasks = []
+        if reload_seconds > 0:
+            tasks.append(asyncio.create_task(_watch_registry(engine, reload_seconds)))
+        if idle_exit_seconds > 0 and on_idle is not None:
+            watch = IdleWatch(idle_exit_seconds, lambda: requests_seen[0], sample_every_s=0.5)
+            tasks.append(asyncio.create_task(_exit_when_idle(watch, on_idle)))
         yield
-        if task:
+        for task in tasks:
             task.cancel()
         engine.store.close()
 
     app = FastAPI(title="lakehouse fraud decisions", version="1", lifespan=lifespan)
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next: Any) -> Any:
+        requests_seen[0] += 1  # activity for the idle exit
+        return await call_next(request)
+
     tokens = TokenCheck(engine.settings, "fraud_decisions")
 
     if tokens.enabled:  # every request carries a token once tokens are configured
@@ -233,6 +251,13 @@ def create_app(engine: DecisionEngine, reload_seconds: float = 30.0) -> Any:
     return app
 
 
+async def _exit_when_idle(watch: IdleWatch, on_idle: Callable[[], None]) -> None:
+    while not watch.expired():
+        await asyncio.sleep(min(1.0, watch.timeout_s / 4))
+    print(f"no request for {watch.idle_seconds:.0f} s (LAKEHOUSE_IDLE_EXIT_SECONDS): exiting")
+    on_idle()
+
+
 async def _watch_registry(engine: DecisionEngine, every: float) -> None:
     while True:
         await asyncio.sleep(every)
@@ -281,8 +306,6 @@ def check_port_free(host: str, port: int) -> None:
     is a one-line ConfigError naming the fix, not a traceback after a minute of work."""
     import socket
 
-    from lakehouse.errors import ConfigError
-
     try:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
@@ -294,8 +317,21 @@ def check_port_free(host: str, port: int) -> None:
         ) from None
 
 
-def serve(settings: Settings, host: str, port: int, reload_seconds: float, warm: bool) -> None:
+def serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    reload_seconds: float,
+    warm: bool,
+    exit_when_idle: bool = False,
+) -> None:
     import uvicorn
+
+    if exit_when_idle and not settings.idle_exit_seconds:
+        raise ConfigError(
+            "--exit-when-idle needs LAKEHOUSE_IDLE_EXIT_SECONDS: set it to the idle time in "
+            "seconds after which the service stops"
+        )
 
     require_tokens_to_bind(settings, host, "the fraud decision service")
     check_port_free(host, port)
@@ -304,4 +340,12 @@ def serve(settings: Settings, host: str, port: int, reload_seconds: float, warm:
         f"fraud decision service on http://{host}:{port} ({engine.model_status}, "
         f"store {'redis' if settings.redis_url else 'in-process'}); POST /v1/decisions"
     )
-    uvicorn.run(create_app(engine, reload_seconds), host=host, port=port, log_level="warning")
+    server: Any = None
+
+    def stop() -> None:
+        server.should_exit = True
+
+    idle = settings.idle_exit_seconds if exit_when_idle else 0
+    app = create_app(engine, reload_seconds, idle, stop)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    server.run()

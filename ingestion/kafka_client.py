@@ -188,27 +188,40 @@ def probe_high_watermarks(bootstrap: str, topic: str) -> dict[int, int]:
     fetches at most one small batch per partition, near the end, and reads it from there. On a
     real Kafka the two agree.
     """
+    return probe_topics_high_watermarks(bootstrap, [topic])[topic]
+
+
+def probe_topics_high_watermarks(
+    bootstrap: str, topics: Iterable[str]
+) -> dict[str, dict[int, int]]:
+    """`probe_high_watermarks` of several topics with one consumer (one connection, one
+    fetch round for all of them); a topic without partitions maps to {}."""
     consumer = _consumer(bootstrap, fetch_max_bytes=1 << 16, max_partition_fetch_bytes=1 << 16)
     try:
-        parts = sorted(consumer.partitions_for_topic(topic) or [])
-        if not parts:
-            return {}
-        tps = [TopicPartition(topic, p) for p in parts]
+        result: dict[str, dict[int, int]] = {}
+        tps: list[TopicPartition] = []
+        for topic in topics:
+            result[topic] = {}
+            tps += [
+                TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
+            ]
+        if not tps:
+            return result
         consumer.assign(tps)
         ends = consumer.end_offsets(tps)
-        marks: dict[int, int] = {}
+        found: dict[TopicPartition, int] = {}
         for tp in tps:
             consumer.seek(tp, max(ends[tp] - 1, 0))
         deadline = time.monotonic() + 10
-        while len(marks) < len(tps) and time.monotonic() < deadline:
+        while len(found) < len(tps) and time.monotonic() < deadline:
             consumer.poll(timeout_ms=200, max_records=1, update_offsets=False)
             for tp in tps:
                 hw = consumer.highwater(tp)
                 if hw is not None:
-                    marks[tp.partition] = hw
+                    found[tp] = hw
         for tp in tps:  # partition never answered: fall back to end_offsets (conservative)
-            marks.setdefault(tp.partition, ends[tp])
-        return marks
+            result[tp.topic][tp.partition] = found.get(tp, ends[tp])
+        return result
     finally:
         consumer.close()
 

@@ -22,6 +22,7 @@ import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -360,13 +361,29 @@ def gold_contract_violations(manifest_path: Path = MANIFEST_PATH) -> list[str]:
 _DBT_STATES = {"success": "COMPLETE", "pass": "COMPLETE", "warn": "COMPLETE"}
 
 
+def _source_dataset(settings: Settings, source: Mapping[str, Any]) -> Any:
+    """A dbt source as the Delta table it reads, by its storage URI."""
+    from lakehouse.lineage import delta_dataset
+
+    path = source["config"].get("meta", {}).get("delta_table_path") or source["meta"].get(
+        "delta_table_path", ""
+    )
+    # rendered with the lake root at parse time: keep <zone>/<table> (or the zone table
+    # `_usage`), relative to this process's lake root
+    parts = str(path).rstrip("/").split("/")
+    relative = parts[-1] if parts[-1].startswith("_") else "/".join(parts[-2:])
+    key = (source["config"].get("meta", {}).get("dagster") or {}).get("asset_key")
+    name = key[0] if key else f"silver_{source['name']}"
+    return delta_dataset(settings, name, relative)
+
+
 def _dbt_inputs(
     settings: Settings, manifest: Mapping[str, Any], unique_id: str, seen: set[str] | None = None
 ) -> list[Any]:
     """The datasets a model reads: its sources (the silver / gold Delta tables by their storage
     URI) and the tables of the refs it selects from; ephemeral refs (staging CTEs) are walked
     through to what they read."""
-    from lakehouse.lineage import delta_dataset, duckdb_dataset
+    from lakehouse.lineage import duckdb_dataset
 
     seen = set() if seen is None else seen
     node = manifest["nodes"].get(unique_id) or manifest["sources"][unique_id]
@@ -376,16 +393,7 @@ def _dbt_inputs(
             continue
         seen.add(parent)
         if parent.startswith("source."):
-            source = manifest["sources"][parent]
-            path = source["config"].get("meta", {}).get("delta_table_path") or source["meta"].get(
-                "delta_table_path", ""
-            )
-            # rendered with the lake root at parse time: keep <layer>/<table>, relative to
-            # this process's lake root
-            relative = "/".join(str(path).rstrip("/").split("/")[-2:])
-            key = (source["config"].get("meta", {}).get("dagster") or {}).get("asset_key")
-            name = key[0] if key else f"silver_{source['name']}"
-            out.append(delta_dataset(settings, name, relative))
+            out.append(_source_dataset(settings, manifest["sources"][parent]))
         else:
             upstream = manifest["nodes"][parent]
             if upstream["config"].get("materialized") == "ephemeral":
@@ -393,6 +401,72 @@ def _dbt_inputs(
             else:
                 out.append(duckdb_dataset(settings, upstream["name"]))
     return out
+
+
+Relation = tuple[str, str, str]  # (database, schema, table) as the compiled SQL names it
+
+
+@lru_cache(maxsize=512)
+def sql_column_sources(
+    sql: str, columns: tuple[str, ...]
+) -> tuple[tuple[str, tuple[tuple[Relation, str], ...]], ...]:
+    """Per output column of a compiled SELECT, the (relation, column) pairs it reads, traced
+    through CTEs and sub-queries by sqlglot (DuckDB dialect). A column sqlglot cannot trace to
+    a table (a `SELECT *` over an unknown schema, a constant) gets no mapping rather than a
+    wrong one. Cached: the 15-minute refresh compiles the same SQL again."""
+    from sqlglot import exp, parse_one
+    from sqlglot.errors import SqlglotError
+    from sqlglot.lineage import lineage
+
+    expression = parse_one(sql, dialect="duckdb")
+    traced: list[tuple[str, tuple[tuple[Relation, str], ...]]] = []
+    for column in columns:
+        try:
+            root = lineage(column, expression, None, dialect="duckdb")
+        except (SqlglotError, KeyError, ValueError):
+            continue
+        leaves = {
+            (
+                (n.source.catalog.lower(), n.source.db.lower(), n.source.name.lower()),
+                n.name.rsplit(".", 1)[-1].lower(),
+            )
+            for n in root.walk()
+            if not n.downstream and isinstance(n.source, exp.Table)
+        }
+        if leaves:
+            traced.append((column, tuple(sorted(leaves))))
+    return tuple(traced)
+
+
+def _relations(settings: Settings, manifest: Mapping[str, Any]) -> dict[Relation, Any]:
+    """Every relation a compiled gold model may select from, as its OpenLineage dataset."""
+    from lakehouse.lineage import duckdb_dataset
+
+    found: dict[Relation, Any] = {}
+    for source in manifest["sources"].values():
+        table = (source.get("identifier") or source["name"]).lower()
+        key = (str(source.get("database") or "").lower(), source["schema"].lower(), table)
+        found[key] = _source_dataset(settings, source)
+    for node in manifest["nodes"].values():
+        if node["resource_type"] in ("model", "seed") and (
+            node["config"].get("materialized") != "ephemeral"
+        ):
+            table = (node.get("alias") or node["name"]).lower()
+            key = (str(node.get("database") or "").lower(), node["schema"].lower(), table)
+            found[key] = duckdb_dataset(settings, node["name"])
+    return found
+
+
+def column_lineage(
+    compiled_sql: str, columns: Sequence[str], relations: Mapping[Relation, Any]
+) -> dict[str, list[tuple[Any, str]]]:
+    """{output column: [(input dataset, input column)]} of one compiled model."""
+    mapping: dict[str, list[tuple[Any, str]]] = {}
+    for column, sources in sql_column_sources(compiled_sql, tuple(columns)):
+        pairs = [(relations[rel], col) for rel, col in sources if rel in relations]
+        if pairs:
+            mapping[column] = pairs
+    return mapping
 
 
 def _row_counts(gold_db: Path | None, tables: Sequence[str]) -> dict[str, int]:
@@ -417,6 +491,7 @@ def emit_gold_lineage(
     run_results_path: Path | None,
     parent: Any = None,
     gold_db: Path | None = None,
+    compiled_manifest_path: Path | None = None,
 ) -> int:
     """START + COMPLETE/FAIL for every gold model dbt ran (run_results.json), job `dbt.<model>`,
     inputs from its refs and sources (the dbt manifest), output the gold DuckDB table with the
@@ -425,12 +500,21 @@ def emit_gold_lineage(
     Read from dbt's own artifacts instead of openlineage-dbt's processor: that processor wants
     a dbt adapter it knows (duckdb is not one) and its own profile parsing; the manifest gives
     the same graph. Output row counts: dbt's when the adapter reports one, else counted in
-    `gold_db` (the file dbt just built). Returns the number of model jobs emitted."""
+    `gold_db` (the file dbt just built). Column lineage: each output column's input columns,
+    traced in the model's compiled SQL (`compiled_manifest_path`, the build's own manifest).
+    Returns the number of model jobs emitted."""
     from openlineage.client.facet_v2 import data_quality_assertions_dataset
 
-    from lakehouse.lineage import duckdb_dataset, typed_schema_facet
+    from lakehouse.lineage import column_lineage_facet, duckdb_dataset, typed_schema_facet
 
     manifest = json.loads(manifest_path.read_text("utf-8"))
+    compiled: dict[str, str] = {}
+    if compiled_manifest_path is not None and compiled_manifest_path.exists():
+        built = json.loads(compiled_manifest_path.read_text("utf-8"))
+        compiled = {
+            u: n["compiled_code"] for u, n in built["nodes"].items() if n.get("compiled_code")
+        }
+    relations = _relations(settings, manifest) if compiled else {}
     results: dict[str, Mapping[str, Any]] = {}
     if run_results_path is not None and run_results_path.exists():
         for result in json.loads(run_results_path.read_text("utf-8"))["results"]:
@@ -470,6 +554,10 @@ def emit_gold_lineage(
                     ]
                 )
             )
+        if uid in compiled:
+            mapping = column_lineage(compiled[uid], [c for c, _ in columns], relations)
+            if mapping:
+                facets["columnLineage"] = column_lineage_facet(mapping)
         output = type(output)(namespace=output.namespace, name=output.name, facets=facets)
         inputs = _dbt_inputs(settings, manifest, uid)
         failed = _DBT_STATES.get(result["status"]) is None

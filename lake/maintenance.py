@@ -37,7 +37,7 @@ Z_ORDER: dict[str, tuple[str, ...]] = {
     "silver/transactions": ("card_hash",),
 }
 # zones whose sub-folders are Delta tables (the dead-letter table is the zone itself)
-_ZONES = ("raw", "silver", "gold", "_dead_letter", "_outbox")
+_ZONES = ("raw", "silver", "gold", "_dead_letter", "_outbox", "_usage")
 
 
 @dataclass
@@ -143,6 +143,9 @@ def maintain_table(settings: Settings, relative: str, *, vacuum: bool = True) ->
             retention_hours=settings.maintenance_retention_hours,
             dry_run=False,
             enforce_retention_duration=False,  # the setting's bounds are the guard
+            # full: also the orphan files no log version names (a writer that crashed before
+            # its commit), older than the retention too (monitoring/orphans.py alerts on them)
+            full=True,
         )
         report.vacuumed = len(deleted)
     report.files_after, report.bytes_after = file_stats(DeltaTable(uri, storage_options=options))

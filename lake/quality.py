@@ -336,6 +336,15 @@ class QualityReport:
     def failed_expectations(self) -> set[str]:
         return {f.expectation for f in self.failed}
 
+    def assertions(self) -> list[tuple[str, str | None, bool]]:
+        """(expectation, column or None, passed) for every expectation of the suite: the
+        OpenLineage data-quality assertions of this validation."""
+        failed = {(f.expectation, f.columns) for f in self.failed}
+        return [
+            (s.expectation, ",".join(s.columns) or None, (s.expectation, s.columns) not in failed)
+            for s in suite_for(self.table)
+        ]
+
 
 def _jsonable(value: Any) -> Any:
     """GX observations (numpy scalars, timestamps, tuples, NaN) -> plain JSON values."""

@@ -7,7 +7,7 @@ import os
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -156,6 +156,14 @@ def generate(
     fraud_rate: Annotated[
         float, typer.Option(min=0.002, max=0.02, help="transactions: share of fraudulent payments")
     ] = 0.01,
+    exit_when_idle: Annotated[
+        bool,
+        typer.Option(
+            "--exit-when-idle",
+            help="live: stop once the lake consumed nothing of these topics for "
+            "LAKEHOUSE_IDLE_EXIT_SECONDS (nobody reads the traffic)",
+        ),
+    ] = False,
 ) -> None:
     """Produce realistic events to Kafka: live (--minutes, --speed) or history (--backfill-days)."""
     from lakehouse.generate import backfill, backfill_supply, live
@@ -180,11 +188,38 @@ def generate(
         sent = backfill(bootstrap, backfill_days, seed, scale or 1.0, topics, fraud_rate=fraud_rate)
     else:
         print(f"sending {minutes} simulated minutes at speed x{speed} (Ctrl-C stops)")
+        watch = _idle_watch(topics) if exit_when_idle else None
         sent = live(
-            bootstrap, minutes or 0, speed, seed, scale or 1.0, topics, fraud_rate=fraud_rate
+            bootstrap,
+            minutes or 0,
+            speed,
+            seed,
+            scale or 1.0,
+            topics,
+            fraud_rate=fraud_rate,
+            stop_when=watch.expired if watch else None,
         )
+        if watch is not None and watch.expired():
+            print(
+                f"stopped: the lake consumed nothing of {', '.join(topics)} for "
+                f"{watch.idle_seconds:.0f} s (LAKEHOUSE_IDLE_EXIT_SECONDS)"
+            )
     print("sent " + ", ".join(f"{n} {t}" for t, n in sent.items()) + f" to {bootstrap}")
     print("next: `lakehouse materialize` (or `make ui` and let the sensors pick them up)")
+
+
+def _idle_watch(topics: tuple[str, ...]) -> Any:
+    from monitoring.idle import IdleWatch, lake_progress
+
+    settings = _settings()
+    if not settings.idle_exit_seconds:
+        raise ConfigError(
+            "--exit-when-idle needs LAKEHOUSE_IDLE_EXIT_SECONDS: set it to the idle time in "
+            "seconds after which to stop"
+        )
+    return IdleWatch(
+        settings.idle_exit_seconds, lambda: lake_progress(settings, topics), sample_every_s=2.0
+    )
 
 
 # ---- producing -----------------------------------------------------------------------------

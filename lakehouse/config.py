@@ -142,6 +142,23 @@ class Settings:
     maintenance_retention_hours: int = 168
     # OPTIMIZE compacts files smaller than this into files of about this size
     maintenance_target_file_mb: int = 128
+    # ---- operational alerts (monitoring/, docs/operations.md) ----
+    # a topic whose newest event (or oldest unread record) is older than this alerts
+    stream_latency_seconds: int = 120
+    # a gold model not rebuilt for this long alerts (the refresh runs every 15 minutes)
+    gold_max_age_minutes: int = 30
+    # an alert resolved less than this ago is not raised again (flapping)
+    alert_cooldown_minutes: int = 30
+    # a micro-batch smaller than this is too small to judge null rates on
+    null_rate_min_rows: int = 50
+    # ---- idle streams and long-running processes (FinOps) ----
+    # a topic without new offsets for this long moves its sensor to the slow cadence
+    idle_stream_minutes: int = 10
+    # ... and probes the broker every this many seconds until new offsets wake it
+    idle_stream_poll_seconds: int = 60
+    # long-running processes (live generator, service warmers) exit after this idle time
+    # when run with --exit-when-idle; 0 = never
+    idle_exit_seconds: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -309,6 +326,7 @@ class Settings:
                 _int_between(1, 4096),
                 "use megabytes between 1 and 4096 (the size OPTIMIZE compacts files to)",
             ),
+            **_operations_settings(env),
         )
 
     # ---- derived locations -------------------------------------------------------------
@@ -461,6 +479,61 @@ def _privacy_settings(env: Mapping[str, str], home: Path, lake_root: str) -> dic
             _tokens,
             "use comma-separated sha256:<hex of the token>=<subject>:<role> entries "
             "(lakehouse token create prints one)",
+        ),
+    }
+
+
+def _operations_settings(env: Mapping[str, str]) -> dict[str, object]:
+    """Operational alerts and idle streams (monitoring/, docs/operations.md)."""
+    return {
+        "stream_latency_seconds": _parse(
+            env,
+            "LAKEHOUSE_STREAM_LATENCY_SECONDS",
+            120,
+            _int_between(1, 7 * 24 * 3600),
+            "use a whole number of seconds >= 1 (the seed's stream-latency threshold is 120)",
+        ),
+        "gold_max_age_minutes": _parse(
+            env,
+            "LAKEHOUSE_GOLD_MAX_AGE_MINUTES",
+            30,
+            _int_between(1, 7 * 24 * 60),
+            "use a whole number of minutes >= 1 (longer than the 15-minute gold refresh)",
+        ),
+        "alert_cooldown_minutes": _parse(
+            env,
+            "LAKEHOUSE_ALERT_COOLDOWN_MINUTES",
+            30,
+            _int_between(0, 7 * 24 * 60),
+            "use a whole number of minutes >= 0 (0 raises a cleared condition again at once)",
+        ),
+        "null_rate_min_rows": _parse(
+            env,
+            "LAKEHOUSE_NULL_RATE_MIN_ROWS",
+            50,
+            _int_between(1, 100_000_000),
+            "use a positive number of rows (smaller micro-batches are not judged)",
+        ),
+        "idle_stream_minutes": _parse(
+            env,
+            "LAKEHOUSE_IDLE_STREAM_MINUTES",
+            10,
+            _int_between(1, 7 * 24 * 60),
+            "use a whole number of minutes >= 1 (no new offsets for that long: slow cadence)",
+        ),
+        "idle_stream_poll_seconds": _parse(
+            env,
+            "LAKEHOUSE_IDLE_STREAM_POLL_SECONDS",
+            60,
+            _int_between(5, 24 * 3600),
+            "use a whole number of seconds >= 5 (how often an idle topic's sensor probes)",
+        ),
+        "idle_exit_seconds": _parse(
+            env,
+            "LAKEHOUSE_IDLE_EXIT_SECONDS",
+            0,
+            _int_between(0, 7 * 24 * 3600),
+            "use a whole number of seconds >= 0 (0: long-running processes never exit when idle)",
         ),
     }
 

@@ -6,11 +6,12 @@ Orders and their sessions come from one stream; inventory is simulated from the 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from ingestion import kafka_client
 from ingestion.generators.inventory import generate_inventory
-from ingestion.generators.live import paced, timed_messages
+from ingestion.generators.live import paced, timed_messages, until
 from ingestion.generators.orders import generate_orders
 from lakehouse.errors import ConfigError
 
@@ -114,10 +115,12 @@ def live(
     start: datetime | None = None,
     inventory_from: datetime | None = None,
     fraud_rate: float = 0.01,
+    stop_when: Callable[[], bool] | None = None,
 ) -> dict[str, int]:
     """Send `minutes` of traffic starting at `start` (default now), paced so that simulated
     time runs `speed` times faster than the wall clock. `inventory_from` continues the stock
-    simulated since then (e.g. the start of a backfill) instead of a fresh initial stock."""
+    simulated since then (e.g. the start of a backfill) instead of a fresh initial stock.
+    `stop_when` ends the traffic early when it returns True (e.g. an idle timeout)."""
     _check_topics(topics)
     if minutes <= 0:
         raise ConfigError(f"--minutes {minutes} is invalid: use a positive number of minutes")
@@ -126,5 +129,5 @@ def live(
     sources = _sources(start, end, seed, scale, topics, inventory_from, fraud_rate)
     return kafka_client.produce_records(
         bootstrap,
-        paced(timed_messages(sources), start, speed),  # type: ignore[arg-type], progress_every=10_000
+        until(paced(timed_messages(sources), start, speed), stop_when),  # type: ignore[arg-type], progress_every=10_000
     )

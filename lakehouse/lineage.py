@@ -250,6 +250,19 @@ def column_lineage_facet(
     )
 
 
+def with_quality_assertions(
+    dataset: Dataset, assertions: Sequence[tuple[str, str | None, bool]]
+) -> Dataset:
+    """A copy of `dataset` carrying a data-quality-assertions facet: (assertion, column,
+    success) per check (dbt tests, Great Expectations expectations)."""
+    from openlineage.client.facet_v2 import data_quality_assertions_dataset as dq
+
+    facet = dq.DataQualityAssertionsDatasetFacet(
+        assertions=[dq.Assertion(assertion=a, success=ok, column=c) for a, c, ok in assertions]
+    )
+    return attr.evolve(dataset, facets={**(dataset.facets or {}), "dataQualityAssertions": facet})
+
+
 def with_column_lineage(
     dataset: Dataset, mapping: Mapping[str, Sequence[tuple[Dataset, str]]]
 ) -> Dataset:

@@ -64,6 +64,7 @@ _NAMED_DOMAINS = {
     "eta_predictions": "supply_chain",
     "supply_chain_kpis": "supply_chain",
     "bi_dashboards": "platform",
+    "gold_dbt": "platform",  # the dbt build of every gold model (its usage row)
     "alerts": "sentiment",
 }
 

@@ -6,26 +6,26 @@ bad hours of one crisis stay one alert. The alert id is a hash of brand, aspect 
 the `alerts` table is MERGEd on it: re-running the same data sends nothing new. Without
 `LAKEHOUSE_ALERT_WEBHOOK_URL` the alert is only stored (delivery_status 'not configured').
 The webhook receives one POST per payload: the Slack one (`text` + `blocks`), then the
-PagerDuty Events v2 one (`routing_key`, `event_action: trigger`, `dedup_key`, `payload`).
+PagerDuty Events v2 one (`routing_key`, `event_action: trigger`, `dedup_key`, `payload`);
+delivery and storage are monitoring/delivery.py, shared with every other alert kind.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
-from deltalake import write_deltalake
 
-from lake.tables import open_table
 from lakehouse.config import Settings
-from sentiment.index import Spike
-from sentiment.tables import ALERTS_SCHEMA, alerts_uri
 
-log = logging.getLogger(__name__)
+# the delivery every alert kind shares (webhook + `alerts` table): re-exported for callers
+from monitoring.delivery import ALERTS_SCHEMA, post_payloads, store_alert_rows, stored_alerts
+from sentiment.index import Spike
+
+__all__ = ["ALERTS_SCHEMA", "post_payloads", "raise_alerts", "store_alert_rows", "stored_alerts"]
 COOLDOWN_HOURS = 6
 KIND = "sentiment_spike"
 
@@ -106,11 +106,6 @@ def pagerduty_payload(alert: Alert, routing_key: str = "lakehouse-sentiment") ->
     }
 
 
-def stored_alerts(settings: Settings) -> pa.Table:
-    table = open_table(alerts_uri(settings), settings)
-    return table.to_pyarrow_table() if table is not None else ALERTS_SCHEMA.empty_table()
-
-
 def apply_cooldown(spikes: list[Spike], previous: pa.Table) -> list[Alert]:
     """Alerts to raise: spikes not already alerted and outside the cooldown of an earlier
     alert for the same brand × aspect (earlier spikes of this same call count too)."""
@@ -132,50 +127,11 @@ def apply_cooldown(spikes: list[Spike], previous: pa.Table) -> list[Alert]:
     return raised
 
 
-def post_payloads(
-    url: str | None, alert_id: str, payloads: list[dict[str, Any]], timeout_s: float = 5.0
-) -> tuple[bool, str]:
-    """POST each payload to the webhook in turn; (delivered, status). Shared by every alert
-    kind (sentiment spikes, supply-chain ETA risk and cold-chain alerts)."""
-    if not url:
-        return False, "not configured"
-    import httpx
-
-    try:
-        with httpx.Client(timeout=timeout_s) as client:
-            statuses = []
-            for payload in payloads:
-                response = client.post(url, json=payload)
-                statuses.append(str(response.status_code))
-                response.raise_for_status()
-        return True, "http " + ",".join(statuses)
-    except httpx.HTTPError as exc:
-        log.warning("alert %s not delivered to %s: %s", alert_id, url, exc)
-        return False, f"error: {type(exc).__name__}: {exc}"[:300]
-
-
 def deliver(url: str | None, alert: Alert, timeout_s: float = 5.0) -> tuple[bool, str]:
     """POST the Slack and PagerDuty payloads to the webhook; (delivered, status)."""
     return post_payloads(
         url, alert.alert_id, [slack_payload(alert), pagerduty_payload(alert)], timeout_s
     )
-
-
-def store_alert_rows(settings: Settings, rows: list[dict[str, Any]]) -> None:
-    """MERGE alert rows into the `alerts` table on alert_id (a re-run inserts nothing)."""
-    table = pa.Table.from_pylist(rows, schema=ALERTS_SCHEMA)
-    target = open_table(alerts_uri(settings), settings)
-    if target is None:
-        write_deltalake(
-            alerts_uri(settings),
-            table,
-            mode="append",
-            storage_options=settings.storage_options or None,
-        )
-    else:
-        target.merge(
-            table, "t.alert_id = s.alert_id", source_alias="s", target_alias="t"
-        ).when_not_matched_insert_all().execute()
 
 
 def raise_alerts(settings: Settings, spikes: list[Spike]) -> list[dict[str, Any]]:

@@ -7,6 +7,9 @@ import pyarrow as pa
 from lake.tables import LINEAGE_FIELDS, UTC_TS
 from lakehouse.config import Settings
 
+# the `alerts` table every alert kind shares (monitoring/delivery.py)
+from monitoring.delivery import ALERTS_SCHEMA, alerts_uri  # noqa: F401
+
 CLEAN_TOPIC = "social_clean"
 SENTIMENT_TOPIC = "social_sentiment"
 OUTPUT_TOPICS = (CLEAN_TOPIC, SENTIMENT_TOPIC)
@@ -79,27 +82,6 @@ SENTIMENT_INDEX_SCHEMA = pa.schema(
     ]
 )
 
-ALERTS_SCHEMA = pa.schema(
-    [
-        pa.field("alert_id", pa.string(), nullable=False),
-        pa.field("kind", pa.string(), nullable=False),
-        pa.field("brand", pa.string(), nullable=False),
-        pa.field("aspect", pa.string(), nullable=False),
-        pa.field("window_start", UTC_TS, nullable=False),
-        pa.field("window_end", UTC_TS, nullable=False),
-        pa.field("posts", pa.int64(), nullable=False),
-        pa.field("neg", pa.int64(), nullable=False),
-        pa.field("score", pa.float64(), nullable=False),
-        pa.field("neg_threshold", pa.float64(), nullable=False),
-        pa.field("mean_7d_neg", pa.float64(), nullable=False),
-        pa.field("std_7d_neg", pa.float64(), nullable=False),
-        pa.field("summary", pa.string(), nullable=False),
-        pa.field("delivered", pa.bool_(), nullable=False),
-        pa.field("delivery_status", pa.string(), nullable=False),
-        pa.field("created_at", UTC_TS, nullable=False),
-    ]
-)
-
 
 def silver_social_uri(settings: Settings) -> str:
     return settings.table_uri("silver", "social")
@@ -111,10 +93,6 @@ def social_sentiment_uri(settings: Settings) -> str:
 
 def sentiment_index_uri(settings: Settings) -> str:
     return settings.table_uri("silver", "sentiment_index")
-
-
-def alerts_uri(settings: Settings) -> str:
-    return settings.table_uri("silver", "alerts")
 
 
 def outbox_uri(settings: Settings) -> str:

@@ -14,7 +14,7 @@ from dagster_dbt import (
     dbt_assets,
 )
 
-from dagster_project.lineage import dagster_parent, emitter
+from dagster_project.lineage import dagster_parent, emitter, record_step_usage
 from dagster_project.resources import LakehouseResource
 from lake.gold import (
     DBT_PROJECT_DIR,
@@ -25,6 +25,7 @@ from lake.gold import (
     gold_build,
 )
 from lakehouse.errors import LakehouseError
+from monitoring.usage import UsageMeter
 
 if not MANIFEST_PATH.exists():
     raise LakehouseError(
@@ -74,11 +75,17 @@ def gold_dbt(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, lakehouse: LakehouseResource
 ) -> Iterator[Any]:
     settings = lakehouse.settings()
+    meter = UsageMeter()  # FinOps: the whole dbt build (its CPU is the dbt child process's)
+    succeeded = False
     with gold_build(settings) as build_path, _environ(dbt_env(settings, build_path)):
+        meter.start()
         invocation = dbt.cli(["build"], context=context)
         try:
             yield from invocation.stream()
-        finally:  # one OpenLineage job per model, failed ones included
+            succeeded = True
+        finally:
+            meter.stop()
+            # one OpenLineage job per model, failed ones included
             emit_gold_lineage(
                 settings,
                 emitter(settings),
@@ -86,6 +93,10 @@ def gold_dbt(
                 invocation.target_path / "run_results.json",
                 parent=dagster_parent(context),
                 gold_db=build_path,
+                compiled_manifest_path=invocation.target_path / "manifest.json",
+            )
+            record_step_usage(
+                settings, context.run_id, context.job_name, "gold_dbt", meter, 0, succeeded
             )
 
 

@@ -56,6 +56,14 @@ def paced(
         yield item
 
 
+def until(items: Iterable[T], stop: Callable[[], bool] | None) -> Iterator[T]:
+    """`items` until `stop()` says so (checked before each item; None: all of them)."""
+    for item in items:
+        if stop is not None and stop():
+            return
+        yield item
+
+
 def timed_messages(
     sources: Mapping[str, EventSource],
 ) -> Iterator[tuple[float, tuple[str, bytes, bytes]]]:

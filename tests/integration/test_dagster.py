@@ -21,6 +21,7 @@ from lakehouse.config import Settings
 from lakehouse.generate import backfill
 from lakehouse.instance import ensure_dagster_home
 from lakehouse.runner import materialize_selection
+from monitoring.usage import usage_uri
 
 pytestmark = pytest.mark.integration
 
@@ -51,6 +52,7 @@ def test_definitions_cover_the_whole_graph() -> None:
             "reference",
             "fraud",
             "supply_chain",
+            "platform",  # the FinOps `_usage` table
         }
     # gold depends on silver through the dbt sources
     assert dg.AssetKey("silver_orders") in graph.get(dg.AssetKey("daily_sales")).parent_keys or any(
@@ -72,7 +74,15 @@ def test_definitions_cover_the_whole_graph() -> None:
     assert dg.AssetKey("sc_reorder_proposals") in nightly
     checks = {c.name for c in graph.asset_check_keys}
     assert {"silver_orders_expectations", "daily_sales_expectations"} <= checks
-    assert {s.name for s in defs.sensors} == {f"{t}_new_offsets" for t in TOPICS}
+    assert {s.name for s in defs.sensors} == {f"{t}_new_offsets" for t in TOPICS} | {
+        "stream_freshness",
+        "orphan_files",
+        "run_failure_alerts",
+        "run_success_resolves",
+    }
+    assert {"raw_transactions_null_rates", "raw_social_raw_null_rates"} <= checks
+    # gold models rebuilt every 15 minutes carry the native freshness policy
+    assert graph.get(dg.AssetKey("daily_sales")).freshness_policy is not None
     assert {s.name for s in defs.schedules} >= {
         "refresh_gold_every_15_minutes",
         "nightly_supply_chain_at_2am",
@@ -154,6 +164,29 @@ def test_small_graph_materializes_with_checks_and_lineage(
     # a second run with nothing new adds no silver rows
     again = materialize_selection(settings, "group:raw or group:silver")
     assert check_counts(again)[1] == 0, again
+
+    # FinOps: every asset step of both runs left a `_usage` row, owner-tagged ...
+    usage = DeltaTable(usage_uri(settings)).to_pyarrow_table().to_pylist()
+    by_asset = {(r["asset"], r["run_id"]): r for r in usage}
+    raw_orders = [r for (a, _), r in by_asset.items() if a == "raw_orders"]
+    assert len(raw_orders) == 2 and {r["domain"] for r in raw_orders} == {"retail"}
+    first = max(raw_orders, key=lambda r: r["rows"])
+    raw_rows = DeltaTable(raw_uri(settings, "orders")).to_pyarrow_table().num_rows
+    assert first["rows"] == raw_rows and min(r["rows"] for r in raw_orders) == 0
+    assert first["cpu_seconds"] > 0 and first["wall_seconds"] >= first["cpu_seconds"] * 0.1
+    assert first["bytes_read"] > 0 and first["bytes_written"] > 0  # Kafka in, Parquet out
+    assert first["peak_memory_bytes"] > 50e6  # a Python process with Arrow and Dagster loaded
+    gold_step = next(r for (a, _), r in by_asset.items() if a == "gold_dbt")
+    assert gold_step["domain"] == "platform" and gold_step["cpu_seconds"] > 0  # dbt child CPU
+    # ... and the gold model rolls them up per day and owner (what the model saw: the rows
+    # written before this build, its own step is written after it)
+    before = len(usage)
+    materialize_selection(settings, "key:finops_usage_daily")
+    daily = read_gold(settings, "SELECT * FROM finops_usage_daily")
+    assert daily.column("steps").to_pylist() and sum(daily.column("steps").to_pylist()) == before
+    assert set(daily.column("domain").to_pylist()) >= {"retail", "platform"}
+    cpu = sum(r["cpu_seconds"] for r in usage)
+    assert abs(sum(daily.column("cpu_seconds").to_pylist()) - cpu) < 1e-6
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from collections import defaultdict
 from typing import Any
 
 import pytest
+from openlineage_schema import validate_event
 from testkit import SEED_TRANSACTION, check_counts, order_message
 
 from ingestion import kafka_client
@@ -81,6 +82,9 @@ def test_upstream_graphs_from_the_events_alone(settings: Settings, broker: Embed
     assert check_counts(summary)[1] == 0, summary
 
     events = [json.loads(line) for line in settings.lineage_file.read_text().splitlines()]
+    # every event, and every facet in it, is valid against the OpenLineage JSON Schemas
+    facets = sum(validate_event(e) for e in events)
+    assert facets > 5 * len(events), (facets, len(events))
     kafka = f"kafka://{settings.bootstrap}"
     daily_sales = _by_symlink(events, "daily_sales")
     assert daily_sales[0].startswith("duckdb://") and daily_sales[1] == "gold.main.daily_sales"
@@ -115,6 +119,32 @@ def test_upstream_graphs_from_the_events_alone(settings: Settings, broker: Embed
         ("in_range", "units", True),
     }
     assert output["outputFacets"]["outputStatistics"]["rowCount"] > 0
+    # column lineage silver -> gold, traced in the compiled SQL
+    silver_ns, silver_name = silver_orders
+    columns = {
+        out: {(f["namespace"], f["name"], f["field"]) for f in spec["inputFields"]}
+        for out, spec in output["facets"]["columnLineage"]["fields"].items()
+    }
+    assert columns["revenue"] == {
+        (silver_ns, silver_name, "price"),
+        (silver_ns, silver_name, "qty"),
+    }
+    assert columns["d"] == {(silver_ns, silver_name, "order_date")}
+    assert columns["units"] == {(silver_ns, silver_name, "qty")}
+    # Great Expectations results as data-quality assertions on the table they validated
+    (gx,) = [
+        e
+        for e in events
+        if e["job"]["name"] == "silver_orders_expectations" and e["eventType"] == "COMPLETE"
+    ]
+    (validated,) = gx["inputs"]
+    assert (validated["namespace"], validated["name"]) == silver_orders
+    outcomes = validated["facets"]["dataQualityAssertions"]["assertions"]
+    assert len(outcomes) > 5 and all(a["success"] for a in outcomes)
+    assert ("ExpectColumnValuesToNotBeNull", "order_id", True) in {
+        (a["assertion"], a.get("column"), a["success"]) for a in outcomes
+    }
+    assert gx["job"]["facets"]["jobType"]["jobType"] == "DATA_QUALITY"
     # raw's input is the topic with the contract's fields
     (raw_complete,) = [
         e for e in events if e["job"]["name"] == "raw_transactions" and e["eventType"] == "COMPLETE"

@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import attr
 import pytest
 
 from lake.tables import RAW_SCHEMA, SILVER_ORDERS_SCHEMA
@@ -280,3 +281,41 @@ def test_rejected_events_do_not_raise_nor_suspend(
     assert len(lineage_server.received) == 2  # type: ignore[attr-defined]
     assert emitter.dropped == 2
     assert caplog.text.count("cannot emit OpenLineage events") == 1
+
+
+def test_every_event_kind_validates_against_the_openlineage_schemas(settings: Settings) -> None:
+    from openlineage.client.facet_v2 import data_quality_assertions_dataset as dq
+    from openlineage_schema import validate_event
+
+    raw, silver = datasets(settings)
+    checked = attr.evolve(
+        with_column_lineage(silver, {"order_id": [(raw, "value")]}),
+        facets={
+            **with_column_lineage(silver, {"order_id": [(raw, "value")]}).facets,
+            "dataQualityAssertions": dq.DataQualityAssertionsDatasetFacet(
+                assertions=[dq.Assertion(assertion="not_null", success=True, column="order_id")]
+            ),
+        },
+    )
+    emitter = LineageEmitter(settings)
+    parent = ParentRun("dagster.ingest_orders", "a-dagster-run")
+    with emitter.run("silver_orders", [raw], [checked], parent=parent) as run:
+        run.set_output_stats("silver_orders", 3, size_bytes=100, files=1)
+    with pytest.raises(ValueError), emitter.run("silver_orders", [raw], [silver]):
+        raise ValueError("bad batch")
+    with pytest.raises(KeyboardInterrupt), emitter.run("silver_orders", [], []):
+        raise KeyboardInterrupt
+    events = read_events(settings.lineage_file)
+    assert [e["eventType"] for e in events] == [
+        "START",
+        "COMPLETE",
+        "START",
+        "FAIL",
+        "START",
+        "ABORT",
+    ]
+    assert sum(validate_event(e) for e in events) >= 20
+    # and the validator does reject what the spec forbids
+    broken = {**events[1], "run": {**events[1]["run"], "runId": "not-a-uuid"}}
+    with pytest.raises(AssertionError, match="uuid"):
+        validate_event(broken)

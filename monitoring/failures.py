@@ -1,0 +1,48 @@
+"""Conditions of failed runs and failed blocking checks (resolved by the next success).
+
+Plain Python (no Dagster import)."""
+
+from __future__ import annotations
+
+from monitoring.alerts import CHECK_FAILURE, RUN_FAILURE, Condition
+
+
+def run_condition(job: str, run_id: str, failed: bool, message: str = "") -> Condition:
+    """A job's last run: firing when it failed, cleared by the next successful run."""
+    if failed:
+        first_line = (message.strip().splitlines() or [""])[0][:300]
+        summary = f"Run {run_id[:8]} of job {job} failed: {first_line}"
+    else:
+        summary = f"Job {job} succeeded again (run {run_id[:8]})"
+    return Condition(
+        kind=RUN_FAILURE,
+        subject=job,
+        detail="",
+        firing=failed,
+        value=1.0 if failed else 0.0,
+        threshold=0.0,
+        summary=summary,
+        fix=f"read run {run_id[:8]} in the Dagster UI (make ui), fix the cause, re-execute it",
+        severity="error",
+    )
+
+
+def check_condition(check: str, table: str, passed: bool, detail: str = "") -> Condition:
+    """A blocking check's last evaluation: firing while it fails."""
+    state = "failed" if not passed else "passes again"
+    summary = f"Blocking check {check} on {table} {state}"
+    if detail:
+        summary += f": {detail[:300]}"
+    if not passed:
+        summary += f"; the assets downstream of {table} were not run"
+    return Condition(
+        kind=CHECK_FAILURE,
+        subject=check,
+        detail=table,
+        firing=not passed,
+        value=0.0 if passed else 1.0,
+        threshold=0.0,
+        summary=summary,
+        fix=f"read the check's metadata, fix the data or the rule, then lakehouse materialize 'key:{table}+'",
+        severity="error",
+    )
