@@ -160,8 +160,10 @@ class DecisionEngine:
 
 def create_app(engine: DecisionEngine, reload_seconds: float = 30.0) -> Any:
     from fastapi import FastAPI, Request
+    from fastapi.exception_handlers import http_exception_handler
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, PlainTextResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -199,6 +201,16 @@ def create_app(engine: DecisionEngine, reload_seconds: float = 30.0) -> Any:
             for e in exc.errors()
         ]
         return JSONResponse(status_code=422, content={"detail": reasons})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Any:
+        if exc.status_code == 400:  # FastAPI could not parse the body at all (nested too deep)
+            engine.metrics.invalid += 1
+            return JSONResponse(
+                status_code=422,
+                content={"detail": [f"body: {exc.detail} (undecodable or too deeply nested JSON)"]},
+            )
+        return await http_exception_handler(request, exc)
 
     @app.post("/v1/decisions")
     def decisions(tx: TransactionIn) -> dict[str, Any]:

@@ -330,12 +330,63 @@ def ingest_batch(
     if capped != target:  # stopped at the cap with lag left: end every partition at one time
         keep = time_step_mask(batch, start, capped, target)
         batch, reasons, versions = batch.filter(keep), reasons.filter(keep), versions.filter(keep)
+    left_at_cap = target if capped != target else None
+    return _commit_batch(
+        settings,
+        topic,
+        state,
+        start,
+        high_watermarks,
+        batch,
+        reasons,
+        versions,
+        started,
+        left_at_cap,
+    )
+
+
+def ingest_records(settings: Settings, topic: str, records: pa.Table) -> BatchResult:
+    """Commit records already in hand (RECORDS_SCHEMA) as one micro-batch, through the same
+    validation, dead letters, encryption and exactly-once commit as `ingest_batch`. Their
+    offsets must continue the lake's (`lake_offsets`). It lets a large generated corpus (the
+    ingestion fuzzer's) cross every lake step without one Kafka round trip per payload."""
+    started = time.monotonic()
+    topic_contract = contract(topic)
+    schemas = [(v, topic_contract.schema_for(v)) for v in topic_contract.versions]
+    partitions = sorted(set(records["partition"].to_pylist())) if records.num_rows else []
+    state = lake_offsets(settings, topic, partitions)
+    start = dict(state.next_offsets)
+    outcomes = [
+        validate_versions(records.slice(i, VALIDATION_GROUP), schemas)
+        for i in range(0, records.num_rows, VALIDATION_GROUP)
+    ]
+    reasons = pa.concat_arrays([r for r, _ in outcomes]) if outcomes else pa.array([], pa.string())
+    versions = pa.concat_arrays([v for _, v in outcomes]) if outcomes else pa.array([], pa.int32())
+    read_upto, _ = _last_records(records)
+    return _commit_batch(
+        settings, topic, state, start, read_upto, records, reasons, versions, started, None
+    )
+
+
+def _commit_batch(
+    settings: Settings,
+    topic: str,
+    state: LakeOffsets,
+    start: dict[int, int],
+    high_watermarks: dict[int, int],
+    batch: pa.Table,
+    reasons: pa.Array,
+    versions: pa.Array,
+    started: float,
+    cap_target: dict[int, int] | None,
+) -> BatchResult:
+    """Dead letters, then the encrypted raw rows with their offsets, in one commit each.
+    `cap_target`: the range the batch cap stopped short of, if it did."""
     read_upto, last_fingerprints = _last_records(batch)
     read_to = {**start, **read_upto}
     result = BatchResult(topic, state.epoch, None, start, read_to, high_watermarks)
-    result.left_at_cap = (
-        sum(target[p] - read_to.get(p, 0) for p in target) if capped != target else 0
-    )
+    if cap_target is not None:
+        result.left_at_cap = sum(cap_target[p] - read_to.get(p, 0) for p in cap_target)
     if not batch.num_rows:
         result.seconds = time.monotonic() - started
         return result
