@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import os
+from binascii import b2a_base64
 
 import duckdb
 import pyarrow as pa
@@ -100,11 +101,14 @@ def encrypt_values(
             distinct = pc.unique(column.drop_null())
             ids = _key_ids(str(f.subject), distinct, settings.pii_hash_key)
             keys = store.get_or_create(ids)
+            nonces = os.urandom(len(ids) * NONCE_BYTES)  # one read for the batch's nonces
             tokens = []
-            for value, kid in zip(distinct.to_pylist(), ids, strict=True):
-                nonce = os.urandom(NONCE_BYTES)
+            for i, (value, kid) in enumerate(zip(distinct.to_pylist(), ids, strict=True)):
+                nonce = nonces[i * NONCE_BYTES : (i + 1) * NONCE_BYTES]
                 sealed = AESGCM(keys[kid]).encrypt(nonce, value.encode(), kid.encode())
-                tokens.append(f"{TOKEN_PREFIX}{kid}.{base64.b64encode(nonce + sealed).decode()}")
+                tokens.append(
+                    f"{TOKEN_PREFIX}{kid}.{b2a_base64(nonce + sealed, newline=False).decode()}"
+                )
             replacements[f.path] = pc.take(
                 pa.array(tokens, pa.string()), pc.index_in(column, value_set=distinct)
             )

@@ -130,17 +130,25 @@ class FileKeyStore:
         found = self._lookup(wanted)
         missing = [k for k in wanted if k not in found]
         if missing:
-            rows = []
-            for key_id in missing:
-                key, nonce = os.urandom(KEY_BYTES), os.urandom(NONCE_BYTES)
+            # one read of the random source for every new key and nonce of the batch
+            step = KEY_BYTES + NONCE_BYTES
+            material = os.urandom(len(missing) * step)
+            rows, created = [], {}
+            for i, key_id in enumerate(missing):
+                key = material[i * step : i * step + KEY_BYTES]
+                nonce = material[i * step + KEY_BYTES : (i + 1) * step]
                 rows.append((key_id, nonce + self._wrap.encrypt(nonce, key, key_id.encode())))
+                created[key_id] = key
             # two writers may create the same subject at once: the first key wins
             self._con.execute("BEGIN IMMEDIATE")
+            before = self._con.total_changes
             self._con.executemany(
                 "INSERT OR IGNORE INTO subject_keys (key_id, wrapped) VALUES (?, ?)", rows
             )
+            inserted = self._con.total_changes - before
             self._con.execute("COMMIT")
-            found.update(self._lookup(missing))
+            # read back only when another writer got there first for some of them
+            found.update(created if inserted == len(rows) else self._lookup(missing))
         return found
 
     def destroy(self, key_ids: Iterable[str]) -> int:
