@@ -44,6 +44,11 @@ class KeyStore(Protocol):
         """Destroy these keys; returns how many existed."""
         ...
 
+    def generation(self) -> str:
+        """A value that changes whenever keys are destroyed or the store is replaced (callers
+        caching what they derived from keys drop it when it moves)."""
+        ...
+
 
 def master_key_bytes(settings: Settings) -> bytes:
     """The 256-bit master key: LAKEHOUSE_MASTER_KEY (any secret string, stretched with
@@ -98,6 +103,13 @@ class FileKeyStore:
         self._con.execute(
             "CREATE TABLE IF NOT EXISTS subject_keys (key_id TEXT PRIMARY KEY, wrapped BLOB NOT "
             "NULL, created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP) WITHOUT ROWID"
+        )
+        self._con.execute(
+            "CREATE TABLE IF NOT EXISTS store_generation (one INTEGER PRIMARY KEY CHECK (one = 1), "
+            "store_id TEXT NOT NULL, generation INTEGER NOT NULL)"
+        )
+        self._con.execute(
+            "INSERT OR IGNORE INTO store_generation VALUES (1, ?, 0)", (os.urandom(16).hex(),)
         )
 
     def close(self) -> None:
@@ -157,9 +169,14 @@ class FileKeyStore:
         before = self._con.total_changes
         self._con.executemany("DELETE FROM subject_keys WHERE key_id = ?", [(k,) for k in ids])
         destroyed = self._con.total_changes - before
+        self._con.execute("UPDATE store_generation SET generation = generation + 1")
         self._con.execute("COMMIT")
         self._con.execute("VACUUM")  # rewrite the file: no page keeps the destroyed key
         return destroyed
+
+    def generation(self) -> str:
+        row = self._con.execute("SELECT store_id, generation FROM store_generation").fetchone()
+        return f"{row[0]}:{row[1]}"
 
 
 def open_key_store(settings: Settings) -> FileKeyStore:
