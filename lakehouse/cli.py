@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -405,33 +406,68 @@ def dbt(ctx: typer.Context) -> None:
 
 
 @app.command("ui")
-def ui(port: Annotated[int, typer.Option(help="web UI port")] = 3000) -> None:
-    """Start the Dagster UI and daemon (sensors, schedules) on 127.0.0.1."""
+def ui(
+    port: Annotated[int, typer.Option(help="web UI port")] = 3000,
+    host: Annotated[
+        str,
+        typer.Option(
+            help="interface; beyond loopback the UI is served through the token gateway "
+            "(LAKEHOUSE_API_TOKENS, roles of policy services.dagster_ui)"
+        ),
+    ] = "127.0.0.1",
+) -> None:
+    """Start the Dagster UI and daemon (sensors, schedules), on 127.0.0.1 by default."""
+    from governance.tokens import is_loopback, require_tokens_to_bind
     from lake.gold import MANIFEST_PATH, prepare_manifest
     from lakehouse.instance import ensure_dagster_home
 
     settings = _settings()
+    if not is_loopback(host):  # before any work: no tokens, no start
+        require_tokens_to_bind(settings, host, "the Dagster UI")
     ensure_dagster_home(settings)
     if not MANIFEST_PATH.exists():
         prepare_manifest(settings)
     _bootstrap(settings)
     dagster = Path(sys.executable).absolute().parent / "dagster"
     root = Path(__file__).resolve().parent.parent
-    print(f"Dagster UI on http://127.0.0.1:{port} (DAGSTER_HOME={settings.dagster_home})")
     os.chdir(root)
-    os.execv(
-        str(dagster),
-        [
-            str(dagster),
-            "dev",
-            "-w",
-            str(root / "workspace.yaml"),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
+    if is_loopback(host):
+        print(f"Dagster UI on http://{host}:{port} (DAGSTER_HOME={settings.dagster_home})")
+        command = [str(dagster), "dev", "-w", str(root / "workspace.yaml")]
+        os.execv(str(dagster), [*command, "-h", host, "-p", str(port)])
+    _ui_behind_gateway(settings, dagster, root, host, port)
+
+
+def _ui_behind_gateway(settings: Settings, dagster: Path, root: Path, host: str, port: int) -> None:
+    """Dagster on a loopback port of its own, the token gateway on host:port in front of it."""
+    import signal
+    import socket
+    import subprocess
+
+    from governance.gateway import serve_gateway
+
+    with socket.socket() as probe:  # a free loopback port for the UI itself
+        probe.bind(("127.0.0.1", 0))
+        inner = probe.getsockname()[1]
+    command = [str(dagster), "dev", "-w", str(root / "workspace.yaml")]
+    process = subprocess.Popen(
+        [*command, "-h", "127.0.0.1", "-p", str(inner)], start_new_session=True
     )
+    print(
+        f"Dagster UI on http://{host}:{port} behind the token gateway (roles of policy "
+        f"services.dagster_ui; the UI itself on 127.0.0.1:{inner}, DAGSTER_HOME="
+        f"{settings.dagster_home})",
+        flush=True,
+    )
+    try:
+        serve_gateway(settings, "dagster_ui", host, port, f"http://127.0.0.1:{inner}")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 @app.command("mlflow-ui")
