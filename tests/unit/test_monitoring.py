@@ -284,3 +284,23 @@ def test_dbt_test_results_become_check_conditions(tmp_path: Path) -> None:
     assert failing.firing and failing.detail == "daily_sales" and "Got 3 results" in failing.summary
     assert not by_test["not_null_daily_sales_d"].firing
     assert dbt_test_conditions(tmp_path / "manifest.json", tmp_path / "missing.json") == []
+
+
+def test_usage_writer_batches_rows_off_the_hot_path(settings: Settings) -> None:
+    from monitoring.usage import UsageMeter, UsageWriter, usage_uri
+
+    writer = UsageWriter(linger_s=0.3)
+    with UsageMeter() as meter:
+        pass
+    started = time.perf_counter()
+    for asset in ("raw_orders", "silver_orders", "gold_dbt"):
+        writer.submit(settings, meter.row("run-2", "ingest_orders", asset, rows=1))
+    assert time.perf_counter() - started < 0.2  # submit does not wait for the commit
+    assert writer.flush(30)
+    table = DeltaTable(usage_uri(settings))
+    assert table.version() == 0  # the three steps share one commit
+    assert sorted(table.to_pyarrow_table().column("asset").to_pylist()) == [
+        "gold_dbt",
+        "raw_orders",
+        "silver_orders",
+    ]
