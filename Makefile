@@ -80,6 +80,7 @@ bench: venv
 	$(BIN)/python bench/supply_chain.py
 	$(BIN)/python bench/maintenance.py
 	$(BIN)/python bench/lineage.py
+	$(BIN)/python bench/alerts.py
 
 clean:
 	rm -rf .lakehouse dbt/target dbt/logs .pytest_cache .ruff_cache

@@ -3,10 +3,15 @@ proposals, ETA, KPIs. Tagged `lakehouse/cadence: nightly`: micro-batch jobs neve
 `nightly_supply_chain` schedule retrains and re-forecasts. Metrics go to MLflow through
 lakehouse.registry. Heavy libraries are imported inside the asset functions."""
 
+import functools
+
 import dagster as dg
 from pydantic import Field
 
+from dagster_project.lineage import lineage_run
 from dagster_project.resources import LakehouseResource
+from lake.tables import SILVER_TABLES, silver_uri
+from lakehouse.config import Settings
 
 NIGHTLY = {"lakehouse/cadence": "nightly"}
 GROUP = "supply_chain"
@@ -47,8 +52,58 @@ def _track(settings, run_name: str, params: dict, metrics: dict) -> str:
         return run.info.run_id
 
 
+# the gold Delta tables each asset writes (forecasting/pipeline.py write_gold)
+OUTPUTS: dict[str, tuple[str, ...]] = {
+    "forecast_backtest": (
+        "forecast_backtest",
+        "forecast_champions",
+        "forecast_interval_calibration",
+    ),
+    "demand_forecast": ("demand_forecast", "demand_forecast_hierarchy"),
+    "safety_stock": ("safety_stock",),
+    "reorder_point": ("reorder_point",),
+    "reorder_proposals": ("reorder_proposals",),
+    "eta_predictions": ("eta_predictions", "otif_daily"),
+    "transfer_proposals": ("transfer_proposals",),
+    "eta_risk": ("eta_risk",),
+    "supply_chain_kpis": ("supply_chain_kpis",),
+}
+
+
+def _datasets(settings: Settings, assets: list[str]) -> list[tuple[str, str, None]]:
+    """Delta tables of silver assets and of the forecasting assets above (by storage URI)."""
+    refs: list[tuple[str, str, None]] = []
+    for asset in assets:
+        if asset in SILVER_TABLES:
+            refs.append((asset, silver_uri(settings, asset), None))
+        for table in OUTPUTS.get(asset, ()):
+            refs.append((table, settings.table_uri("gold", table), None))
+    return refs
+
+
+def _with_lineage(name: str, deps: list[str]):
+    """OpenLineage START/COMPLETE/FAIL (and the `_usage` row) around a forecasting asset:
+    inputs its silver / upstream gold tables, outputs the gold tables it writes."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def body(context: dg.AssetExecutionContext, *args, **kwargs):
+            settings = Settings.from_env()
+            inputs, outputs = _datasets(settings, deps), _datasets(settings, [name])
+            with lineage_run(settings, context, inputs, outputs) as handle:
+                result = fn(context, *args, **kwargs)
+                rows = (result.metadata or {}).get("rows")
+                if rows is not None and outputs:
+                    handle.set_output_stats(outputs[0][0], int(getattr(rows, "value", rows)))
+            return result
+
+        return body
+
+    return decorate
+
+
 def _asset(name: str, deps: list[str], description: str):
-    return dg.asset(
+    asset = dg.asset(
         name=name,
         deps=deps,
         group_name=GROUP,
@@ -57,6 +112,7 @@ def _asset(name: str, deps: list[str], description: str):
         owners=["team:supply-chain"],
         description=description,
     )
+    return lambda fn: asset(_with_lineage(name, deps)(fn))
 
 
 @_asset(

@@ -13,7 +13,7 @@ from openlineage.client.event_v2 import Dataset
 
 from lakehouse.config import Settings
 from lakehouse.lineage import LineageEmitter, LineageRun, ParentRun, delta_dataset
-from monitoring.usage import UsageMeter, record_usage
+from monitoring.usage import WRITER, UsageMeter
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +68,10 @@ def record_step_usage(
     rows: int,
     succeeded: bool,
 ) -> None:
-    """One `_usage` row; like lineage, usage accounting never fails the step it measures."""
+    """One `_usage` row, written in the background (monitoring/usage.py); like lineage, usage
+    accounting never fails the step it measures."""
     try:
-        record_usage(settings, [meter.row(run_id, job_name, asset, rows, succeeded)])
+        WRITER.submit(settings, meter.row(run_id, job_name, asset, rows, succeeded))
     except Exception as exc:
         log.warning("usage of %s not recorded (%s: %s)", asset, type(exc).__name__, exc)
 

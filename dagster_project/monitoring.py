@@ -28,7 +28,12 @@ from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError
 from monitoring.alerts import Condition, reconcile
 from monitoring.failures import run_condition
-from monitoring.freshness import gold_condition, stream_condition, stream_freshness
+from monitoring.freshness import (
+    gold_condition,
+    latency_threshold,
+    stream_condition,
+    stream_freshness,
+)
 from monitoring.null_rates import batch_null_rates, null_rate_thresholds
 from monitoring.orphans import lake_orphans, orphan_condition
 
@@ -73,7 +78,8 @@ def freshness_conditions(
             except LakehouseError as exc:
                 context.log.warning(f"{topic}: freshness not measured ({exc})")
                 continue
-            condition = stream_condition(measured, settings.stream_latency_seconds)
+            threshold = latency_threshold(topic, settings.stream_latency_seconds)
+            condition = stream_condition(measured, threshold)
             if condition is not None:
                 conditions.append(condition)
     max_age = timedelta(minutes=settings.gold_max_age_minutes)

@@ -111,6 +111,9 @@ def run_selection(settings: Settings, selection: str | None = None) -> RunOutcom
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             tags={"lakehouse/trigger": "cli"},
         )
+    from monitoring.usage import WRITER
+
+    WRITER.flush()  # the run's `_usage` rows are in the table when the command returns
     materializations = result.get_asset_materialization_events()
     materialized = [e.asset_key.to_user_string() for e in materializations]
     lag_left = {

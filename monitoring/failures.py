@@ -4,6 +4,9 @@ Plain Python (no Dagster import)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from monitoring.alerts import CHECK_FAILURE, RUN_FAILURE, Condition
 
 
@@ -46,3 +49,22 @@ def check_condition(check: str, table: str, passed: bool, detail: str = "") -> C
         fix=f"read the check's metadata, fix the data or the rule, then lakehouse materialize 'key:{table}+'",
         severity="error",
     )
+
+
+def dbt_test_conditions(manifest_path: Path, run_results_path: Path) -> list[Condition]:
+    """One condition per dbt test a `dbt build` ran (a failing test blocks the models
+    downstream of its model): firing when it failed or errored."""
+    if not run_results_path.exists():
+        return []
+    manifest = json.loads(manifest_path.read_text("utf-8"))
+    conditions = []
+    for result in json.loads(run_results_path.read_text("utf-8"))["results"]:
+        node = manifest["nodes"].get(result["unique_id"])
+        if node is None or node["resource_type"] != "test" or result["status"] == "skipped":
+            continue
+        attached = node.get("attached_node") or next(iter(node["depends_on"]["nodes"]), "")
+        model = attached.rsplit(".", 1)[-1]
+        passed = result["status"] in ("pass", "warn")
+        detail = "" if passed else f"dbt test {result['status']}: {result.get('message') or ''}"
+        conditions.append(check_condition(node["name"], model, passed, detail))
+    return conditions

@@ -5,7 +5,8 @@ record timestamp (the producer's CreateTime) in `raw_<topic>`, read from the Del
 statistics (no data file is opened). The Kafka lag expressed in time says why it is stale: 0
 when everything the broker holds is in the lake (the producers stopped), else how old the
 oldest record not yet ingested is (the pipeline is behind). Either way the latency is what a
-consumer of the lake sees; it fires over `LAKEHOUSE_STREAM_LATENCY_SECONDS`.
+consumer of the lake sees; it fires over `LAKEHOUSE_STREAM_LATENCY_SECONDS`, or over the
+`x-max-latency-seconds` a daily feed's contract declares.
 
 A gold model's age is the time since its last successful build (the orchestrator knows it);
 it fires over `LAKEHOUSE_GOLD_MAX_AGE_MINUTES`. A topic or model that never received data is
@@ -23,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ingestion import kafka_client
+from ingestion.contracts import contract
 from ingestion.raw import lake_offsets
 from lake.tables import open_table, raw_uri
 from lakehouse.config import Settings
@@ -104,6 +106,16 @@ def stream_freshness(
         pending_records=pending,
         oldest_pending_at=oldest,
     )
+
+
+LATENCY_ANNOTATION = "x-max-latency-seconds"
+
+
+def latency_threshold(topic: str, default_seconds: int) -> int:
+    """The topic's stream-latency threshold: its contract's `x-max-latency-seconds` (daily
+    feeds such as weather, purchase orders or chargebacks), else the setting."""
+    declared = contract(topic).schema.get(LATENCY_ANNOTATION)
+    return int(declared) if declared is not None else default_seconds
 
 
 def stream_condition(f: StreamFreshness, threshold_seconds: float) -> Condition | None:

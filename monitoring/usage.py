@@ -9,14 +9,23 @@ The caller adds the rows the step wrote. One row per step goes to `_usage`, tagg
 asset's domain, team and cost center (lakehouse/ownership.py); the gold model
 `finops_usage_daily` rolls them up per day and owner.
 
+Off the hot path: `UsageWriter.submit` queues a row and returns; one background thread per
+process appends what has queued in one Delta commit (a micro-batch's steps share a commit),
+and the queue is flushed when the process exits (and by `flush()`, which the CLI runner calls
+after each run), so a step never waits for its own accounting.
+
 Plain Python (no Dagster import).
 """
 
 from __future__ import annotations
 
+import atexit
+import logging
 import os
+import queue
 import resource
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,6 +59,7 @@ USAGE_SCHEMA = pa.schema(
         pa.field("succeeded", pa.bool_(), nullable=False),
     ]
 )
+log = logging.getLogger(__name__)
 _PROC_IO = Path("/proc/self/io")
 # ru_maxrss is in kibibytes on Linux, bytes on macOS
 _MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024
@@ -153,3 +163,58 @@ def record_usage(settings: Settings, rows: list[dict[str, Any]]) -> None:
             if attempt == 4:
                 raise
             time.sleep(0.1 * (attempt + 1))
+
+
+class UsageWriter:
+    """Background appends of usage rows: one thread, batched commits, flushed at exit."""
+
+    def __init__(self, linger_s: float = 0.5) -> None:
+        self._queue: queue.Queue[tuple[Settings, dict[str, Any]]] = queue.Queue()
+        self._linger = linger_s
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._pending = 0  # submitted, not yet written (under _lock)
+        self._idle = threading.Event()
+        self._idle.set()
+
+    def submit(self, settings: Settings, row: dict[str, Any]) -> None:
+        with self._lock:
+            self._pending += 1
+            self._idle.clear()
+        self._queue.put((settings, row))
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="usage-writer", daemon=True)
+                self._thread.start()
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Wait until every submitted row is written; False on timeout."""
+        return self._idle.wait(timeout_s)
+
+    def _run(self) -> None:
+        while True:
+            settings, row = self._queue.get()
+            time.sleep(self._linger)  # let the run's other steps join this commit
+            batch: dict[str, list[dict[str, Any]]] = {usage_uri(settings): [row]}
+            targets = {usage_uri(settings): settings}
+            while True:
+                try:
+                    more_settings, more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                uri = usage_uri(more_settings)
+                batch.setdefault(uri, []).append(more)
+                targets.setdefault(uri, more_settings)
+            for uri, rows in batch.items():
+                try:
+                    record_usage(targets[uri], rows)
+                except Exception as exc:  # accounting never fails the pipeline
+                    log.warning(
+                        "%d usage rows not recorded (%s: %s)", len(rows), type(exc).__name__, exc
+                    )
+            if self._queue.empty():
+                self._idle.set()
+
+
+WRITER = UsageWriter()
+atexit.register(WRITER.flush)

@@ -15,6 +15,7 @@ from dagster_dbt import (
 )
 
 from dagster_project.lineage import dagster_parent, emitter, record_step_usage
+from dagster_project.monitoring import deliver
 from dagster_project.resources import LakehouseResource
 from lake.gold import (
     DBT_PROJECT_DIR,
@@ -25,6 +26,7 @@ from lake.gold import (
     gold_build,
 )
 from lakehouse.errors import LakehouseError
+from monitoring.failures import dbt_test_conditions
 from monitoring.usage import UsageMeter
 
 if not MANIFEST_PATH.exists():
@@ -97,6 +99,11 @@ def gold_dbt(
             )
             record_step_usage(
                 settings, context.run_id, context.job_name, "gold_dbt", meter, 0, succeeded
+            )
+            # failed dbt tests alert (check_failure), passing ones resolve
+            deliver(
+                settings,
+                dbt_test_conditions(MANIFEST_PATH, invocation.target_path / "run_results.json"),
             )
 
 

@@ -3,12 +3,14 @@ backtest → forecast → safety stock → ROP → proposals → ETA → KPIs, w
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import polars as pl
 import pytest
 import yaml
+from openlineage_schema import validate_event
 
 from dagster_project.assets.gold import dbt_resource, gold_dbt
 from dagster_project.assets.raw import RAW_ASSETS
@@ -48,6 +50,22 @@ def test_supply_chain_assets_materialize(settings: Settings, broker: EmbeddedBro
     assert result.success
     checks = result.get_asset_check_evaluations()
     assert checks and all(c.passed for c in checks)
+    # every forecasting asset is an OpenLineage job: silver / upstream gold in, its gold out
+    events = [json.loads(x) for x in settings.lineage_file.read_text().splitlines()]
+    done = {e["job"]["name"]: e for e in events if e["eventType"] == "COMPLETE"}
+    for asset in ("forecast_backtest", "demand_forecast", "reorder_proposals", "eta_predictions"):
+        assert asset in done, sorted(done)
+    names = lambda ds: {i["name"] for d in ds for i in d["facets"]["symlinks"]["identifiers"]}  # noqa: E731
+    assert names(done["forecast_backtest"]["inputs"]) == {"silver_orders", "silver_weather"}
+    assert names(done["forecast_backtest"]["outputs"]) >= {
+        "forecast_backtest",
+        "forecast_champions",
+    }
+    assert "demand_forecast" in names(done["safety_stock"]["inputs"])
+    (forecast_out, _) = done["demand_forecast"]["outputs"]
+    assert forecast_out["outputFacets"]["outputStatistics"]["rowCount"] == 6 * 28
+    for event in events:
+        validate_event(event)
     fc = read_gold(settings, "demand_forecast")
     assert fc["unique_id"].n_unique() == 6 and fc.height == 6 * 28
     assert fc["yhat"].min() >= 0

@@ -243,3 +243,64 @@ def test_idle_stream_cadence_and_idle_watch() -> None:
     assert not watch.expired()
     clock[0] = 20.6
     assert watch.expired() and watch.idle_seconds == pytest.approx(10.1)
+
+
+def test_dbt_test_results_become_check_conditions(tmp_path: Path) -> None:
+    from monitoring.failures import dbt_test_conditions
+
+    def test_node(name: str) -> dict[str, object]:
+        return {
+            "resource_type": "test",
+            "name": name,
+            "attached_node": "model.lakehouse.daily_sales",
+            "depends_on": {"nodes": ["model.lakehouse.daily_sales"]},
+        }
+
+    manifest = {
+        "nodes": {
+            "test.a": test_node("not_null_daily_sales_d"),
+            "test.b": test_node("in_range_daily_sales_units"),
+            "test.c": test_node("unique_daily_sales_d"),
+            "model.lakehouse.daily_sales": {"resource_type": "model", "name": "daily_sales"},
+        }
+    }
+    results = {
+        "results": [
+            {"unique_id": "test.a", "status": "pass"},
+            {"unique_id": "test.b", "status": "fail", "message": "Got 3 results"},
+            {"unique_id": "test.c", "status": "skipped"},
+            {"unique_id": "model.lakehouse.daily_sales", "status": "success"},
+        ]
+    }
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "run_results.json").write_text(json.dumps(results))
+    found = dbt_test_conditions(tmp_path / "manifest.json", tmp_path / "run_results.json")
+    by_test = {c.subject: c for c in found}
+    assert set(by_test) == {
+        "not_null_daily_sales_d",
+        "in_range_daily_sales_units",
+    }  # skipped: no news
+    failing = by_test["in_range_daily_sales_units"]
+    assert failing.firing and failing.detail == "daily_sales" and "Got 3 results" in failing.summary
+    assert not by_test["not_null_daily_sales_d"].firing
+    assert dbt_test_conditions(tmp_path / "manifest.json", tmp_path / "missing.json") == []
+
+
+def test_usage_writer_batches_rows_off_the_hot_path(settings: Settings) -> None:
+    from monitoring.usage import UsageMeter, UsageWriter, usage_uri
+
+    writer = UsageWriter(linger_s=0.3)
+    with UsageMeter() as meter:
+        pass
+    started = time.perf_counter()
+    for asset in ("raw_orders", "silver_orders", "gold_dbt"):
+        writer.submit(settings, meter.row("run-2", "ingest_orders", asset, rows=1))
+    assert time.perf_counter() - started < 0.2  # submit does not wait for the commit
+    assert writer.flush(30)
+    table = DeltaTable(usage_uri(settings))
+    assert table.version() == 0  # the three steps share one commit
+    assert sorted(table.to_pyarrow_table().column("asset").to_pylist()) == [
+        "gold_dbt",
+        "raw_orders",
+        "silver_orders",
+    ]
