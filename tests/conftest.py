@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import secrets
 import shutil
 import sqlite3
 import subprocess
@@ -116,4 +118,17 @@ def demo_lake(tmp_path_factory: pytest.TempPathFactory) -> DemoLake:
     home = tmp_path_factory.mktemp("demo") / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")}
     env |= {"LAKEHOUSE_HOME": str(home), "LAKEHOUSE_BROKER_PORT": str(free_port())}
+    env |= DEMO_SECRETS  # distinctive values, so a test can look for them in what the demo wrote
     return DemoLake(home=home, env=env, stdout=run_demo(env))
+
+
+# The demo's secrets: a PII key and a master key of its own, and API token entries (a token
+# is known only here; the environment holds its hash).
+DEMO_TOKEN = secrets.token_urlsafe(32)
+DEMO_SECRETS = {
+    "LAKEHOUSE_PII_KEY": "pii-" + secrets.token_urlsafe(24),
+    "LAKEHOUSE_MASTER_KEY": secrets.token_hex(32),
+    "LAKEHOUSE_API_TOKENS": (
+        "sha256:" + hashlib.sha256(DEMO_TOKEN.encode()).hexdigest() + "=demo-ops:fraud_ops"
+    ),
+}
