@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 import shutil
@@ -122,13 +121,9 @@ def demo_lake(tmp_path_factory: pytest.TempPathFactory) -> DemoLake:
     return DemoLake(home=home, env=env, stdout=run_demo(env))
 
 
-# The demo's secrets: a PII key and a master key of its own, and API token entries (a token
-# is known only here; the environment holds its hash).
-DEMO_TOKEN = secrets.token_urlsafe(32)
+# The demo's secrets: a PII key and a master key of its own. (The demo serves nothing and uses
+# no password; API tokens would make the tests that serve its lake authenticate.)
 DEMO_SECRETS = {
     "LAKEHOUSE_PII_KEY": "pii-" + secrets.token_urlsafe(24),
     "LAKEHOUSE_MASTER_KEY": secrets.token_hex(32),
-    "LAKEHOUSE_API_TOKENS": (
-        "sha256:" + hashlib.sha256(DEMO_TOKEN.encode()).hexdigest() + "=demo-ops:fraud_ops"
-    ),
 }

@@ -7,7 +7,7 @@ import base64
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_SECRETS, DEMO_TOKEN, DemoLake
+from conftest import DEMO_SECRETS, DemoLake
 
 from governance.scan import scan
 from lake.gold import DBT_PROJECT_DIR
@@ -28,8 +28,7 @@ def test_no_silver_or_gold_table_holds_a_personal_value(demo_lake: DemoLake) -> 
 
 
 def test_no_secret_in_the_demo_logs_or_outputs(demo_lake: DemoLake) -> None:
-    # the PII key, the master key (as given, as bytes, in base64), the API token and its
-    # entry: in no byte of any file the demo left under its home (lake, logs, Dagster and
+    # the PII key and the master key (as given, as bytes, in base64): in no byte of any file the demo left under its home (lake, logs, Dagster and
     # MLflow stores, key store), of dbt's logs and artifacts, or of what it printed
     master = bytes.fromhex(DEMO_SECRETS["LAKEHOUSE_MASTER_KEY"])
     needles = {
@@ -37,8 +36,6 @@ def test_no_secret_in_the_demo_logs_or_outputs(demo_lake: DemoLake) -> None:
         "LAKEHOUSE_MASTER_KEY": DEMO_SECRETS["LAKEHOUSE_MASTER_KEY"].encode(),
         "master key bytes": master,
         "master key base64": base64.b64encode(master),
-        "API token": DEMO_TOKEN.encode(),
-        "API token entry": DEMO_SECRETS["LAKEHOUSE_API_TOKENS"].encode(),
     }
     files = [p for p in demo_lake.home.rglob("*") if p.is_file()]
     files += [
