@@ -450,9 +450,8 @@ def _ui_behind_gateway(settings: Settings, dagster: Path, root: Path, host: str,
         probe.bind(("127.0.0.1", 0))
         inner = probe.getsockname()[1]
     command = [str(dagster), "dev", "-w", str(root / "workspace.yaml")]
-    process = subprocess.Popen(
-        [*command, "-h", "127.0.0.1", "-p", str(inner)], start_new_session=True
-    )
+    # same process group: a signal to `lakehouse ui`'s group (Ctrl-C, a supervisor) reaches it
+    process = subprocess.Popen([*command, "-h", "127.0.0.1", "-p", str(inner)])
     print(
         f"Dagster UI on http://{host}:{port} behind the token gateway (roles of policy "
         f"services.dagster_ui; the UI itself on 127.0.0.1:{inner}, DAGSTER_HOME="
@@ -463,11 +462,11 @@ def _ui_behind_gateway(settings: Settings, dagster: Path, root: Path, host: str,
         serve_gateway(settings, "dagster_ui", host, port, f"http://127.0.0.1:{inner}")
     finally:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
+            process.send_signal(signal.SIGTERM)  # dagster dev stops its webserver and daemon
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            process.kill()
 
 
 @app.command("mlflow-ui")

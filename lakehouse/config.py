@@ -18,7 +18,33 @@ from lakehouse.errors import ConfigError
 
 T = TypeVar("T")
 
-DEMO_PII_KEY = "lakehouse-demo-pii-key-change-me"
+PII_KEY_FILE = "pii.key"  # beside the subject key store when LAKEHOUSE_PII_KEY is unset
+_generated_pii_keys: dict[Path, str] = {}
+
+
+def _generated_secret(path: Path) -> str:
+    """The secret in `path`, created once (32 random bytes, hex; folder 0700, file 0600) so a
+    fresh clone runs without a secret in the repository; production sets the variable."""
+    if path in _generated_pii_keys:
+        return _generated_pii_keys[path]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process created it first: use theirs
+        pass
+    else:
+        with os.fdopen(fd, "w") as out:
+            out.write(os.urandom(32).hex())
+    if os.stat(path).st_mode & 0o077:
+        raise ConfigError(f"{path} is readable by others: run chmod 600 {path} (it is a secret)")
+    secret = path.read_text().strip()
+    if not secret:
+        raise ConfigError(
+            f"{path} is empty: delete it (a new key is generated) or set LAKEHOUSE_PII_KEY"
+        )
+    _generated_pii_keys[path] = secret
+    return secret
 
 
 def _parse(env: Mapping[str, str], name: str, default: T, cast: Callable[[str], T], fix: str) -> T:
@@ -105,7 +131,7 @@ class Settings:
     kafka_bootstrap: str | None
     broker_port: int
     topic_partitions: int
-    pii_hash_key: str = field(repr=False)  # a secret: never printed
+    pii_key: str | None = field(repr=False)  # LAKEHOUSE_PII_KEY, a secret: never printed
     late_watermark_minutes: int
     max_batch_records: int
     gold_db_path: Path
@@ -200,10 +226,10 @@ class Settings:
                 _int_between(1, 64),
                 "use an integer between 1 and 64",
             ),
-            pii_hash_key=_parse(
+            pii_key=_parse(
                 env,
                 "LAKEHOUSE_PII_KEY",
-                DEMO_PII_KEY,
+                None,
                 _non_empty,
                 "set a secret string (it keys the HMAC that pseudonymises PII)",
             ),
@@ -330,6 +356,14 @@ class Settings:
         )
 
     # ---- derived locations -------------------------------------------------------------
+    @property
+    def pii_hash_key(self) -> str:
+        """The HMAC key of pseudonyms: LAKEHOUSE_PII_KEY, else a generated key kept in
+        `<key store folder>/pii.key` (0600), the same for every process of this home."""
+        if self.pii_key is not None:
+            return self.pii_key
+        return _generated_secret(self.key_store_path.parent / PII_KEY_FILE)
+
     @property
     def embedded_broker(self) -> bool:
         return self.kafka_bootstrap is None

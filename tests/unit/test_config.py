@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.config import DEMO_PII_KEY, Settings
+from lakehouse.config import Settings
 from lakehouse.errors import ConfigError
 
 
@@ -12,7 +12,16 @@ def test_defaults_are_the_embedded_profile(tmp_path: Path) -> None:
     assert s.lake_root == str(tmp_path.resolve() / "lake")
     assert s.embedded_broker and s.bootstrap == "127.0.0.1:19092"
     assert s.topic_partitions == 3
-    assert s.pii_hash_key == DEMO_PII_KEY
+    # no secret from the repository: a key generated once into the home (0600)
+    key_file = tmp_path.resolve() / "keys" / "pii.key"
+    assert s.pii_hash_key == key_file.read_text() and len(s.pii_hash_key) == 64
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert Settings.from_env({"LAKEHOUSE_HOME": str(tmp_path)}).pii_hash_key == s.pii_hash_key
+    assert "pii" not in repr(s).lower()
+    assert (
+        Settings.from_env({"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_PII_KEY": "k"}).pii_hash_key
+        == "k"
+    )
     assert s.gold_db_path == tmp_path.resolve() / "lake" / "gold" / "gold.duckdb"
     assert s.dagster_postgres_url is None and s.storage_options == {}
 
