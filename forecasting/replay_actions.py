@@ -31,7 +31,7 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 
-from forecasting.actions import transfer_proposals
+from forecasting.actions import MARGIN_RATIO, transfer_proposals
 from forecasting.inventory import ceil_units, reorder_point, stockout_day
 from forecasting.pipeline import ForecastOptions, read_silver
 from forecasting.replay import ReplayInputs
@@ -232,6 +232,7 @@ def describe_actions(comparison: ActionsComparison) -> str:
         ("mean stock (units/series)", "mean_stock_units", "{:.1f}"),
         ("mean stock value €", "mean_stock_value", "{:,.0f}"),
         ("working capital €", "working_capital", "{:,.0f}"),
+        ("lost margin €", "lost_margin", "{:,.0f}"),
         ("OTIF (orders on time, in full)", "otif", "{:.1%}"),
         ("orders placed", "orders_placed", "{:d}"),
         ("transfers (units)", "transfers", "{:d}"),
@@ -244,7 +245,11 @@ def describe_actions(comparison: ActionsComparison) -> str:
     for label, attr, fmt in rows:
         cells = []
         for r in results:
-            value = getattr(r, attr)
+            value = (
+                r.lost_sales_value * MARGIN_RATIO / (1 - MARGIN_RATIO)  # cost = 45 % of price
+                if attr == "lost_margin"
+                else getattr(r, attr)
+            )
             cell = "-" if isinstance(value, float) and value != value else fmt.format(value)
             if attr == "transfers":
                 cell = f"{value:d} ({r.transfer_units:d})"

@@ -252,6 +252,7 @@ class ActionResult:
     mean_stock_value: float
     working_capital: float  # € at cost: on hand + on order + in transfer, mean over days
     otif: float  # orders received on time (and in full: the replay receives what it orders)
+    lost_sales_value: float  # € at cost of the demand not served
     orders_placed: int
     transfers: int
     transfer_units: int
@@ -289,6 +290,7 @@ def simulate_actions(
     sold_total = demand_total = stockout_days = orders = on_time = rerouted = 0
     moves = moved_units = 0
     move_cost = 0.0
+    lost = np.zeros(n)
     stock_sum = np.zeros(n)
     wc_sum = np.zeros(n)
     cols = np.arange(n)
@@ -301,6 +303,7 @@ def simulate_actions(
         sold_total += int(sold.sum())
         demand_total += int(want.sum())
         stockout_days += int((want > sold).sum())
+        lost += want - sold
         placed = np.zeros(n, dtype=bool)
         if reorder:
             position = on_hand + on_order
@@ -338,6 +341,7 @@ def simulate_actions(
         mean_stock_value=float((stock_sum / days * cost).sum()),
         working_capital=float((wc_sum / days * cost).sum()),
         otif=on_time / orders if orders else float("nan"),
+        lost_sales_value=float((lost * cost).sum()),
         orders_placed=orders,
         transfers=moves,
         transfer_units=moved_units,

@@ -228,6 +228,9 @@ def test_replayed_actions_transfers_cover_a_late_order_and_rerouting_restores_ot
     )
     assert transfers.stockout_rate < reorder.stockout_rate
     assert transfers.fill_rate > reorder.fill_rate
+    lost_units = (1 - transfers.fill_rate) * inputs.demand.sum()
+    assert transfers.lost_sales_value == pytest.approx(10.0 * lost_units)  # at 10 € cost
+    assert transfers.lost_sales_value < reorder.lost_sales_value
     # re-routed orders land on their promised day: all on time, fewer stock-outs again
     assert eta.rerouted == eta.orders_placed and eta.otif == 1.0
     assert eta.stockout_rate < transfers.stockout_rate
