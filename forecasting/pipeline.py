@@ -229,6 +229,7 @@ def lead_time_stats(settings: Settings, as_of: date | None = None) -> pl.DataFra
     if po is None or rc is None or rc.height == 0:
         return nominal.with_columns(
             pl.lit(None, pl.String).alias("store_id"),
+            pl.lit(None, pl.String).alias("supplier_id"),  # no purchase order yet: unknown
             pl.col("nominal").alias("mu_l"),
             pl.lit(0.0).alias("sigma_l"),
             pl.lit(0).alias("receipts"),
