@@ -143,6 +143,10 @@ def maintain_table(settings: Settings, relative: str, *, vacuum: bool = True) ->
             retention_hours=settings.maintenance_retention_hours,
             dry_run=False,
             enforce_retention_duration=False,  # the setting's bounds are the guard
+            # also the files no version ever referenced (a writer killed before its commit,
+            # e.g. a Spark silver job), once older than the retention: an in-flight writer's
+            # files are younger
+            full=True,
         )
         report.vacuumed = len(deleted)
     report.files_after, report.bytes_after = file_stats(DeltaTable(uri, storage_options=options))

@@ -8,6 +8,7 @@ naming the variable and the fix; the CLI prints exactly that line.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -142,6 +143,11 @@ class Settings:
     maintenance_retention_hours: int = 168
     # OPTIMIZE compacts files smaller than this into files of about this size
     maintenance_target_file_mb: int = 128
+    # ---- engine (silver transforms): duckdb on one machine, or spark (lake/spark_silver.py) --
+    engine: str = "duckdb"
+    spark_master: str = "local[*]"
+    # extra Spark configuration (LAKEHOUSE_SPARK_CONF_<key>), applied after the defaults
+    spark_conf: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -309,6 +315,22 @@ class Settings:
                 _int_between(1, 4096),
                 "use megabytes between 1 and 4096 (the size OPTIMIZE compacts files to)",
             ),
+            engine=_parse(
+                env,
+                "LAKEHOUSE_ENGINE",
+                "duckdb",
+                _engine,
+                "use duckdb (one machine, the default) or spark (LAKEHOUSE_SPARK_MASTER)",
+            ),
+            spark_master=_parse(
+                env,
+                "LAKEHOUSE_SPARK_MASTER",
+                "local[*]",
+                _spark_master,
+                "use local[*], local[N], spark://host:port, yarn, k8s://https://host:port "
+                "or a Spark Connect URL sc://host:port",
+            ),
+            spark_conf=_spark_conf(env),
         )
 
     # ---- derived locations -------------------------------------------------------------
@@ -344,6 +366,43 @@ class Settings:
     def table_uri(self, zone: str, name: str) -> str:
         """Location of a Delta table: `<lake>/<zone>/<name>` (zones: raw, silver, gold, _dead_letter)."""
         return f"{self.lake_root}/{zone}/{name}" if name else f"{self.lake_root}/{zone}"
+
+
+ENGINES = ("duckdb", "spark")
+SPARK_CONF_PREFIX = "LAKEHOUSE_SPARK_CONF_"
+
+
+def _engine(text: str) -> str:
+    if text.lower() not in ENGINES:
+        raise ValueError(f"expected one of {', '.join(ENGINES)}")
+    return text.lower()
+
+
+def _spark_master(text: str) -> str:
+    local = re.fullmatch(r"local(\[(\*|[1-9][0-9]*)(,[0-9]+)?\])?", text)
+    remote = text.startswith(("spark://", "k8s://", "sc://", "mesos://")) or text == "yarn"
+    if not local and not remote:
+        raise ValueError("not a Spark master URL")
+    return text
+
+
+def _spark_conf(env: Mapping[str, str]) -> dict[str, str]:
+    """`LAKEHOUSE_SPARK_CONF_<key>=<value>` → Spark conf `<key>`: the key as Spark spells it,
+    its dots written `__` where a shell allows no dot in a name
+    (`LAKEHOUSE_SPARK_CONF_spark__executor__memory=4g` → `spark.executor.memory`)."""
+    conf: dict[str, str] = {}
+    for name, value in env.items():
+        if not name.startswith(SPARK_CONF_PREFIX) or not value.strip():
+            continue
+        key = name.removeprefix(SPARK_CONF_PREFIX).replace("__", ".")
+        if not key.startswith("spark.") or key == "spark.master":
+            raise ConfigError(
+                f"{name}: a Spark setting name must start with spark__ (e.g. "
+                "LAKEHOUSE_SPARK_CONF_spark__executor__memory=4g); set the master with "
+                "LAKEHOUSE_SPARK_MASTER"
+            )
+        conf[key] = value.strip()
+    return conf
 
 
 def _brands(text: str) -> tuple[str, ...]:
