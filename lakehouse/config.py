@@ -148,6 +148,16 @@ class Settings:
     spark_master: str = "local[*]"
     # extra Spark configuration (LAKEHOUSE_SPARK_CONF_<key>), applied after the defaults
     spark_conf: dict[str, str] = field(default_factory=dict)
+    # ---- external Kafka security (ingestion/kafka_client.security_options) ---------------
+    kafka_security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL
+    kafka_sasl_mechanism: str | None = None  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = field(default=None, repr=False)
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_password: str | None = field(default=None, repr=False)
+    kafka_ssl_check_hostname: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -331,6 +341,7 @@ class Settings:
                 "or a Spark Connect URL sc://host:port",
             ),
             spark_conf=_spark_conf(env),
+            **_kafka_security(env),
         )
 
     # ---- derived locations -------------------------------------------------------------
@@ -403,6 +414,97 @@ def _spark_conf(env: Mapping[str, str]) -> dict[str, str]:
             )
         conf[key] = value.strip()
     return conf
+
+
+KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def cast(text: str) -> str:
+        if text.upper() not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return text.upper()
+
+    return cast
+
+
+def _readable_file(text: str) -> Path:
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise ValueError(f"no file at {path}")
+    return path.resolve()
+
+
+def _kafka_security(env: Mapping[str, str]) -> dict[str, object]:
+    """TLS and SASL settings of an external Kafka (every client the project creates)."""
+    protocol = _parse(
+        env,
+        "LAKEHOUSE_KAFKA_SECURITY_PROTOCOL",
+        "PLAINTEXT",
+        _one_of(KAFKA_PROTOCOLS),
+        f"use one of {', '.join(KAFKA_PROTOCOLS)} (your broker's listener)",
+    )
+    mechanism = _parse(
+        env,
+        "LAKEHOUSE_KAFKA_SASL_MECHANISM",
+        None,
+        _one_of(SASL_MECHANISMS),
+        f"use one of {', '.join(SASL_MECHANISMS)}",
+    )
+    username = env.get("LAKEHOUSE_KAFKA_SASL_USERNAME") or None
+    password = env.get("LAKEHOUSE_KAFKA_SASL_PASSWORD") or None
+    files = {
+        f"kafka_ssl_{name}": _parse(
+            env,
+            f"LAKEHOUSE_KAFKA_SSL_{name.upper()}",
+            None,
+            _readable_file,
+            "give the path of a readable PEM file",
+        )
+        for name in ("cafile", "certfile", "keyfile")
+    }
+    if protocol != "PLAINTEXT" and not env.get("LAKEHOUSE_KAFKA_BOOTSTRAP"):
+        raise ConfigError(
+            f"LAKEHOUSE_KAFKA_SECURITY_PROTOCOL={protocol} needs an external broker: set "
+            "LAKEHOUSE_KAFKA_BOOTSTRAP (the embedded broker listens in plaintext on loopback)"
+        )
+    if protocol.startswith("SASL_"):
+        if mechanism is None:
+            raise ConfigError(
+                f"LAKEHOUSE_KAFKA_SECURITY_PROTOCOL={protocol} needs "
+                f"LAKEHOUSE_KAFKA_SASL_MECHANISM: set one of {', '.join(SASL_MECHANISMS)}"
+            )
+        if not username or not password:
+            raise ConfigError(
+                f"LAKEHOUSE_KAFKA_SASL_MECHANISM={mechanism} needs LAKEHOUSE_KAFKA_SASL_USERNAME "
+                "and LAKEHOUSE_KAFKA_SASL_PASSWORD: set both"
+            )
+    elif mechanism is not None:
+        raise ConfigError(
+            f"LAKEHOUSE_KAFKA_SASL_MECHANISM={mechanism} needs "
+            "LAKEHOUSE_KAFKA_SECURITY_PROTOCOL=SASL_SSL (or SASL_PLAINTEXT): set it"
+        )
+    if (files["kafka_ssl_certfile"] is None) != (files["kafka_ssl_keyfile"] is None):
+        raise ConfigError(
+            "LAKEHOUSE_KAFKA_SSL_CERTFILE and LAKEHOUSE_KAFKA_SSL_KEYFILE go together (a client "
+            "certificate and its key): set both or neither"
+        )
+    return {
+        "kafka_security_protocol": protocol,
+        "kafka_sasl_mechanism": mechanism,
+        "kafka_sasl_username": username,
+        "kafka_sasl_password": password,
+        **files,
+        "kafka_ssl_password": env.get("LAKEHOUSE_KAFKA_SSL_PASSWORD") or None,
+        "kafka_ssl_check_hostname": _parse(
+            env,
+            "LAKEHOUSE_KAFKA_SSL_CHECK_HOSTNAME",
+            True,
+            _on_off,
+            "use on or off (off only for a test broker whose certificate names another host)",
+        ),
+    }
 
 
 def _brands(text: str) -> tuple[str, ...]:
