@@ -75,6 +75,7 @@ mlflow: venv
 bench: venv
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/silver_gold.py
+	$(BIN)/python bench/engines.py
 	$(BIN)/python bench/fraud.py all
 	$(BIN)/python bench/sentiment.py
 	$(BIN)/python bench/supply_chain.py

@@ -17,7 +17,7 @@ import dagster as dg
 from dagster_project import forecasting, fraud, maintenance, monitoring, sentiment
 from dagster_project.assets.gold import dbt_resource, gold_dbt
 from dagster_project.assets.raw import RAW_ASSETS
-from dagster_project.assets.silver import SILVER_ASSETS
+from dagster_project.assets.silver import SILVER_ASSETS, pyspark_resource
 from dagster_project.checks import QUALITY_CHECKS
 from dagster_project.resources import LakehouseResource
 from dagster_project.sensors import INGEST_JOBS, NIGHTLY_TAG, SENSORS
@@ -48,6 +48,13 @@ gold_schedule = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 
+
+def _engine_resources() -> dict[str, object]:
+    """LAKEHOUSE_ENGINE=spark: the silver assets run on dagster-pyspark's session."""
+    settings = Settings.from_env()
+    return {"pyspark": pyspark_resource(settings)} if settings.engine == "spark" else {}
+
+
 # The streaming spine. Each use case (fraud, sentiment, supply chain) adds its own
 # `dg.Definitions` (assets, checks, jobs, sensors, schedules; no resources or executor) to
 # DOMAIN_DEFS below; they share the `lakehouse` and `dbt` resources defined here. `defs` is
@@ -61,7 +68,7 @@ _defs = dg.Definitions.merge(
         jobs=[*INGEST_JOBS.values(), gold_job, everything_job],
         sensors=SENSORS,
         schedules=[gold_schedule],
-        resources={"lakehouse": LakehouseResource(), "dbt": dbt_resource()},
+        resources={"lakehouse": LakehouseResource(), "dbt": dbt_resource(), **_engine_resources()},
         executor=dg.in_process_executor,
     ),
     *DOMAIN_DEFS,

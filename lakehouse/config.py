@@ -8,6 +8,7 @@ naming the variable and the fix; the CLI prints exactly that line.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -185,6 +186,21 @@ class Settings:
     # long-running processes (live generator, service warmers) exit after this idle time
     # when run with --exit-when-idle; 0 = never
     idle_exit_seconds: int = 0
+    # ---- engine (silver transforms): duckdb on one machine, or spark (lake/spark_silver.py) --
+    engine: str = "duckdb"
+    spark_master: str = "local[*]"
+    # extra Spark configuration (LAKEHOUSE_SPARK_CONF_<key>), applied after the defaults
+    spark_conf: dict[str, str] = field(default_factory=dict)
+    # ---- external Kafka security (ingestion/kafka_client.security_options) ---------------
+    kafka_security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL
+    kafka_sasl_mechanism: str | None = None  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = field(default=None, repr=False)
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_password: str | None = field(default=None, repr=False)
+    kafka_ssl_check_hostname: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -353,6 +369,23 @@ class Settings:
                 "use megabytes between 1 and 4096 (the size OPTIMIZE compacts files to)",
             ),
             **_operations_settings(env),
+            engine=_parse(
+                env,
+                "LAKEHOUSE_ENGINE",
+                "duckdb",
+                _engine,
+                "use duckdb (one machine, the default) or spark (LAKEHOUSE_SPARK_MASTER)",
+            ),
+            spark_master=_parse(
+                env,
+                "LAKEHOUSE_SPARK_MASTER",
+                "local[*]",
+                _spark_master,
+                "use local[*], local[N], spark://host:port, yarn, k8s://https://host:port "
+                "or a Spark Connect URL sc://host:port",
+            ),
+            spark_conf=_spark_conf(env),
+            **_kafka_security(env),
         )
 
     # ---- derived locations -------------------------------------------------------------
@@ -396,6 +429,134 @@ class Settings:
     def table_uri(self, zone: str, name: str) -> str:
         """Location of a Delta table: `<lake>/<zone>/<name>` (zones: raw, silver, gold, _dead_letter)."""
         return f"{self.lake_root}/{zone}/{name}" if name else f"{self.lake_root}/{zone}"
+
+
+ENGINES = ("duckdb", "spark")
+SPARK_CONF_PREFIX = "LAKEHOUSE_SPARK_CONF_"
+
+
+def _engine(text: str) -> str:
+    if text.lower() not in ENGINES:
+        raise ValueError(f"expected one of {', '.join(ENGINES)}")
+    return text.lower()
+
+
+def _spark_master(text: str) -> str:
+    local = re.fullmatch(r"local(\[(\*|[1-9][0-9]*)(,[0-9]+)?\])?", text)
+    remote = text.startswith(("spark://", "k8s://", "sc://", "mesos://")) or text == "yarn"
+    if not local and not remote:
+        raise ValueError("not a Spark master URL")
+    return text
+
+
+def _spark_conf(env: Mapping[str, str]) -> dict[str, str]:
+    """`LAKEHOUSE_SPARK_CONF_<key>=<value>` → Spark conf `<key>`: the key as Spark spells it,
+    its dots written `__` where a shell allows no dot in a name
+    (`LAKEHOUSE_SPARK_CONF_spark__executor__memory=4g` → `spark.executor.memory`)."""
+    conf: dict[str, str] = {}
+    for name, value in env.items():
+        if not name.startswith(SPARK_CONF_PREFIX) or not value.strip():
+            continue
+        key = name.removeprefix(SPARK_CONF_PREFIX).replace("__", ".")
+        if not key.startswith("spark.") or key == "spark.master":
+            raise ConfigError(
+                f"{name}: a Spark setting name must start with spark__ (e.g. "
+                "LAKEHOUSE_SPARK_CONF_spark__executor__memory=4g); set the master with "
+                "LAKEHOUSE_SPARK_MASTER"
+            )
+        conf[key] = value.strip()
+    return conf
+
+
+KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def cast(text: str) -> str:
+        if text.upper() not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return text.upper()
+
+    return cast
+
+
+def _readable_file(text: str) -> Path:
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise ValueError(f"no file at {path}")
+    return path.resolve()
+
+
+def _kafka_security(env: Mapping[str, str]) -> dict[str, object]:
+    """TLS and SASL settings of an external Kafka (every client the project creates)."""
+    protocol = _parse(
+        env,
+        "LAKEHOUSE_KAFKA_SECURITY_PROTOCOL",
+        "PLAINTEXT",
+        _one_of(KAFKA_PROTOCOLS),
+        f"use one of {', '.join(KAFKA_PROTOCOLS)} (your broker's listener)",
+    )
+    mechanism = _parse(
+        env,
+        "LAKEHOUSE_KAFKA_SASL_MECHANISM",
+        None,
+        _one_of(SASL_MECHANISMS),
+        f"use one of {', '.join(SASL_MECHANISMS)}",
+    )
+    username = env.get("LAKEHOUSE_KAFKA_SASL_USERNAME") or None
+    password = env.get("LAKEHOUSE_KAFKA_SASL_PASSWORD") or None
+    files = {
+        f"kafka_ssl_{name}": _parse(
+            env,
+            f"LAKEHOUSE_KAFKA_SSL_{name.upper()}",
+            None,
+            _readable_file,
+            "give the path of a readable PEM file",
+        )
+        for name in ("cafile", "certfile", "keyfile")
+    }
+    if protocol != "PLAINTEXT" and not env.get("LAKEHOUSE_KAFKA_BOOTSTRAP"):
+        raise ConfigError(
+            f"LAKEHOUSE_KAFKA_SECURITY_PROTOCOL={protocol} needs an external broker: set "
+            "LAKEHOUSE_KAFKA_BOOTSTRAP (the embedded broker listens in plaintext on loopback)"
+        )
+    if protocol.startswith("SASL_"):
+        if mechanism is None:
+            raise ConfigError(
+                f"LAKEHOUSE_KAFKA_SECURITY_PROTOCOL={protocol} needs "
+                f"LAKEHOUSE_KAFKA_SASL_MECHANISM: set one of {', '.join(SASL_MECHANISMS)}"
+            )
+        if not username or not password:
+            raise ConfigError(
+                f"LAKEHOUSE_KAFKA_SASL_MECHANISM={mechanism} needs LAKEHOUSE_KAFKA_SASL_USERNAME "
+                "and LAKEHOUSE_KAFKA_SASL_PASSWORD: set both"
+            )
+    elif mechanism is not None:
+        raise ConfigError(
+            f"LAKEHOUSE_KAFKA_SASL_MECHANISM={mechanism} needs "
+            "LAKEHOUSE_KAFKA_SECURITY_PROTOCOL=SASL_SSL (or SASL_PLAINTEXT): set it"
+        )
+    if (files["kafka_ssl_certfile"] is None) != (files["kafka_ssl_keyfile"] is None):
+        raise ConfigError(
+            "LAKEHOUSE_KAFKA_SSL_CERTFILE and LAKEHOUSE_KAFKA_SSL_KEYFILE go together (a client "
+            "certificate and its key): set both or neither"
+        )
+    return {
+        "kafka_security_protocol": protocol,
+        "kafka_sasl_mechanism": mechanism,
+        "kafka_sasl_username": username,
+        "kafka_sasl_password": password,
+        **files,
+        "kafka_ssl_password": env.get("LAKEHOUSE_KAFKA_SSL_PASSWORD") or None,
+        "kafka_ssl_check_hostname": _parse(
+            env,
+            "LAKEHOUSE_KAFKA_SSL_CHECK_HOSTNAME",
+            True,
+            _on_off,
+            "use on or off (off only for a test broker whose certificate names another host)",
+        ),
+    }
 
 
 def _brands(text: str) -> tuple[str, ...]:

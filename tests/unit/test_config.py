@@ -56,6 +56,9 @@ def test_external_broker_and_s3_lake() -> None:
         ("LAKEHOUSE_OPENLINEAGE_URL", "ftp://x", "http(s) endpoint"),
         ("LAKEHOUSE_DAGSTER_POSTGRES_URL", "mysql://x", "postgresql://"),
         ("LAKEHOUSE_MAX_BATCH_RECORDS", "-5", "positive integer"),
+        ("LAKEHOUSE_ENGINE", "polars", "duckdb"),
+        ("LAKEHOUSE_SPARK_MASTER", "local[0]", "spark://host:port"),
+        ("LAKEHOUSE_SPARK_MASTER", "http://x", "sc://host:port"),
     ],
 )
 def test_bad_values_give_one_line_naming_variable_and_fix(name: str, value: str, fix: str) -> None:
@@ -65,3 +68,28 @@ def test_bad_values_give_one_line_naming_variable_and_fix(name: str, value: str,
     assert "\n" not in message
     assert message.startswith(f"{name}={value!r}")
     assert fix in message
+
+
+def test_engine_and_spark_settings() -> None:
+    default = Settings.from_env({"LAKEHOUSE_HOME": "/tmp/x"})
+    assert (default.engine, default.spark_master, default.spark_conf) == ("duckdb", "local[*]", {})
+    s = Settings.from_env(
+        {
+            "LAKEHOUSE_HOME": "/tmp/x",
+            "LAKEHOUSE_ENGINE": "Spark",
+            "LAKEHOUSE_SPARK_MASTER": "spark://master:7077",
+            "LAKEHOUSE_SPARK_CONF_spark__executor__memory": "4g",
+            "LAKEHOUSE_SPARK_CONF_spark.sql.shuffle.partitions": "64",
+        }
+    )
+    assert s.engine == "spark" and s.spark_master == "spark://master:7077"
+    assert s.spark_conf == {"spark.executor.memory": "4g", "spark.sql.shuffle.partitions": "64"}
+    for master in ("local", "local[2]", "local[*]", "local[4,2]", "yarn", "k8s://https://k:6443"):
+        assert Settings.from_env({"LAKEHOUSE_SPARK_MASTER": master}).spark_master == master
+
+
+def test_spark_conf_names_must_be_spark_settings() -> None:
+    for name in ("LAKEHOUSE_SPARK_CONF_executor__memory", "LAKEHOUSE_SPARK_CONF_spark__master"):
+        with pytest.raises(ConfigError) as info:
+            Settings.from_env({"LAKEHOUSE_HOME": "/tmp/x", name: "x"})
+        assert "\n" not in str(info.value) and name in str(info.value)
