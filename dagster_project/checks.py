@@ -3,6 +3,7 @@
 import dagster as dg
 
 from dagster_project.resources import LakehouseResource
+from lake.platform import record_quality_result
 from lake.quality import SUITES, NoDataYet, load_for_check, run_suite
 
 
@@ -24,6 +25,14 @@ def quality_check(table: str) -> dg.AssetChecksDefinition:
                 metadata={"status": "no data yet", "reason": str(empty)},
             )
         report = run_suite(table, frame)
+        record_quality_result(  # the Platform dashboard's data-quality history
+            lakehouse.settings(),
+            table,
+            report.success,
+            report.rows,
+            report.evaluated,
+            len(report.failed),
+        )
         return dg.AssetCheckResult(
             passed=report.success,
             severity=dg.AssetCheckSeverity.ERROR,

@@ -8,6 +8,7 @@ naming the variable and the fix; the CLI prints exactly that line.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -96,6 +97,24 @@ def _mlflow_uri(text: str) -> str:
     return text
 
 
+def _bi_user(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", text):
+        raise ValueError("not a user name")
+    return text
+
+
+def _bi_password(text: str) -> str | None:
+    """LAKEHOUSE_BI_ADMIN_PASSWORD, never echoed in the error (it is a secret)."""
+    if not text.strip():
+        return None
+    if len(text.strip()) < 8:
+        raise ConfigError(
+            "LAKEHOUSE_BI_ADMIN_PASSWORD is too short: use at least 8 characters, or unset it "
+            "to have one generated"
+        )
+    return text.strip()
+
+
 @dataclass(frozen=True)
 class Settings:
     """Typed settings; build with `Settings.from_env()`."""
@@ -142,6 +161,11 @@ class Settings:
     maintenance_retention_hours: int = 168
     # OPTIMIZE compacts files smaller than this into files of about this size
     maintenance_target_file_mb: int = 128
+    # ---- BI (Superset, lakehouse/bi.py) ----
+    bi_port: int = 8088  # Superset listens on 127.0.0.1 only
+    bi_admin_user: str = "admin"
+    # None: a password generated once and kept in <home>/bi/admin_password (0600)
+    bi_admin_password: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -309,6 +333,21 @@ class Settings:
                 _int_between(1, 4096),
                 "use megabytes between 1 and 4096 (the size OPTIMIZE compacts files to)",
             ),
+            bi_port=_parse(
+                env,
+                "LAKEHOUSE_BI_PORT",
+                8088,
+                _int_between(1024, 65535),
+                "use a free TCP port between 1024 and 65535",
+            ),
+            bi_admin_user=_parse(
+                env,
+                "LAKEHOUSE_BI_ADMIN_USER",
+                "admin",
+                _bi_user,
+                "use letters, digits, '.', '_' or '-' (at most 64)",
+            ),
+            bi_admin_password=_bi_password(env.get("LAKEHOUSE_BI_ADMIN_PASSWORD", "")),
         )
 
     # ---- derived locations -------------------------------------------------------------

@@ -56,3 +56,25 @@ def test_bad_values_give_one_line_naming_variable_and_fix(name: str, value: str,
     assert "\n" not in message
     assert message.startswith(f"{name}={value!r}")
     assert fix in message
+
+
+def test_bi_settings(tmp_path: Path) -> None:
+    s = Settings.from_env({"LAKEHOUSE_HOME": str(tmp_path)})
+    assert (s.bi_port, s.bi_admin_user, s.bi_admin_password) == (8088, "admin", None)
+    s = Settings.from_env(
+        {
+            "LAKEHOUSE_HOME": str(tmp_path),
+            "LAKEHOUSE_BI_PORT": "18088",
+            "LAKEHOUSE_BI_ADMIN_USER": "trainer",
+            "LAKEHOUSE_BI_ADMIN_PASSWORD": "s3cret-enough",
+        }
+    )
+    assert (s.bi_port, s.bi_admin_user, s.bi_admin_password) == (18088, "trainer", "s3cret-enough")
+    assert "s3cret-enough" not in repr(s)
+    with pytest.raises(ConfigError, match=r"LAKEHOUSE_BI_PORT.*free TCP port"):
+        Settings.from_env({"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_BI_PORT": "80"})
+    with pytest.raises(ConfigError, match="LAKEHOUSE_BI_ADMIN_USER"):
+        Settings.from_env({"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_BI_ADMIN_USER": "a b"})
+    with pytest.raises(ConfigError, match="at least 8 characters") as short:
+        Settings.from_env({"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_BI_ADMIN_PASSWORD": "abc12"})
+    assert "abc12" not in str(short.value)  # a secret is never echoed
