@@ -96,7 +96,7 @@ docs: venv
 mlflow: venv
 	$(BIN)/lakehouse mlflow-ui
 
-bench: venv
+bench: venv venv-bi
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/silver_gold.py
 	$(BIN)/python bench/fraud.py all
@@ -104,6 +104,7 @@ bench: venv
 	$(BIN)/python bench/supply_chain.py
 	$(BIN)/python bench/maintenance.py
 	$(BIN)/python bench/lineage.py
+	$(BIN)/python bench/bi.py --home .lakehouse
 
 clean:
 	rm -rf .lakehouse dbt/target dbt/logs .pytest_cache .ruff_cache

@@ -128,13 +128,24 @@ def ensure_environment(progress: Progress = _quiet) -> float:
     the seconds spent installing (0 when it was up to date)."""
     if _stamp().exists() and _bin("superset").exists():
         return 0.0
-    started = time.monotonic()
     progress(f"installing Superset into {VENV_BI} from {LOCK_FILE.name} (about 2 minutes)")
+    seconds = install_environment(VENV_BI)
+    for old in VENV_BI.glob(".installed-*"):
+        old.unlink()
+    _stamp().touch()
+    return seconds
+
+
+def install_environment(target: Path) -> float:
+    """A virtual environment at `target` with exactly the lock file's packages (what
+    `make venv-bi` does); returns the seconds it took."""
+    started = time.monotonic()
     base = getattr(sys, "_base_executable", sys.executable)
+    python = str(target / "bin" / "python")
     steps = [
-        [base, "-m", "venv", str(VENV_BI)],
-        [str(_bin("python")), "-m", "pip", "install", "--quiet", "--no-deps", "-r", str(LOCK_FILE)],
-        [str(_bin("python")), "-m", "pip", "check"],
+        [base, "-m", "venv", str(target)],
+        [python, "-m", "pip", "install", "--quiet", "--no-deps", "-r", str(LOCK_FILE)],
+        [python, "-m", "pip", "check"],
     ]
     for step in steps:
         done = subprocess.run(step, capture_output=True, text=True, check=False)
@@ -144,11 +155,8 @@ def ensure_environment(progress: Progress = _quiet) -> float:
             raise LakehouseError(
                 f"installing Superset failed ({' '.join(step[-3:])}: "
                 f"{errors[0] if errors else 'no output'}): check that the package index is "
-                f"reachable, then `rm -rf {VENV_BI}` and run `make bi` again"
+                f"reachable, then `rm -rf {target}` and run `make bi` again"
             )
-    for old in VENV_BI.glob(".installed-*"):
-        old.unlink()
-    _stamp().touch()
     return time.monotonic() - started
 
 

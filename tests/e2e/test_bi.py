@@ -147,6 +147,30 @@ def test_errors_are_one_line_naming_the_fix(running_bi: RunningBi, tmp_path: Pat
     assert "is taken" in busy.stderr and "LAKEHOUSE_BI_PORT" in busy.stderr
 
 
+def test_a_published_gold_file_is_read_by_the_next_query_without_restart(
+    running_bi: RunningBi,
+) -> None:
+    """The publisher swaps gold.duckdb (os.replace) while Superset holds it open read-only:
+    the swap is not blocked, and the next chart query reads the new file."""
+    import duckdb
+
+    from lake.gold import gold_build
+
+    client = login(running_bi.settings)
+    (top,) = [
+        c
+        for c in dashboard_charts(client)["sales"]
+        if c["slice_name"] == "Top 10 products, last 7 days"
+    ]
+    assert chart_data_rows(client, top["id"]) == 10
+    with gold_build(running_bi.settings) as build, duckdb.connect(str(build)) as con:
+        con.execute(
+            "CREATE OR REPLACE TABLE top_products_7d AS "
+            "SELECT * FROM top_products_7d WHERE rank_revenue <= 3"
+        )
+    assert chart_data_rows(client, top["id"]) == 3
+
+
 def test_down_stops_only_what_up_started(running_bi: RunningBi, tmp_path: Path) -> None:
     bystander = subprocess.Popen(
         [sys.executable, "-m", "http.server", str(free_port()), "--bind", "127.0.0.1"],
