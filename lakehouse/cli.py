@@ -405,6 +405,83 @@ def dbt(ctx: typer.Context) -> None:
     print(getattr(result, "stdout", "") or "")
 
 
+# ---- BI (Superset) ---------------------------------------------------------------------------
+bi_app = typer.Typer(
+    no_args_is_help=True, help="Apache Superset over gold: dashboards as code in bi/ (make bi)."
+)
+app.add_typer(bi_app, name="bi")
+
+
+def _say(line: str) -> None:
+    print(f"    {line}", flush=True)
+
+
+@bi_app.command("up")
+def bi_up() -> None:
+    """Install Superset if missing (.venv-bi), provision the bundle in bi/, start it on
+    127.0.0.1:LAKEHOUSE_BI_PORT and print the URL, the login and the dashboards."""
+    from lakehouse import bi
+
+    report = bi.up(_settings(), _say)
+    for line in report.lines():
+        print(line)
+
+
+@bi_app.command("down")
+def bi_down() -> None:
+    """Stop the Superset server `bi up` started for this LAKEHOUSE_HOME (nothing else)."""
+    from lakehouse import bi
+
+    print(
+        "stopped Superset"
+        if bi.down(_settings())
+        else "Superset was not running (started by `bi up`)"
+    )
+
+
+@bi_app.command("status")
+def bi_status() -> None:
+    """Whether Superset runs for this LAKEHOUSE_HOME, where, and whether it is healthy."""
+    from lakehouse import bi
+
+    print(bi.status(_settings()).describe())
+
+
+@bi_app.command("export")
+def bi_export(
+    folder: Annotated[
+        Path | None, typer.Option(help="where to write the bundle (default: the repo's bi/)")
+    ] = None,
+) -> None:
+    """Write the dashboards, charts, datasets and database as they are in Superset back into
+    bi/ (normalised YAML): a UI edit becomes a diff to commit."""
+    from lakehouse import bi
+
+    written = bi.export_bundle(_settings(), folder or bi.BUNDLE_DIR)
+    print(f"wrote {len(written)} files to {folder or bi.BUNDLE_DIR}")
+
+
+@bi_app.command("check")
+def bi_check(
+    screenshots: Annotated[
+        Path | None, typer.Option(help="save one PNG per dashboard in this folder")
+    ] = None,
+) -> None:
+    """Open every dashboard in headless Chromium and check that every chart rendered with
+    data; prints the time each dashboard took."""
+    from lakehouse import bi_check as check
+
+    results = check.check_dashboards(_settings(), screenshots)
+    failed = [r for r in results if not r.ok]
+    for result in results:
+        print(result.line())
+    if failed:
+        raise LakehouseError(
+            f"{len(failed)} dashboard(s) with a chart that did not render: "
+            + "; ".join(r.problem() for r in failed)
+        )
+
+
 @app.command("ui")
 def ui(
     port: Annotated[int, typer.Option(help="web UI port")] = 3000,

@@ -123,6 +123,24 @@ def _mlflow_uri(text: str) -> str:
     return text
 
 
+def _bi_user(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", text):
+        raise ValueError("not a user name")
+    return text
+
+
+def _bi_password(text: str) -> str | None:
+    """LAKEHOUSE_BI_ADMIN_PASSWORD, never echoed in the error (it is a secret)."""
+    if not text.strip():
+        return None
+    if len(text.strip()) < 8:
+        raise ConfigError(
+            "LAKEHOUSE_BI_ADMIN_PASSWORD is too short: use at least 8 characters, or unset it "
+            "to have one generated"
+        )
+    return text.strip()
+
+
 @dataclass(frozen=True)
 class Settings:
     """Typed settings; build with `Settings.from_env()`."""
@@ -201,6 +219,11 @@ class Settings:
     kafka_ssl_keyfile: Path | None = None
     kafka_ssl_password: str | None = field(default=None, repr=False)
     kafka_ssl_check_hostname: bool = True
+    # ---- BI (Superset, lakehouse/bi.py) ----
+    bi_port: int = 8088  # Superset listens on 127.0.0.1 only
+    bi_admin_user: str = "admin"
+    # None: a password generated once and kept in <home>/bi/admin_password (0600)
+    bi_admin_password: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -386,6 +409,21 @@ class Settings:
             ),
             spark_conf=_spark_conf(env),
             **_kafka_security(env),
+            bi_port=_parse(
+                env,
+                "LAKEHOUSE_BI_PORT",
+                8088,
+                _int_between(1024, 65535),
+                "use a free TCP port between 1024 and 65535",
+            ),
+            bi_admin_user=_parse(
+                env,
+                "LAKEHOUSE_BI_ADMIN_USER",
+                "admin",
+                _bi_user,
+                "use letters, digits, '.', '_' or '-' (at most 64)",
+            ),
+            bi_admin_password=_bi_password(env.get("LAKEHOUSE_BI_ADMIN_PASSWORD", "")),
         )
 
     # ---- derived locations -------------------------------------------------------------

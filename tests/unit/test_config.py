@@ -93,3 +93,25 @@ def test_spark_conf_names_must_be_spark_settings() -> None:
         with pytest.raises(ConfigError) as info:
             Settings.from_env({"LAKEHOUSE_HOME": "/tmp/x", name: "x"})
         assert "\n" not in str(info.value) and name in str(info.value)
+
+
+def test_bi_settings(tmp_path: Path) -> None:
+    s = Settings.from_env({"LAKEHOUSE_HOME": str(tmp_path)})
+    assert (s.bi_port, s.bi_admin_user, s.bi_admin_password) == (8088, "admin", None)
+    s = Settings.from_env(
+        {
+            "LAKEHOUSE_HOME": str(tmp_path),
+            "LAKEHOUSE_BI_PORT": "18088",
+            "LAKEHOUSE_BI_ADMIN_USER": "trainer",
+            "LAKEHOUSE_BI_ADMIN_PASSWORD": "s3cret-enough",
+        }
+    )
+    assert (s.bi_port, s.bi_admin_user, s.bi_admin_password) == (18088, "trainer", "s3cret-enough")
+    assert "s3cret-enough" not in repr(s)
+    with pytest.raises(ConfigError, match=r"LAKEHOUSE_BI_PORT.*free TCP port"):
+        Settings.from_env({"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_BI_PORT": "80"})
+    with pytest.raises(ConfigError, match="LAKEHOUSE_BI_ADMIN_USER"):
+        Settings.from_env({"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_BI_ADMIN_USER": "a b"})
+    with pytest.raises(ConfigError, match="at least 8 characters") as short:
+        Settings.from_env({"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_BI_ADMIN_PASSWORD": "abc12"})
+    assert "abc12" not in str(short.value)  # a secret is never echoed
