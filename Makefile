@@ -78,6 +78,7 @@ bench: venv
 	$(BIN)/python bench/fraud.py all
 	$(BIN)/python bench/sentiment.py
 	$(BIN)/python bench/supply_chain.py
+	$(BIN)/python bench/supply_replay.py
 	$(BIN)/python bench/maintenance.py
 	$(BIN)/python bench/lineage.py
 
