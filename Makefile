@@ -103,6 +103,7 @@ bench: venv venv-bi
 	$(BIN)/python bench/fraud.py all
 	$(BIN)/python bench/sentiment.py
 	$(BIN)/python bench/supply_chain.py
+	$(BIN)/python bench/supply_replay.py
 	$(BIN)/python bench/maintenance.py
 	$(BIN)/python bench/lineage.py
 	$(BIN)/python bench/alerts.py

@@ -125,7 +125,7 @@ def _classify_static(models_dir: Path, texts: list[str], langs: list[str]) -> No
     aspects.extract(texts, langs, models_dir, doc_vectors=vectors)
 
 
-def _cold_cache_child(models_dir: str, n: int) -> list[tuple[str, int, float]]:
+def _cold_cache_child(models_dir: str, n: int) -> list[tuple[str, int, float, float]]:
     """Runs in a spawned process: nothing cached in memory yet."""
     from datetime import UTC, datetime, timedelta
 
@@ -135,12 +135,17 @@ def _cold_cache_child(models_dir: str, n: int) -> list[tuple[str, int, float]]:
     from sentiment.generator import generate_social
 
     folder = Path(models_dir)
-    rows: list[tuple[str, int, float]] = []
-    started = time.perf_counter()
+    rows: list[tuple[str, int, float, float]] = []
+    started, cpu = time.perf_counter(), time.process_time()
     ensure_head(folder, "static")
     static_model(folder)
     rows.append(
-        ("load the head and the token table (once per process)", 0, time.perf_counter() - started)
+        (
+            "load the head and the token table (once per process)",
+            0,
+            time.perf_counter() - started,
+            time.process_time() - cpu,
+        )
     )
 
     def posts(seed: int, day: int) -> tuple[list[str], list[str]]:
@@ -163,9 +168,9 @@ def _cold_cache_child(models_dir: str, n: int) -> list[tuple[str, int, float]]:
         ("warm process, other unseen posts (seed 2028)", other, other_langs),
         ("held-out posts (hand-written, never seen by this process)", held_texts, held_langs),
     ]:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         _classify_static(folder, texts, langs)
-        rows.append((label, len(texts), time.perf_counter() - started))
+        rows.append((label, len(texts), time.perf_counter() - started, time.process_time() - cpu))
     return rows
 
 
@@ -179,11 +184,15 @@ def cold_cache(models_dir: Path, n: int) -> None:
     print(f"\n## Static path, cold cache on unseen text (fresh process, {os.getloadavg()} load)")
     with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
         rows = pool.submit(_cold_cache_child, str(models_dir), n).result()
-    print("| static full classification (head + aspects) | posts | seconds | posts/s |")
-    print("|---|---:|---:|---:|")
-    for label, count, seconds in rows:
+    print(
+        "| static full classification (head + aspects) | posts | wall s | posts/s | CPU s "
+        "| posts per CPU s |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, count, seconds, cpu in rows:
         rate = f"{count / seconds:,.0f}" if count else "—"
-        print(f"| {label} | {count:,} | {seconds:.2f} | {rate} |")
+        per_cpu = f"{count / cpu:,.0f}" if count else "—"
+        print(f"| {label} | {count:,} | {seconds:.2f} | {rate} | {cpu:.2f} | {per_cpu} |")
     print(f"load average at the end: {os.getloadavg()}")
 
 

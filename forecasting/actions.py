@@ -4,8 +4,9 @@ re-routing, alerte magasin").
 - **Stock re-allocation** (`transfer_proposals`): a store whose predicted stock-out comes
   before its next receipt receives units from another store holding the same SKU within
   `max_km`, whose on-hand exceeds its own need until *its* next receipt (forecast demand
-  until then + safety stock). The next receipt of a store is ⌈μ_L⌉ days away when an order
-  is open or due now; otherwise it comes ⌈μ_L⌉ days after the day its stock is forecast to
+  until then + safety stock). The next receipt of a store is its open order's predicted
+  arrival when a shipment carries it (`eta_risk`), else ⌈μ_L⌉ days away when an order is
+  open or due now; otherwise it comes ⌈μ_L⌉ days after the day its stock is forecast to
   reach the ROP (when it will order), at most the forecast's horizon. (Counting a donor's
   need over its lead time only would take from it the units it needs before it re-orders:
   replayed, stores then passed the same stock back and forth every day.) Quantity =
@@ -84,9 +85,12 @@ def transfer_proposals(
 ) -> pl.DataFrame:
     """Store-to-store transfers (see the module docstring). `proposals`: gold
     reorder_proposals (sku, store_id, on_hand, on_order, mu_l, safety_stock, rop, reorder_now,
-    predicted_stockout_date); `forecast`: gold demand_forecast."""
+    predicted_stockout_date; optional next_receipt_in_days: when the open order is expected,
+    from its shipment's predicted arrival); `forecast`: gold demand_forecast."""
     first_day = forecast["ds"].min()
     horizon = forecast["ds"].n_unique()
+    if "next_receipt_in_days" not in proposals.columns:
+        proposals = proposals.with_columns(pl.lit(None, pl.Int64).alias("next_receipt_in_days"))
     rows = proposals.with_columns(
         (pl.col("sku") + "|" + pl.col("store_id")).alias("unique_id"),
         pl.col("mu_l").ceil().cast(pl.Int64).alias("lead_days"),
@@ -106,7 +110,9 @@ def transfer_proposals(
         .agg(pl.col("k").min().alias("reorder_in_days"))
     )
     rows = rows.join(reorder_day, on="unique_id", how="left").with_columns(
-        pl.when((pl.col("on_order") > 0) | pl.col("reorder_now"))
+        pl.when(pl.col("next_receipt_in_days").is_not_null())
+        .then(pl.col("next_receipt_in_days"))
+        .when((pl.col("on_order") > 0) | pl.col("reorder_now"))
         .then(pl.col("lead_days"))
         .when(pl.col("reorder_in_days").is_not_null())
         .then(pl.col("reorder_in_days") + pl.col("lead_days"))

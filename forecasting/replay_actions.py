@@ -128,7 +128,13 @@ def transfer_rule(
     index = {(k, s): i for i, (k, s) in enumerate(zip(inputs.skus, inputs.stores, strict=True))}
     ids = np.asarray(inputs.series, dtype=object)
 
-    def rule(t: int, on_hand: np.ndarray, on_order: np.ndarray, ordered: np.ndarray):  # type: ignore[no-untyped-def]
+    def rule(  # type: ignore[no-untyped-def]
+        t: int,
+        on_hand: np.ndarray,
+        on_order: np.ndarray,
+        ordered: np.ndarray,
+        next_receipt: np.ndarray,
+    ):
         week, offset = divmod(t, 7)
         ahead = inputs.forecasts[week][:, offset:]
         today = inputs.first_day + timedelta(days=t)
@@ -142,13 +148,18 @@ def transfer_rule(
                 "mu_l": lead_days.astype(np.float64),
                 "safety_stock": safety_stock[t],
                 "rop": rop[t],
+                "next_receipt": next_receipt,
                 "reorder_now": ordered,
                 "out_day": out_day,
             }
         ).with_columns(
             pl.when(pl.col("out_day") > 0)
             .then(pl.lit(today) + pl.duration(days=pl.col("out_day") - 1))
-            .alias("predicted_stockout_date")
+            .alias("predicted_stockout_date"),
+            # when the store expects its open order (0: none open)
+            pl.when(pl.col("next_receipt") > 0)
+            .then(pl.col("next_receipt"))
+            .alias("next_receipt_in_days"),
         )
         horizon = ahead.shape[1]
         dates = pl.date_range(today, today + timedelta(days=horizon - 1), eager=True)

@@ -239,8 +239,9 @@ class Transfer:
     cost_eur: float
 
 
-# (day, on hand, on order, ordered today) -> the transfers to make today
-TransferRule = Callable[[int, np.ndarray, np.ndarray, np.ndarray], list[Transfer]]
+# (day, on hand, on order, ordered today, days to the next receipt the store expects, 0 =
+# none) -> the transfers to make today
+TransferRule = Callable[[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray], list[Transfer]]
 
 
 @dataclass(frozen=True)
@@ -294,6 +295,11 @@ def simulate_actions(
     stock_sum = np.zeros(n)
     wc_sum = np.zeros(n)
     cols = np.arange(n)
+    # open orders: series, the day the store expects them (the promised day; with ETA alerts,
+    # the re-routed arrival of an alerted order), the day they land
+    open_series = np.zeros(0, dtype=np.int64)
+    open_expected = np.zeros(0, dtype=np.int64)
+    open_land = np.zeros(0, dtype=np.int64)
     for t in range(days):
         on_hand += arriving[t] + transferred[t]
         on_order -= arriving[t]
@@ -320,8 +326,23 @@ def simulate_actions(
             land = t + lead[placed] + extra[placed]
             np.add.at(arriving, (land, cols[placed]), qty[placed])
             on_order += qty
+            promised = t + lead[placed]
+            open_series = np.concatenate([open_series, cols[placed]])
+            open_expected = np.concatenate([open_expected, np.where(moved[placed], land, promised)])
+            open_land = np.concatenate([open_land, land])
         if transfers is not None:
-            for move in transfers(t, on_hand.copy(), on_order.copy(), placed):
+            still = open_land > t
+            open_series, open_expected, open_land = (
+                open_series[still],
+                open_expected[still],
+                open_land[still],
+            )
+            next_receipt = np.zeros(n, dtype=np.int64)  # 0: no open order
+            if open_series.size:
+                soonest = np.full(n, np.iinfo(np.int64).max)
+                np.minimum.at(soonest, open_series, np.maximum(open_expected - t, 1))
+                next_receipt = np.where(soonest < np.iinfo(np.int64).max, soonest, 0)
+            for move in transfers(t, on_hand.copy(), on_order.copy(), placed, next_receipt):
                 qty_moved = min(move.qty, int(on_hand[move.from_series]))
                 if qty_moved < 1:
                     continue

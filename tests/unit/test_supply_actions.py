@@ -72,6 +72,18 @@ def test_transfer_from_a_nearby_store_with_spare_cover() -> None:
     assert t["transfer_cost_eur"] == pytest.approx(25 + 0.4 * 11)
     # no store within reach: nothing proposed
     assert transfer_proposals(props, fc, max_km=100.0).height == 0
+    # Paris' open order is on a truck predicted to arrive tomorrow (eta_risk): its stock-out
+    # (day 2) no longer comes before its receipt, nothing is moved
+    soon = props.with_columns(
+        pl.when(pl.col("store_id") == "s_paris").then(1).alias("next_receipt_in_days")
+    )
+    assert transfer_proposals(soon, fc, max_km=450.0).height == 0
+    # ... while a truck predicted in 5 days makes Paris short of 5 × 5 − 4 = 21 units
+    late = props.with_columns(
+        pl.when(pl.col("store_id") == "s_paris").then(5).alias("next_receipt_in_days")
+    )
+    [t_late] = transfer_proposals(late, fc, max_km=450.0).to_dicts()
+    assert (t_late["from_store"], t_late["qty"]) == ("s_lille", 21)
     km = store_distances_km()
     assert km.filter(pl.col("from_store") == "s_paris")["km"].min() == pytest.approx(204, abs=3)
 
