@@ -216,8 +216,8 @@ ROW_LIMIT = 50000
 '''
 
 
-def write_config(settings: Settings) -> BiPaths:
-    paths = bi_paths(settings)
+def write_config(settings: Settings | BiPaths) -> BiPaths:
+    paths = settings if isinstance(settings, BiPaths) else bi_paths(settings)
     paths.home.mkdir(parents=True, exist_ok=True)
     _secret(paths.secret_key, lambda: secrets.token_urlsafe(48))
     paths.config.write_text(
@@ -227,8 +227,8 @@ def write_config(settings: Settings) -> BiPaths:
     return paths
 
 
-def superset_env(settings: Settings) -> dict[str, str]:
-    paths = bi_paths(settings)
+def superset_env(settings: Settings | BiPaths) -> dict[str, str]:
+    paths = settings if isinstance(settings, BiPaths) else bi_paths(settings)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     env |= {
         "SUPERSET_CONFIG_PATH": str(paths.config),
@@ -241,7 +241,7 @@ def superset_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _superset(settings: Settings, *args: str, fix: str) -> str:
+def _superset(settings: Settings | BiPaths, *args: str, fix: str) -> str:
     done = subprocess.run(
         [str(_bin("superset")), *args],
         env=superset_env(settings),
@@ -490,7 +490,7 @@ class UpReport:
     url: str
     user: str
     password: str | None  # shown when generated (None when it came from the environment)
-    install_s: float = 0.0
+    install_s: float = 0.0  # .venv-bi and the metadata template (once per install)
     provision_s: float = 0.0
     start_s: float = 0.0
     imported: bool = False
@@ -529,17 +529,24 @@ def _template_db() -> Path:
     return VENV_BI / "share" / "lakehouse" / f"superset-template-{lock_hash()}.db"
 
 
-def _save_template(metadata_db: Path) -> None:
-    import sqlite3
-
-    target = _template_db()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
-    shutil.copyfile(metadata_db, partial)
-    with sqlite3.connect(partial) as db:  # the schema, roles and permissions only
-        for table in ("logs", "key_value"):
-            db.execute(f"DELETE FROM {table}")
-    os.replace(partial, target)
+def prepare_template(progress: Progress = _quiet) -> float:
+    """Migrate and initialise the template metadata database once per install (`make bi`
+    and `make venv-bi` run it); returns the seconds it took (0 when it exists)."""
+    if _template_db().exists():
+        return 0.0
+    started = time.monotonic()
+    progress("preparing Superset's metadata database (migrations, roles; once per install)")
+    with tempfile.TemporaryDirectory(prefix="lakehouse-bi-template-") as tmp:
+        paths = write_config(BiPaths(Path(tmp)))
+        fix = f"reinstall Superset: `rm -rf {VENV_BI}` and `make bi` (see {paths.log})"
+        _superset(paths, "db", "upgrade", fix=fix)
+        _superset(paths, "init", fix=fix)
+        target = _template_db()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".partial")
+        shutil.copyfile(paths.metadata_db, partial)
+        os.replace(partial, target)
+    return time.monotonic() - started
 
 
 def provision(settings: Settings, progress: Progress = _quiet) -> bool:
@@ -550,21 +557,14 @@ def provision(settings: Settings, progress: Progress = _quiet) -> bool:
     password, _ = admin_password(settings)
     fix = f"see {paths.log}; remove {paths.metadata_db} to start from an empty Superset"
     if state.get("lock") != lock_hash() or not paths.metadata_db.exists():
-        template = _template_db()
-        if template.exists() and not paths.metadata_db.exists():
-            # migrated and initialised once per Superset install: a new home starts from it
-            shutil.copyfile(template, paths.metadata_db)
-            state = {"lock": lock_hash(), "init": "template"}
-        else:
+        if paths.metadata_db.exists():  # a Superset upgrade: migrate this home's objects
             progress("migrating the Superset metadata database")
             _superset(settings, "db", "upgrade", fix=fix)
-            state = {"lock": lock_hash()}
-    if not state.get("init"):
-        progress("initialising roles and permissions")
-        _superset(settings, "init", fix=fix)
-        state["init"] = "done"
-        if not _template_db().exists():
-            _save_template(paths.metadata_db)
+            _superset(settings, "init", fix=fix)
+        else:
+            prepare_template(progress)
+            shutil.copyfile(_template_db(), paths.metadata_db)
+        state = {"lock": lock_hash()}
     admin = f"{settings.bi_admin_user}:{hashlib.sha256(password.encode()).hexdigest()}"
     if state.get("admin") != admin:
         progress(f"creating the admin user {settings.bi_admin_user}")
@@ -627,7 +627,7 @@ def up(settings: Settings, progress: Progress = _quiet) -> UpReport:
             f"port {settings.bi_port} on 127.0.0.1 is taken by another program: set "
             "LAKEHOUSE_BI_PORT to a free port (or stop that program)"
         )
-    report.install_s = ensure_environment(progress)
+    report.install_s = ensure_environment(progress) + prepare_template(progress)
     started = time.monotonic()
     report.imported = provision(settings, progress)
     report.provision_s = time.monotonic() - started
