@@ -153,8 +153,8 @@ def main() -> None:
         [
             "dashboard",
             "charts",
-            "first load (s)",
-            "second load (s)",
+            "first run (s)",
+            "second run (s)",
             "DuckDB floor (s)",
             "all rendered",
         ],
