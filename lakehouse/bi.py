@@ -286,11 +286,35 @@ def bundle_zip(settings: Settings, folder: Path = BUNDLE_DIR) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, text in bundle_files(folder).items():
+            if name == "metadata.yaml":  # the assets importer's type (export writes Dashboard)
+                text = yaml.safe_dump({**yaml.safe_load(text), "type": "assets"}, sort_keys=True)
             archive.writestr(f"bundle/{name}", text.replace(GOLD_PLACEHOLDER, gold))
     return buffer.getvalue()
 
 
+# `superset import-dashboards` leaves existing charts, datasets and the database as they are
+# (it overwrites dashboards only), so an edited chart would never reach Superset: the bundle
+# goes through Superset's assets importer instead, which overwrites every object by UUID.
+_IMPORT_SCRIPT = """
+import sys, zipfile
+from superset.app import create_app
+
+app = create_app()
+with app.app_context():
+    from superset import security_manager
+    from superset.commands.importers.v1.assets import ImportAssetsCommand
+    from superset.commands.importers.v1.utils import get_contents_from_bundle
+    from superset.utils.core import override_user
+
+    with zipfile.ZipFile(sys.argv[1]) as bundle:
+        contents = get_contents_from_bundle(bundle)
+    with override_user(security_manager.find_user(username=sys.argv[2])):
+        ImportAssetsCommand(contents).run()
+"""
+
+
 def import_bundle(settings: Settings, folder: Path = BUNDLE_DIR) -> None:
+    """Import (create or overwrite, matched by UUID) every object of the bundle in `folder`."""
     if not any(name.startswith("dashboards/") for name in bundle_files(folder)):
         raise LakehouseError(
             f"{folder} holds no dashboard YAML: restore bi/ from git (`git checkout -- bi`)"
@@ -298,14 +322,20 @@ def import_bundle(settings: Settings, folder: Path = BUNDLE_DIR) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bundle.zip"
         path.write_bytes(bundle_zip(settings, folder))
-        _superset(
-            settings,
-            "import-dashboards",
-            "-p",
-            str(path),
-            "-u",
-            settings.bi_admin_user,
-            fix=f"fix the YAML under {folder} (see {bi_paths(settings).log}) and run `make bi`",
+        done = subprocess.run(
+            [str(_bin("python")), "-c", _IMPORT_SCRIPT, str(path), settings.bi_admin_user],
+            env=superset_env(settings),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if done.returncode != 0:
+        lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+        errors = [line for line in lines if "Error" in line or "error" in line]
+        detail = (errors or lines or ["no output"])[-1].strip()[:300]
+        raise LakehouseError(
+            f"importing the dashboards failed ({detail}): fix the YAML under {folder} "
+            "(`git diff bi/`; `lakehouse bi export` writes valid YAML) and run `make bi`"
         )
 
 
@@ -333,15 +363,18 @@ def normalise_export(files: dict[str, str], gold: str) -> dict[str, str]:
         title = doc.get("slice_name") or doc.get("dashboard_title") or doc.get("table_name")
         title = title or doc.get("database_name") or file_name.removesuffix(".yaml")
         docs[f"{folder}/{_slug(str(title))}.yaml"] = doc
+    # numbered within their own folder: adding a chart renumbers no dataset
     dataset_ids = {
         doc["uuid"]: i
-        for i, (name, doc) in enumerate(sorted(docs.items()), start=1)
-        if name.startswith("datasets/")
+        for i, (_, doc) in enumerate(
+            sorted((n, d) for n, d in docs.items() if n.startswith("datasets/")), start=1
+        )
     }
     chart_ids = {
         doc["uuid"]: i
-        for i, (name, doc) in enumerate(sorted(docs.items()), start=1)
-        if name.startswith("charts/")
+        for i, (_, doc) in enumerate(
+            sorted((n, d) for n, d in docs.items() if n.startswith("charts/")), start=1
+        )
     }
     for name, doc in docs.items():
         if name.startswith("charts/"):
