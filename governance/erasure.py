@@ -8,7 +8,8 @@
 2. VACUUM with `LAKEHOUSE_ERASURE_RETENTION_HOURS` (default 0) removes the files that still
    held those rows: past the retention no file on disk holds them (nor can time travel read
    them back; a longer retention keeps time travel and the erased rows for that long).
-3. The published gold DuckDB file is rewritten without them (a fresh file, not freed pages).
+3. The published gold DuckDB file is rewritten without them (a fresh file, not freed pages),
+   and its Parquet copies (`<lake>/gold/<table>/`) are written again from it.
 4. The subject's raw key is destroyed: its raw tokens no longer decrypt, and silver leaves
    its rows out on any replay.
 5. The Redis online fraud store forgets the account's/card's entries (an in-process store
@@ -170,6 +171,9 @@ def forget(settings: Settings, subject_text: str) -> ErasureResult:
     gold_rows = _rewrite_gold(settings.gold_db_path, columns, hashed, transaction_ids)
     if gold_rows:
         result.rows_deleted["gold.duckdb"] = gold_rows
+        from lake.gold import publish_parquet
+
+        publish_parquet(settings)  # the Parquet copies of gold, rewritten from the fresh file
 
     with open_key_store(settings) as store:
         result.key_destroyed = store.destroy([kid]) > 0

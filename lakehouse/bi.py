@@ -216,8 +216,8 @@ ROW_LIMIT = 50000
 '''
 
 
-def write_config(settings: Settings) -> BiPaths:
-    paths = bi_paths(settings)
+def write_config(settings: Settings | BiPaths) -> BiPaths:
+    paths = settings if isinstance(settings, BiPaths) else bi_paths(settings)
     paths.home.mkdir(parents=True, exist_ok=True)
     _secret(paths.secret_key, lambda: secrets.token_urlsafe(48))
     paths.config.write_text(
@@ -227,8 +227,8 @@ def write_config(settings: Settings) -> BiPaths:
     return paths
 
 
-def superset_env(settings: Settings) -> dict[str, str]:
-    paths = bi_paths(settings)
+def superset_env(settings: Settings | BiPaths) -> dict[str, str]:
+    paths = settings if isinstance(settings, BiPaths) else bi_paths(settings)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     env |= {
         "SUPERSET_CONFIG_PATH": str(paths.config),
@@ -241,7 +241,7 @@ def superset_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _superset(settings: Settings, *args: str, fix: str) -> str:
+def _superset(settings: Settings | BiPaths, *args: str, fix: str) -> str:
     done = subprocess.run(
         [str(_bin("superset")), *args],
         env=superset_env(settings),
@@ -286,11 +286,35 @@ def bundle_zip(settings: Settings, folder: Path = BUNDLE_DIR) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, text in bundle_files(folder).items():
+            if name == "metadata.yaml":  # the assets importer's type (export writes Dashboard)
+                text = yaml.safe_dump({**yaml.safe_load(text), "type": "assets"}, sort_keys=True)
             archive.writestr(f"bundle/{name}", text.replace(GOLD_PLACEHOLDER, gold))
     return buffer.getvalue()
 
 
+# `superset import-dashboards` leaves existing charts, datasets and the database as they are
+# (it overwrites dashboards only), so an edited chart would never reach Superset: the bundle
+# goes through Superset's assets importer instead, which overwrites every object by UUID.
+_IMPORT_SCRIPT = """
+import sys, zipfile
+from superset.app import create_app
+
+app = create_app()
+with app.app_context():
+    from superset import security_manager
+    from superset.commands.importers.v1.assets import ImportAssetsCommand
+    from superset.commands.importers.v1.utils import get_contents_from_bundle
+    from superset.utils.core import override_user
+
+    with zipfile.ZipFile(sys.argv[1]) as bundle:
+        contents = get_contents_from_bundle(bundle)
+    with override_user(security_manager.find_user(username=sys.argv[2])):
+        ImportAssetsCommand(contents).run()
+"""
+
+
 def import_bundle(settings: Settings, folder: Path = BUNDLE_DIR) -> None:
+    """Import (create or overwrite, matched by UUID) every object of the bundle in `folder`."""
     if not any(name.startswith("dashboards/") for name in bundle_files(folder)):
         raise LakehouseError(
             f"{folder} holds no dashboard YAML: restore bi/ from git (`git checkout -- bi`)"
@@ -298,14 +322,20 @@ def import_bundle(settings: Settings, folder: Path = BUNDLE_DIR) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bundle.zip"
         path.write_bytes(bundle_zip(settings, folder))
-        _superset(
-            settings,
-            "import-dashboards",
-            "-p",
-            str(path),
-            "-u",
-            settings.bi_admin_user,
-            fix=f"fix the YAML under {folder} (see {bi_paths(settings).log}) and run `make bi`",
+        done = subprocess.run(
+            [str(_bin("python")), "-c", _IMPORT_SCRIPT, str(path), settings.bi_admin_user],
+            env=superset_env(settings),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if done.returncode != 0:
+        lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+        errors = [line for line in lines if "Error" in line or "error" in line]
+        detail = (errors or lines or ["no output"])[-1].strip()[:300]
+        raise LakehouseError(
+            f"importing the dashboards failed ({detail}): fix the YAML under {folder} "
+            "(`git diff bi/`; `lakehouse bi export` writes valid YAML) and run `make bi`"
         )
 
 
@@ -333,15 +363,18 @@ def normalise_export(files: dict[str, str], gold: str) -> dict[str, str]:
         title = doc.get("slice_name") or doc.get("dashboard_title") or doc.get("table_name")
         title = title or doc.get("database_name") or file_name.removesuffix(".yaml")
         docs[f"{folder}/{_slug(str(title))}.yaml"] = doc
+    # numbered within their own folder: adding a chart renumbers no dataset
     dataset_ids = {
         doc["uuid"]: i
-        for i, (name, doc) in enumerate(sorted(docs.items()), start=1)
-        if name.startswith("datasets/")
+        for i, (_, doc) in enumerate(
+            sorted((n, d) for n, d in docs.items() if n.startswith("datasets/")), start=1
+        )
     }
     chart_ids = {
         doc["uuid"]: i
-        for i, (name, doc) in enumerate(sorted(docs.items()), start=1)
-        if name.startswith("charts/")
+        for i, (_, doc) in enumerate(
+            sorted((n, d) for n, d in docs.items() if n.startswith("charts/")), start=1
+        )
     }
     for name, doc in docs.items():
         if name.startswith("charts/"):
@@ -490,7 +523,7 @@ class UpReport:
     url: str
     user: str
     password: str | None  # shown when generated (None when it came from the environment)
-    install_s: float = 0.0
+    install_s: float = 0.0  # .venv-bi and the metadata template (once per install)
     provision_s: float = 0.0
     start_s: float = 0.0
     imported: bool = False
@@ -529,17 +562,24 @@ def _template_db() -> Path:
     return VENV_BI / "share" / "lakehouse" / f"superset-template-{lock_hash()}.db"
 
 
-def _save_template(metadata_db: Path) -> None:
-    import sqlite3
-
-    target = _template_db()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
-    shutil.copyfile(metadata_db, partial)
-    with sqlite3.connect(partial) as db:  # the schema, roles and permissions only
-        for table in ("logs", "key_value"):
-            db.execute(f"DELETE FROM {table}")
-    os.replace(partial, target)
+def prepare_template(progress: Progress = _quiet) -> float:
+    """Migrate and initialise the template metadata database once per install (`make bi`
+    and `make venv-bi` run it); returns the seconds it took (0 when it exists)."""
+    if _template_db().exists():
+        return 0.0
+    started = time.monotonic()
+    progress("preparing Superset's metadata database (migrations, roles; once per install)")
+    with tempfile.TemporaryDirectory(prefix="lakehouse-bi-template-") as tmp:
+        paths = write_config(BiPaths(Path(tmp)))
+        fix = f"reinstall Superset: `rm -rf {VENV_BI}` and `make bi` (see {paths.log})"
+        _superset(paths, "db", "upgrade", fix=fix)
+        _superset(paths, "init", fix=fix)
+        target = _template_db()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".partial")
+        shutil.copyfile(paths.metadata_db, partial)
+        os.replace(partial, target)
+    return time.monotonic() - started
 
 
 def provision(settings: Settings, progress: Progress = _quiet) -> bool:
@@ -550,21 +590,14 @@ def provision(settings: Settings, progress: Progress = _quiet) -> bool:
     password, _ = admin_password(settings)
     fix = f"see {paths.log}; remove {paths.metadata_db} to start from an empty Superset"
     if state.get("lock") != lock_hash() or not paths.metadata_db.exists():
-        template = _template_db()
-        if template.exists() and not paths.metadata_db.exists():
-            # migrated and initialised once per Superset install: a new home starts from it
-            shutil.copyfile(template, paths.metadata_db)
-            state = {"lock": lock_hash(), "init": "template"}
-        else:
+        if paths.metadata_db.exists():  # a Superset upgrade: migrate this home's objects
             progress("migrating the Superset metadata database")
             _superset(settings, "db", "upgrade", fix=fix)
-            state = {"lock": lock_hash()}
-    if not state.get("init"):
-        progress("initialising roles and permissions")
-        _superset(settings, "init", fix=fix)
-        state["init"] = "done"
-        if not _template_db().exists():
-            _save_template(paths.metadata_db)
+            _superset(settings, "init", fix=fix)
+        else:
+            prepare_template(progress)
+            shutil.copyfile(_template_db(), paths.metadata_db)
+        state = {"lock": lock_hash()}
     admin = f"{settings.bi_admin_user}:{hashlib.sha256(password.encode()).hexdigest()}"
     if state.get("admin") != admin:
         progress(f"creating the admin user {settings.bi_admin_user}")
@@ -627,7 +660,7 @@ def up(settings: Settings, progress: Progress = _quiet) -> UpReport:
             f"port {settings.bi_port} on 127.0.0.1 is taken by another program: set "
             "LAKEHOUSE_BI_PORT to a free port (or stop that program)"
         )
-    report.install_s = ensure_environment(progress)
+    report.install_s = ensure_environment(progress) + prepare_template(progress)
     started = time.monotonic()
     report.imported = provision(settings, progress)
     report.provision_s = time.monotonic() - started
