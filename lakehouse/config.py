@@ -273,7 +273,8 @@ class Settings:
                 "use a comma-separated list of brand names, your brand first (e.g. Acme,Rival)",
             ),
             storage_options=_storage_options(env)
-            | _sse_options(env, lake_root.startswith("s3://")),
+            | _sse_options(env, lake_root.startswith("s3://"))
+            | (_s3_commit_options(env) if lake_root.startswith("s3://") else {}),
             fraud_val_days=_parse(
                 env,
                 "LAKEHOUSE_FRAUD_VAL_DAYS",
@@ -550,10 +551,41 @@ def _storage_options(env: Mapping[str, str]) -> dict[str, str]:
         "AWS_ALLOW_HTTP": "AWS_ALLOW_HTTP",
     }
     options = {target: env[source] for source, target in keys.items() if env.get(source)}
-    if options:
-        # Single-writer per table is enforced by the orchestrator; S3 has no atomic rename.
-        options.setdefault("AWS_S3_ALLOW_UNSAFE_RENAME", "true")
     return options
+
+
+S3_COMMITS = ("conditional-put", "dynamodb", "unsafe-rename")
+
+
+def _s3_commit_options(env: Mapping[str, str]) -> dict[str, str]:
+    """How two writers of one Delta table on S3 are kept from both writing a log version
+    (LAKEHOUSE_S3_COMMIT): `conditional-put` (default) puts each `_delta_log` entry with
+    If-None-Match, so the second writer's put fails and delta-rs re-checks its commit against
+    the winner's (same offsets: a conflict, never a duplicate); `dynamodb` takes delta-rs's
+    DynamoDB lock (LAKEHOUSE_S3_DYNAMODB_TABLE) for stores without conditional writes;
+    `unsafe-rename` trusts a single writer per table (last resort)."""
+    mode = _parse(
+        env,
+        "LAKEHOUSE_S3_COMMIT",
+        "conditional-put",
+        _s3_commit,
+        f"use one of {', '.join(S3_COMMITS)}",
+    )
+    if mode == "conditional-put":
+        return {"conditional_put": "etag"}
+    if mode == "unsafe-rename":
+        return {"AWS_S3_ALLOW_UNSAFE_RENAME": "true"}
+    table = env.get("LAKEHOUSE_S3_DYNAMODB_TABLE") or "delta_log"
+    options = {"AWS_S3_LOCKING_PROVIDER": "dynamodb", "DELTA_DYNAMO_TABLE_NAME": table}
+    if env.get("LAKEHOUSE_S3_DYNAMODB_ENDPOINT_URL"):
+        options["AWS_ENDPOINT_URL_DYNAMODB"] = env["LAKEHOUSE_S3_DYNAMODB_ENDPOINT_URL"]
+    return options
+
+
+def _s3_commit(text: str) -> str:
+    if text.lower() not in S3_COMMITS:
+        raise ValueError(f"expected one of {', '.join(S3_COMMITS)}")
+    return text.lower()
 
 
 # ---- privacy and access (governance/) ----------------------------------------------------
