@@ -554,16 +554,16 @@ def _storage_options(env: Mapping[str, str]) -> dict[str, str]:
     return options
 
 
-S3_COMMITS = ("conditional-put", "dynamodb", "unsafe-rename")
+S3_COMMITS = ("conditional-put", "unsafe-rename")
 
 
 def _s3_commit_options(env: Mapping[str, str]) -> dict[str, str]:
     """How two writers of one Delta table on S3 are kept from both writing a log version
     (LAKEHOUSE_S3_COMMIT): `conditional-put` (default) puts each `_delta_log` entry with
-    If-None-Match, so the second writer's put fails and delta-rs re-checks its commit against
-    the winner's (same offsets: a conflict, never a duplicate); `dynamodb` takes delta-rs's
-    DynamoDB lock (LAKEHOUSE_S3_DYNAMODB_TABLE) for stores without conditional writes;
-    `unsafe-rename` trusts a single writer per table (last resort)."""
+    If-None-Match, so the second writer's put fails (ingestion then re-checks its offsets,
+    ingestion/raw.py); `unsafe-rename` trusts a single writer per table, for S3-compatible
+    stores without conditional writes. (delta-rs 1.6 dropped its DynamoDB lock: it logs an
+    error and ignores `AWS_S3_LOCKING_PROVIDER`, so it is not offered.)"""
     mode = _parse(
         env,
         "LAKEHOUSE_S3_COMMIT",
@@ -571,15 +571,9 @@ def _s3_commit_options(env: Mapping[str, str]) -> dict[str, str]:
         _s3_commit,
         f"use one of {', '.join(S3_COMMITS)}",
     )
-    if mode == "conditional-put":
-        return {"conditional_put": "etag"}
     if mode == "unsafe-rename":
         return {"AWS_S3_ALLOW_UNSAFE_RENAME": "true"}
-    table = env.get("LAKEHOUSE_S3_DYNAMODB_TABLE") or "delta_log"
-    options = {"AWS_S3_LOCKING_PROVIDER": "dynamodb", "DELTA_DYNAMO_TABLE_NAME": table}
-    if env.get("LAKEHOUSE_S3_DYNAMODB_ENDPOINT_URL"):
-        options["AWS_ENDPOINT_URL_DYNAMODB"] = env["LAKEHOUSE_S3_DYNAMODB_ENDPOINT_URL"]
-    return options
+    return {"conditional_put": "etag"}
 
 
 def _s3_commit(text: str) -> str:

@@ -89,17 +89,10 @@ def test_spark_conf_names_must_be_spark_settings() -> None:
 def test_s3_commit_modes() -> None:
     s3 = {"LAKEHOUSE_HOME": "/tmp/x", "LAKEHOUSE_LAKE_ROOT": "s3://bucket/lake"}
     assert Settings.from_env(s3).storage_options == {"conditional_put": "etag"}
-    locked = Settings.from_env(
-        s3 | {"LAKEHOUSE_S3_COMMIT": "dynamodb", "LAKEHOUSE_S3_DYNAMODB_TABLE": "locks"}
-    )
-    assert locked.storage_options == {
-        "AWS_S3_LOCKING_PROVIDER": "dynamodb",
-        "DELTA_DYNAMO_TABLE_NAME": "locks",
-    }
     unsafe = Settings.from_env(s3 | {"LAKEHOUSE_S3_COMMIT": "unsafe-rename"})
     assert unsafe.storage_options == {"AWS_S3_ALLOW_UNSAFE_RENAME": "true"}
     # a local lake needs none of them
-    assert Settings.from_env({"LAKEHOUSE_S3_COMMIT": "dynamodb"}).storage_options == {}
+    assert Settings.from_env({"LAKEHOUSE_S3_COMMIT": "unsafe-rename"}).storage_options == {}
     with pytest.raises(ConfigError) as info:
-        Settings.from_env(s3 | {"LAKEHOUSE_S3_COMMIT": "rename"})
+        Settings.from_env(s3 | {"LAKEHOUSE_S3_COMMIT": "dynamodb"})  # gone from delta-rs 1.6
     assert "conditional-put" in str(info.value)
