@@ -4,8 +4,12 @@ The table is the checkpoint. Each batch commit carries, as Delta transaction ide
 (`txn` actions, app id `<topic>-<partition>`, version = next offset to read), the offsets it
 read, in the same atomic commit as its rows; the next batch starts from
 `DeltaTable.transaction_version(app_id)`. A crash before the commit leaves only unreferenced
-files; a crash after it leaves a complete batch. Two concurrent runs of one topic conflict on
-those app ids and the second fails, so a range is never written twice.
+files; a crash after it leaves a complete batch. Two concurrent runs of one topic: the commit
+is made on the snapshot the offsets were read from, without delta-rs's automatic rebase
+(which would append a second copy of the same offsets on top of the winner's); when it loses
+the version, the run re-checks the table: its offsets taken, it fails with
+`ConcurrentIngestError` having written nothing; otherwise (a compaction won) it commits again.
+So a range is never written twice (tested with two processes racing on S3).
 
 Malformed payloads are written to `_dead_letter` first (their own txn ids, filtered on retry),
 then the raw commit. When the broker's log is behind what the lake holds (the embedded broker
@@ -14,6 +18,7 @@ lost its memory storage), ingestion stops and asks for an explicit new epoch.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -26,7 +31,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import CommitProperties, Transaction, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError
 
 from governance.crypto import encrypt_values
 from ingestion import kafka_client
@@ -34,11 +40,12 @@ from ingestion.contracts import contract
 from ingestion.validation import validate_versions
 from lake.tables import DEAD_LETTER_SCHEMA, RAW_SCHEMA, dead_letter_uri, open_table, raw_uri
 from lakehouse.config import Settings
-from lakehouse.errors import BrokerBehindLakeError
+from lakehouse.errors import BrokerBehindLakeError, ConcurrentIngestError
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_KEY = "lakehouse.checkpoint"
+COMMIT_ATTEMPTS = 5  # commits lost to other writers (not ingesting these offsets) before failing
 VALIDATION_GROUP = 65_536
 
 
@@ -59,6 +66,7 @@ class LakeOffsets:
     epoch: int
     next_offsets: dict[int, int]
     fingerprints: dict[int, str]
+    version: int | None = None  # the raw table version these were read from (None: no table)
 
 
 @dataclass
@@ -109,14 +117,22 @@ def lake_offsets(settings: Settings, topic: str, partitions: Iterable[int]) -> L
     epoch = table.transaction_version(epoch_app_id(topic)) or 0
     offsets = {p: table.transaction_version(app_id(topic, p, epoch)) or 0 for p in partitions}
     fingerprints: dict[int, str] = {}
-    for entry in table.history(50):  # latest batch commit carries every partition's fingerprint
+    loaded = table.version()
+    # The batch commit that wrote these offsets carries every partition's fingerprint. It is
+    # found by its offsets, not by position: history() lists the log as it is now (a
+    # concurrent writer's newer commit included) and numbers it from the loaded version.
+    for entry in table.history(50):
         meta = entry.get(CHECKPOINT_KEY)
-        if meta:
-            state = json.loads(meta)
-            if state.get("epoch") == epoch:
-                fingerprints = {int(p): f for p, f in state.get("fingerprints", {}).items()}
+        if not meta:
+            continue
+        state = json.loads(meta)
+        if state.get("epoch") != epoch:
+            break  # an older epoch: this one has no batch yet
+        written = {int(p): int(n) for p, n in state.get("next_offsets", {}).items()}
+        if all(offsets.get(p, 0) == n for p, n in written.items()):
+            fingerprints = {int(p): f for p, f in state.get("fingerprints", {}).items()}
             break
-    return LakeOffsets(epoch, offsets, fingerprints)
+    return LakeOffsets(epoch, offsets, fingerprints, loaded)
 
 
 def _fingerprint(key: bytes | None, value: bytes | None, timestamp_ms: int) -> str:
@@ -456,27 +472,78 @@ def _commit_batch(
         "rows": raw.num_rows,
         "dead_letters": result.dead_letters,
     }
-    write_deltalake(
-        raw_uri(settings, topic),
-        raw,
-        mode="append",
-        partition_by=["ingest_date"],
-        schema_mode="merge",  # a raw table written before schema_version existed gains it
-        storage_options=settings.storage_options or None,
-        commit_properties=CommitProperties(
-            app_transactions=[
-                Transaction(app_id(topic, p, state.epoch), n)
-                for p, n in read_to.items()
-                if n != start.get(p, 0)
-            ],
-            custom_metadata={CHECKPOINT_KEY: json.dumps(checkpoint)},
-        ),
+    advanced = {p: n for p, n in read_to.items() if n != start.get(p, 0)}
+    commit = CommitProperties(
+        app_transactions=[
+            Transaction(app_id(topic, p, state.epoch), n) for p, n in advanced.items()
+        ],
+        custom_metadata={CHECKPOINT_KEY: json.dumps(checkpoint)},
+        max_commit_retries=0,  # a lost race is decided below, not rebased blindly
     )
+    uri = raw_uri(settings, topic)
+    # Commit on top of the snapshot the offsets were read from: a run that committed since
+    # (another run of this topic) makes this commit fail instead of landing after it.
+    if state.version is None:
+        # The table's first commit is an empty one, so that two first runs race on the
+        # commit after it (version 0 is the snapshot they read) instead of both creating it
+        # and the second appending its copy of the same offsets.
+        with contextlib.suppress(DeltaError):
+            write_deltalake(
+                uri,
+                RAW_SCHEMA.empty_table(),
+                mode="append",
+                partition_by=["ingest_date"],
+                storage_options=settings.storage_options or None,
+            )
+    target = open_table(uri, settings, 0 if state.version is None else state.version)
+    for attempt in range(COMMIT_ATTEMPTS):
+        try:
+            write_deltalake(
+                target or uri,
+                raw,
+                mode="append",
+                partition_by=["ingest_date"],
+                schema_mode="merge",  # a raw table written before schema_version existed gains it
+                storage_options=settings.storage_options or None,
+                commit_properties=commit,
+            )
+            break
+        except CommitFailedError:
+            # Another commit took the version. delta-rs would rebase an append over it, even
+            # over one carrying the same offsets (two runs of one topic): decide here. Our
+            # offsets taken: give up, nothing written. Otherwise (a compaction, a silver
+            # marker on another table's log...): commit again on top of it.
+            if attempt == COMMIT_ATTEMPTS - 1:
+                raise
+            # the next attempt commits on the very snapshot checked: a commit landing after
+            # it fails that attempt too, and is checked in turn
+            target = open_table(uri, settings)
+            _raise_if_offsets_taken(target, topic, state.epoch, start, advanced)
     result.rows_written = raw.num_rows
     result.table_version = open_table(raw_uri(settings, topic), settings).version()  # type: ignore[union-attr]
     result.seconds = time.monotonic() - started
     log.info("%s", result.summary())
     return result
+
+
+def _raise_if_offsets_taken(
+    table: DeltaTable | None,
+    topic: str,
+    epoch: int,
+    start: dict[int, int],
+    advanced: dict[int, int],
+) -> None:
+    taken = sorted(
+        p
+        for p in advanced
+        if table is not None
+        and (table.transaction_version(app_id(topic, p, epoch)) or 0) != start.get(p, 0)
+    )
+    if taken:
+        raise ConcurrentIngestError(
+            f"{topic}: another run committed offsets of partitions {taken} first; this batch "
+            "wrote nothing (the next run continues from the lake's offsets)"
+        )
 
 
 def _raw_rows(
@@ -514,6 +581,7 @@ def _write_dead_letters(
     batch_id: str,
     now: datetime,
     read_to: dict[int, int],
+    attempts: int = COMMIT_ATTEMPTS,
 ) -> int:
     """Append dead letters exactly once: the dead-letter table keeps its own offsets per
     partition, so a retry after a crash between this commit and the raw one skips them."""
@@ -559,18 +627,27 @@ def _write_dead_letters(
         },
         schema=DEAD_LETTER_SCHEMA,
     )
-    write_deltalake(
-        uri,
-        rows,
-        mode="append",
-        partition_by=["topic", "ingest_date"],
-        storage_options=settings.storage_options or None,
-        commit_properties=CommitProperties(
-            app_transactions=[
-                Transaction(app_id(topic, p, epoch), n)
-                for p, n in read_to.items()
-                if n > done.get(p, 0)
-            ],
-        ),
-    )
+    try:
+        write_deltalake(
+            uri,
+            rows,
+            mode="append",
+            partition_by=["topic", "ingest_date"],
+            storage_options=settings.storage_options or None,
+            commit_properties=CommitProperties(
+                app_transactions=[
+                    Transaction(app_id(topic, p, epoch), n)
+                    for p, n in read_to.items()
+                    if n > done.get(p, 0)
+                ],
+                max_commit_retries=0,  # another writer's dead letters may be these: re-check
+            ),
+        )
+    except CommitFailedError:
+        if attempts <= 1:
+            raise
+        # filter again against the offsets the table now holds, then commit on top
+        return _write_dead_letters(
+            settings, topic, epoch, bad, reasons, batch_id, now, read_to, attempts - 1
+        )
     return bad.num_rows

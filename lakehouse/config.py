@@ -339,7 +339,8 @@ class Settings:
                 "use a comma-separated list of brand names, your brand first (e.g. Acme,Rival)",
             ),
             storage_options=_storage_options(env)
-            | _sse_options(env, lake_root.startswith("s3://")),
+            | _sse_options(env, lake_root.startswith("s3://"))
+            | (_s3_commit_options(env) if lake_root.startswith("s3://") else {}),
             fraud_val_days=_parse(
                 env,
                 "LAKEHOUSE_FRAUD_VAL_DAYS",
@@ -640,10 +641,35 @@ def _storage_options(env: Mapping[str, str]) -> dict[str, str]:
         "AWS_ALLOW_HTTP": "AWS_ALLOW_HTTP",
     }
     options = {target: env[source] for source, target in keys.items() if env.get(source)}
-    if options:
-        # Single-writer per table is enforced by the orchestrator; S3 has no atomic rename.
-        options.setdefault("AWS_S3_ALLOW_UNSAFE_RENAME", "true")
     return options
+
+
+S3_COMMITS = ("conditional-put", "unsafe-rename")
+
+
+def _s3_commit_options(env: Mapping[str, str]) -> dict[str, str]:
+    """How two writers of one Delta table on S3 are kept from both writing a log version
+    (LAKEHOUSE_S3_COMMIT): `conditional-put` (default) puts each `_delta_log` entry with
+    If-None-Match, so the second writer's put fails (ingestion then re-checks its offsets,
+    ingestion/raw.py); `unsafe-rename` trusts a single writer per table, for S3-compatible
+    stores without conditional writes. (delta-rs 1.6 dropped its DynamoDB lock: it logs an
+    error and ignores `AWS_S3_LOCKING_PROVIDER`, so it is not offered.)"""
+    mode = _parse(
+        env,
+        "LAKEHOUSE_S3_COMMIT",
+        "conditional-put",
+        _s3_commit,
+        f"use one of {', '.join(S3_COMMITS)}",
+    )
+    if mode == "unsafe-rename":
+        return {"AWS_S3_ALLOW_UNSAFE_RENAME": "true"}
+    return {"conditional_put": "etag"}
+
+
+def _s3_commit(text: str) -> str:
+    if text.lower() not in S3_COMMITS:
+        raise ValueError(f"expected one of {', '.join(S3_COMMITS)}")
+    return text.lower()
 
 
 # ---- privacy and access (governance/) ----------------------------------------------------

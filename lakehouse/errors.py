@@ -20,3 +20,7 @@ class BrokerBehindLakeError(LakehouseError):
 class PromotionRefused(LakehouseError):
     """A model cannot be registered or promoted: its validation metric (or the champion's on
     the same window) is missing or NaN, so the two cannot be compared."""
+
+
+class ConcurrentIngestError(LakehouseError):
+    """Another run committed the same offsets first: this run wrote nothing."""

@@ -302,3 +302,26 @@ def test_dbt_gold_is_identical_on_both_engines(lakes: dict[str, Path]) -> None:
     assert expected["daily_sales"].num_rows > 0
     for name in expected:
         _assert_same(expected[name], actual[name], f"gold.{name}")
+
+
+def test_same_asset_graph_with_the_engine_as_kind() -> None:
+    """Same keys, deps and checks on both engines; the engine is the asset's kind (the tag the
+    Dagster UI shows); only the Spark assets need dagster-pyspark's resource."""
+    by_engine = {engine: silver_assets(engine) for engine in ("duckdb", "spark")}
+    specs = {
+        engine: {spec.key: spec for a in assets for spec in a.specs}
+        for engine, assets in by_engine.items()
+    }
+    assert specs["duckdb"].keys() == specs["spark"].keys()
+    for key, spec in specs["spark"].items():
+        twin = specs["duckdb"][key]
+        assert [d.asset_key for d in spec.deps] == [d.asset_key for d in twin.deps]
+        assert spec.kinds == {"spark", "delta"} and twin.kinds == {"duckdb", "delta"}
+    for engine, assets in by_engine.items():
+        for a in assets:
+            assert ("pyspark" in a.required_resource_keys) == (engine == "spark")
+    resource = pyspark_resource(
+        Settings.from_env({"LAKEHOUSE_SPARK_MASTER": "spark://master:7077"})
+    )
+    assert resource.spark_config["spark.master"] == "spark://master:7077"
+    assert resource.spark_config["spark.sql.session.timeZone"] == "UTC"

@@ -115,3 +115,15 @@ def test_bi_settings(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="at least 8 characters") as short:
         Settings.from_env({"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_BI_ADMIN_PASSWORD": "abc12"})
     assert "abc12" not in str(short.value)  # a secret is never echoed
+
+
+def test_s3_commit_modes() -> None:
+    s3 = {"LAKEHOUSE_HOME": "/tmp/x", "LAKEHOUSE_LAKE_ROOT": "s3://bucket/lake"}
+    assert Settings.from_env(s3).storage_options == {"conditional_put": "etag"}
+    unsafe = Settings.from_env(s3 | {"LAKEHOUSE_S3_COMMIT": "unsafe-rename"})
+    assert unsafe.storage_options == {"AWS_S3_ALLOW_UNSAFE_RENAME": "true"}
+    # a local lake needs none of them
+    assert Settings.from_env({"LAKEHOUSE_S3_COMMIT": "unsafe-rename"}).storage_options == {}
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(s3 | {"LAKEHOUSE_S3_COMMIT": "dynamodb"})  # gone from delta-rs 1.6
+    assert "conditional-put" in str(info.value)
