@@ -200,7 +200,8 @@ def test_usage_meter_measures_cpu_bytes_and_memory(settings: Settings, tmp_path:
         while time.process_time() < deadline:  # burn 0.3 s of CPU
             pass
     assert idle.wall_seconds >= 0.2 and idle.cpu_seconds < 0.1
-    assert busy.cpu_seconds >= 0.3 and busy.wall_seconds >= busy.cpu_seconds * 0.9
+    # the meter reads the kernel's CPU clock (10 ms ticks), process_time a finer one
+    assert busy.cpu_seconds >= 0.28 and busy.wall_seconds >= busy.cpu_seconds * 0.9
     assert busy.bytes_written >= len(payload) and busy.bytes_read >= len(payload)
     assert idle.bytes_written < len(payload) / 10
     assert busy.peak_memory_bytes > len(payload)
