@@ -546,6 +546,52 @@ def _ui_behind_gateway(settings: Settings, dagster: Path, root: Path, host: str,
             process.kill()
 
 
+prod_app = typer.Typer(
+    no_args_is_help=True,
+    help="The production Dagster instance: webserver + daemon on PostgreSQL (queued runs).",
+)
+app.add_typer(prod_app, name="prod")
+
+
+@prod_app.command("up")
+def prod_up(
+    port: Annotated[int, typer.Option(help="web UI port")] = 3000,
+    host: Annotated[str, typer.Option(help="web UI address")] = "127.0.0.1",
+) -> None:
+    """Start the Dagster webserver and daemon (sensors, schedules, the run queue) in the
+    background on LAKEHOUSE_DAGSTER_POSTGRES_URL; returns once the UI answers."""
+    from lake.gold import MANIFEST_PATH, prepare_manifest
+    from lakehouse import prod
+
+    settings = _settings()
+    if not MANIFEST_PATH.exists():
+        prepare_manifest(settings)
+    _bootstrap(settings)
+    url = prod.up(settings, host=host, port=port)
+    print(f"Dagster webserver on {url} and daemon running (logs in {settings.home / 'prod'})")
+
+
+@prod_app.command("down")
+def prod_down() -> None:
+    """Stop the webserver and daemon `lakehouse prod up` started."""
+    from lakehouse import prod
+
+    stopped = prod.down(_settings())
+    print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@prod_app.command("status")
+def prod_status() -> None:
+    """Say whether the webserver and the daemon are running (exit 1 if not both)."""
+    from lakehouse import prod
+
+    processes = prod.status(_settings())
+    for process in processes:
+        state = f"running (pid {process.pid})" if process.running else "stopped"
+        print(f"{process.name}: {state}")
+    raise typer.Exit(0 if all(p.running for p in processes) else 1)
+
+
 @app.command("mlflow-ui")
 def mlflow_ui(port: Annotated[int, typer.Option(help="web UI port")] = 5000) -> None:
     """Start the MLflow UI on the project's registry (fraud, forecasting, sentiment models)."""
