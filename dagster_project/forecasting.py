@@ -6,11 +6,12 @@ lakehouse.registry. Heavy libraries are imported inside the asset functions."""
 import functools
 
 import dagster as dg
+import pyarrow as pa
 from pydantic import Field
 
 from dagster_project.lineage import lineage_run
 from dagster_project.resources import LakehouseResource
-from lake.tables import SILVER_TABLES, silver_uri
+from lake.tables import SILVER_TABLES, open_table, silver_uri
 from lakehouse.config import Settings
 
 NIGHTLY = {"lakehouse/cadence": "nightly"}
@@ -70,14 +71,19 @@ OUTPUTS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _datasets(settings: Settings, assets: list[str]) -> list[tuple[str, str, None]]:
-    """Delta tables of silver assets and of the forecasting assets above (by storage URI)."""
-    refs: list[tuple[str, str, None]] = []
+def _datasets(settings: Settings, assets: list[str]) -> list[tuple[str, str, pa.Schema | None]]:
+    """Delta tables of silver assets and of the forecasting assets above (by storage URI),
+    with their schema: the silver contract, or the gold table's current one (none before its
+    first write)."""
+    refs: list[tuple[str, str, pa.Schema | None]] = []
     for asset in assets:
         if asset in SILVER_TABLES:
-            refs.append((asset, silver_uri(settings, asset), None))
+            refs.append((asset, silver_uri(settings, asset), SILVER_TABLES[asset][1]))
         for table in OUTPUTS.get(asset, ()):
-            refs.append((table, settings.table_uri("gold", table), None))
+            uri = settings.table_uri("gold", table)
+            existing = open_table(uri, settings)
+            schema = existing.schema().to_arrow() if existing is not None else None
+            refs.append((table, uri, pa.schema(schema) if schema is not None else None))
     return refs
 
 

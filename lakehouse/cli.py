@@ -339,6 +339,36 @@ def summary() -> None:
     print_summary(_settings())
 
 
+@app.command("alerts")
+def alerts(
+    all_events: Annotated[
+        bool, typer.Option("--all", help="every stored event, not only the open alerts")
+    ] = False,
+) -> None:
+    """Operational alerts still open (freshness, null rates, orphan files, failed runs and
+    checks), oldest first; docs/operations.md gives the fix of each kind."""
+    from monitoring.alerts import KINDS, open_alerts
+    from monitoring.delivery import stored_alerts
+
+    settings = _settings()
+    if all_events:
+        rows = [r for r in stored_alerts(settings).to_pylist() if r["event_action"]]
+        rows.sort(key=lambda r: r["created_at"])
+    else:
+        rows = open_alerts(settings)
+    if not rows:
+        print("no open operational alert" if not all_events else "no operational alert stored")
+        return
+    for r in rows:
+        action = f"{r['event_action']:<8} " if all_events else ""
+        print(f"{r['created_at']:%Y-%m-%d %H:%M:%S} {action}{r['kind']}: {r['summary']}")
+    if not all_events:
+        print(
+            f"{len(rows)} open ({', '.join(k for k in KINDS if any(r['kind'] == k for r in rows))}); "
+            "the fix of each kind: docs/operations.md"
+        )
+
+
 lake_app = typer.Typer(no_args_is_help=True, help="Delta table maintenance.")
 app.add_typer(lake_app, name="lake")
 

@@ -62,6 +62,12 @@ def test_supply_chain_assets_materialize(settings: Settings, broker: EmbeddedBro
         "forecast_champions",
     }
     assert "demand_forecast" in names(done["safety_stock"]["inputs"])
+    # schema facets: the silver contract in, the gold table written earlier in the run
+    (forecast_in,) = [
+        d for d in done["safety_stock"]["inputs"] if d["name"].endswith("/gold/demand_forecast")
+    ]
+    assert "yhat" in {f["name"] for f in forecast_in["facets"]["schema"]["fields"]}
+    assert all("schema" in d["facets"] for d in done["forecast_backtest"]["inputs"])
     (forecast_out, _) = done["demand_forecast"]["outputs"]
     assert forecast_out["outputFacets"]["outputStatistics"]["rowCount"] == 6 * 28
     for event in events:

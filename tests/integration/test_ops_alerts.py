@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -148,6 +150,16 @@ def test_planted_orphan_file_alerts_until_maintenance(
     assert (
         trigger["payload"]["custom_details"]["fix"] == "lakehouse lake maintain --table raw/orders"
     )
+
+    listed = subprocess.run(
+        [sys.executable, "-m", "lakehouse", "alerts"],
+        env=dict(os.environ) | {"PYTHONPATH": str(Path.cwd())},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "orphan_files: Table raw/orders: 1 data files" in listed.stdout, listed.stdout
+    assert "1 open (orphan_files)" in listed.stdout
 
     maintain_lake(settings, ["raw/orders"])  # the documented fix: VACUUM deletes it
     assert not planted.exists()

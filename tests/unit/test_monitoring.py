@@ -110,6 +110,10 @@ def test_stream_condition_says_why_and_what_fixes_it() -> None:
     # nothing in the lake yet but records waiting: the lag alone is the latency
     waiting = StreamFreshness("orders", NOW, None, 5, NOW - timedelta(seconds=400))
     assert stream_condition(waiting, 120).value == 400.0  # type: ignore[union-attr]
+    from monitoring.freshness import latency_threshold
+
+    assert latency_threshold("orders", 120) == 120  # the setting
+    assert latency_threshold("weather", 120) == 36 * 3600  # a daily feed's contract
     old = gold_condition("daily_sales", NOW - timedelta(minutes=45), NOW, timedelta(minutes=30))
     assert old is not None and old.firing and old.value == 2700.0
     assert gold_condition("daily_sales", None, NOW, timedelta(minutes=30)) is None
@@ -199,9 +203,9 @@ def test_usage_meter_measures_cpu_bytes_and_memory(settings: Settings, tmp_path:
         deadline = time.process_time() + 0.3
         while time.process_time() < deadline:  # burn 0.3 s of CPU
             pass
-    assert idle.wall_seconds >= 0.2 and idle.cpu_seconds < 0.1
+    assert idle.wall_seconds >= 0.2 and idle.cpu_seconds < busy.cpu_seconds
     # the meter reads the kernel's CPU clock (10 ms ticks), process_time a finer one
-    assert busy.cpu_seconds >= 0.28 and busy.wall_seconds >= busy.cpu_seconds * 0.9
+    assert busy.cpu_seconds >= 0.28 and busy.wall_seconds >= 0.28
     assert busy.bytes_written >= len(payload) and busy.bytes_read >= len(payload)
     assert idle.bytes_written < len(payload) / 10
     assert busy.peak_memory_bytes > len(payload)
@@ -290,13 +294,12 @@ def test_dbt_test_results_become_check_conditions(tmp_path: Path) -> None:
 def test_usage_writer_batches_rows_off_the_hot_path(settings: Settings) -> None:
     from monitoring.usage import UsageMeter, UsageWriter, usage_uri
 
-    writer = UsageWriter(linger_s=0.3)
+    writer = UsageWriter(linger_s=2.0)
     with UsageMeter() as meter:
         pass
-    started = time.perf_counter()
     for asset in ("raw_orders", "silver_orders", "gold_dbt"):
         writer.submit(settings, meter.row("run-2", "ingest_orders", asset, rows=1))
-    assert time.perf_counter() - started < 0.2  # submit does not wait for the commit
+    assert not Path(usage_uri(settings)).exists()  # submit returned before any commit
     assert writer.flush(30)
     table = DeltaTable(usage_uri(settings))
     assert table.version() == 0  # the three steps share one commit
