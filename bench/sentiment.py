@@ -8,6 +8,11 @@
    - transformer path: max_seq_length 64, batch 64, length-sorted, duplicates encoded once;
    - static path: the distilled token table (Model2Vec-style), no attention;
    each as embeddings only and as the full classification (features + head + aspects).
+   Then the cold cache: in a fresh process (no in-process cache filled), the static path's
+   full classification (`sentiment.pipeline.classify_posts`' calls) on posts generated with
+   a seed and a period no other step uses, then the same posts again (warm), then other
+   unseen posts in the now-warm process, and the held-out posts (written by hand, not by the
+   generator's templates).
 2. End-to-end latency on the embedded broker: posts produced on `social_raw` (a crisis
    burst) → sensor tick → `ingest_social_raw` run in-process → first row in
    social_sentiment, and → the crisis alert on a local HTTP receiver.
@@ -108,6 +113,87 @@ def throughput(models_dir: Path, n: int, n_transformer: int) -> None:
     print(
         f"  speed-up vs naive peer: transformer {full_t / naive:.1f}x, static {full_s / naive:.1f}x (target 2,000 posts/s)"
     )
+
+
+def _classify_static(models_dir: Path, texts: list[str], langs: list[str]) -> None:
+    """What `classify_posts` does for the static encoder: head + aspects on its vectors."""
+    from sentiment import aspects
+    from sentiment.classifier import ensure_head
+
+    head = ensure_head(models_dir, "static")
+    _, _, vectors = head.predict_with_embeddings(texts, langs, models_dir)
+    aspects.extract(texts, langs, models_dir, doc_vectors=vectors)
+
+
+def _cold_cache_child(models_dir: str, n: int) -> list[tuple[str, int, float, float]]:
+    """Runs in a spawned process: nothing cached in memory yet."""
+    from datetime import UTC, datetime, timedelta
+
+    from sentiment import datasets
+    from sentiment.classifier import ensure_head
+    from sentiment.embedding import static_model
+    from sentiment.generator import generate_social
+
+    folder = Path(models_dir)
+    rows: list[tuple[str, int, float, float]] = []
+    started, cpu = time.perf_counter(), time.process_time()
+    ensure_head(folder, "static")
+    static_model(folder)
+    rows.append(
+        (
+            "load the head and the token table (once per process)",
+            0,
+            time.perf_counter() - started,
+            time.process_time() - cpu,
+        )
+    )
+
+    def posts(seed: int, day: int) -> tuple[list[str], list[str]]:
+        start = datetime(2027, 3, day, tzinfo=UTC)
+        stream = generate_social(start, start + timedelta(hours=max(1, n // 1500 + 1)), seed=seed)
+        pairs = [
+            (str(e["text"]), str(t["lang"]))
+            for e, t in zip(stream.events, stream.truth, strict=True)
+        ]
+        return [t for t, _ in pairs[:n]], [lang for _, lang in pairs[:n]]
+
+    unseen, unseen_langs = posts(2027, 3)
+    other, other_langs = posts(2028, 17)
+    held = [datasets.evaluation_set(lang) for lang in ("fr", "en")]
+    held_texts = [t for h in held for t in h.texts]
+    held_langs = [lang for h in held for lang in h.langs]
+    for label, texts, langs in [
+        ("cold cache, unseen generated posts (seed 2027)", unseen, unseen_langs),
+        ("warm: the same posts again", unseen, unseen_langs),
+        ("warm process, other unseen posts (seed 2028)", other, other_langs),
+        ("held-out posts (hand-written, never seen by this process)", held_texts, held_langs),
+    ]:
+        started, cpu = time.perf_counter(), time.process_time()
+        _classify_static(folder, texts, langs)
+        rows.append((label, len(texts), time.perf_counter() - started, time.process_time() - cpu))
+    return rows
+
+
+def cold_cache(models_dir: Path, n: int) -> None:
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from sentiment.classifier import ensure_head
+
+    ensure_head(models_dir, "static")  # trained here if missing: the child only loads it
+    print(f"\n## Static path, cold cache on unseen text (fresh process, {os.getloadavg()} load)")
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        rows = pool.submit(_cold_cache_child, str(models_dir), n).result()
+    print(
+        "| static full classification (head + aspects) | posts | wall s | posts/s | CPU s "
+        "| posts per CPU s |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, count, seconds, cpu in rows:
+        rate = f"{count / seconds:,.0f}" if count else "—"
+        per_cpu = f"{count / cpu:,.0f}" if count else "—"
+        print(f"| {label} | {count:,} | {seconds:.2f} | {rate} | {cpu:.2f} | {per_cpu} |")
+    print(f"load average at the end: {os.getloadavg()}")
 
 
 def latency(models_dir: Path) -> None:
@@ -400,15 +486,22 @@ def main() -> None:
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--daemon", action="store_true", help="also measure under `dagster dev`")
     parser.add_argument("--only-daemon", action="store_true")
+    parser.add_argument(
+        "--only-cold", action="store_true", help="only the cold-cache measurement (static path)"
+    )
     args = parser.parse_args()
     from lakehouse.config import Settings
 
     models_dir = Settings.from_env().models_dir
-    print(f"models: {models_dir}; cpus: {os.cpu_count()} (shared with other agents' work)")
+    print(f"models: {models_dir}; cpus: {os.cpu_count()}; load average {os.getloadavg()}")
     if args.only_daemon:
         daemon_latency(models_dir)
         return
+    if args.only_cold:
+        cold_cache(models_dir, args.posts)
+        return
     throughput(models_dir, args.posts, args.transformer_posts)
+    cold_cache(models_dir, args.posts)
     evaluation(models_dir)
     ablation(models_dir)
     if not args.skip_latency:

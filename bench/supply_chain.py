@@ -1,10 +1,14 @@
 """Forecasting benchmark: 1 000 SKU×store series × 730 days (20 SKUs × 50 stores, the supply
-generator's demand model). Times what the nightly job does with its default candidates
-(SeasonalNaive, AutoETS, CrostonOptimized, TSB, global LightGBM): the 3 × 28-day backtest
-with its windows built by `forecast_inputs`, the interval calibration, and the final 28-day
-forecast; reports hindsight and out-of-sample champion MASE and interval coverage. Peers
-measured in the same run: SeasonalNaive (accuracy), Prophet (time per series, on
-`--prophet-series` series).
+generator's demand model), written as a silver_orders Delta table in a temporary
+LAKEHOUSE_HOME. Times the nightly job's demand steps as the assets run them, with the
+default candidates (SeasonalNaive, AutoETS, CrostonOptimized, TSB, global LightGBM):
+`run_backtest` (read silver, the 3 × 28-day backtest with its windows built by
+`forecast_inputs`, the interval calibration, gold tables), `run_register_demand_model` (the
+global LightGBM trained, logged and registered in MLflow), `run_forecast` (the final 28-day
+forecast and its hierarchy), safety stock, ROP, reorder and transfer proposals; wall and CPU
+seconds (this process and its worker processes) and the load average of each step. Reports
+hindsight and out-of-sample champion MASE and interval coverage. Peers measured in the same
+run: SeasonalNaive (accuracy), Prophet (fit + forecast on `--prophet-series` series).
 
     .venv/bin/python bench/supply_chain.py [--series 1000 --days 730 --prophet-series 100]
 
@@ -16,11 +20,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import tempfile
 import time
 from datetime import date, timedelta
+from pathlib import Path
 
 import numpy as np
 import polars as pl
+from deltalake import write_deltalake
 
 from forecasting import backtest as bt
 from forecasting.demand import forecast_inputs
@@ -28,6 +36,8 @@ from forecasting.models import prophet_model
 from forecasting.pipeline import ForecastOptions, candidates
 from ingestion.generators.catalog import SKUS, base_prices, promo_matrix
 from ingestion.generators.supply import simulate_demand
+from lake.tables import SILVER_ORDERS_SCHEMA, silver_uri
+from lakehouse.config import Settings
 
 _EPOCH = date(1970, 1, 1)
 
@@ -95,6 +105,103 @@ def eta_benchmark(n_days: int, seed: int = 42) -> None:
     print(ev.calibration)
 
 
+def write_silver_orders(settings: Settings, daily: pl.DataFrame) -> None:
+    """silver_orders as the silver step writes it: one store order line per series and day
+    with sales (qty = the day's units), so `daily_demand` rebuilds `daily` exactly."""
+    sold = daily.filter(pl.col("y") > 0)
+    n = sold.height
+    ts = sold["ds"].cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    lines = pl.DataFrame(
+        {
+            "order_id": sold["unique_id"] + "|" + sold["ds"].cast(pl.String),
+            "line": pl.Series(np.zeros(n, dtype=np.int32)),
+            "ts": ts,
+            "order_date": sold["ds"],
+            "customer_id_hash": pl.Series(["bench"] * n),
+            "channel": pl.Series(["store"] * n),
+            "store_id": sold["store_id"],
+            "city": sold["city"],
+            "country": pl.Series(["FR"] * n),
+            "sku": sold["sku"],
+            "qty": sold["y"].cast(pl.Int32),
+            "price": sold["price"],
+            "line_amount": sold["y"] * sold["price"],
+            "source_epoch": pl.Series(np.zeros(n, dtype=np.int32)),
+            "source_partition": pl.Series(np.zeros(n, dtype=np.int32)),
+            "source_offset": pl.Series(np.arange(n, dtype=np.int64)),
+            "ingested_at": ts,
+        }
+    )
+    write_deltalake(
+        silver_uri(settings, "silver_orders"),
+        lines.to_arrow().cast(SILVER_ORDERS_SCHEMA),
+        mode="overwrite",
+        partition_by=["order_date"],
+    )
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and of its finished worker processes."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def nightly(settings: Settings, options: ForecastOptions) -> None:
+    """The demand steps of the nightly job, one after the other as the assets run them."""
+    from forecasting import pipeline as p
+
+    steps: list[tuple[str, float, float, str]] = []
+
+    def step(label: str, run):  # type: ignore[no-untyped-def]
+        wall, cpu = time.perf_counter(), _cpu()
+        out = run()
+        steps.append((label, time.perf_counter() - wall, _cpu() - cpu, _load()))
+        print(f"  {label}: {steps[-1][1]:.1f}s wall, {steps[-1][2]:.1f}s CPU, {steps[-1][3]}")
+        return out
+
+    print(f"nightly demand job, default candidates ({_load()}):", flush=True)
+    result = step("forecast_backtest: run_backtest", lambda: p.run_backtest(settings, options))
+    promotion = step(
+        "forecast_backtest: run_register_demand_model",
+        lambda: p.run_register_demand_model(settings, options),
+    )
+    fc = step("demand_forecast: run_forecast", lambda: p.run_forecast(settings, options))
+    step("safety_stock", lambda: p.run_safety_stock(settings, options))
+    step("reorder_point", lambda: p.run_reorder_point(settings))
+    step("reorder_proposals", lambda: p.run_reorder_proposals(settings, options))
+    step("transfer_proposals", lambda: p.run_transfers(settings))
+    wall = sum(s[1] for s in steps)
+    cpu = sum(s[2] for s in steps)
+    print(
+        f"total {wall:.1f}s wall (target < 90 s on 2 cores), {cpu:.1f}s CPU; "
+        f"{fc.height} forecast rows; {promotion.describe()}"
+    )
+    print("| step | wall s | CPU s | load average (1/5/15 min) at its end |")
+    print("|---|---:|---:|---|")
+    for label, w, c, ld in steps:
+        print(f"| {label} | {w:.1f} | {c:.1f} | {ld} |")
+    print(f"| **total** | **{wall:.1f}** | {cpu:.1f} | |")
+    summary = result["summary"]
+    print(summary)
+    naive = float(result["seasonal_naive_mase"])  # type: ignore[arg-type]
+    holdout = float(result["holdout_champion_mase"])  # type: ignore[arg-type]
+    print(
+        f"champion MASE: in hindsight {result['champion_mase']:.3f}, out of sample (picked on "
+        f"the earlier windows, scored on the last) {holdout:.3f}; SeasonalNaive {naive:.3f}; "
+        f"out-of-sample / SeasonalNaive = {holdout / naive:.3f}"
+    )
+    print(
+        f"interval coverage on the last window (calibrated before it): 80 % → "
+        f"{result['coverage_80']:.1%}, 95 % → {result['coverage_95']:.1%}"
+    )
+    print("champions:", result["champion_counts"])
+
+
+def _load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.1f} / {five:.1f} / {fifteen:.1f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description="Demand forecasting benchmark: the nightly job's work (default candidates, "
@@ -112,6 +219,7 @@ def main() -> None:
         "calibration) on the supply generator's shipments",
     )
     parser.add_argument("--eta-days", type=int, default=365, help="days of shipments (--eta)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary LAKEHOUSE_HOME")
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()}, load average at start: {os.getloadavg()}")
     if args.eta:
@@ -123,67 +231,44 @@ def main() -> None:
     print(f"data: {n} series × {args.days} days built in {time.perf_counter() - t:.1f}s")
     options = ForecastOptions()
     shipped = candidates(options)  # what the nightly assets run (AutoETS included)
-
-    # 1. the nightly job's demand work, as `forecast_backtest` + `demand_forecast` run it
-    t = time.perf_counter()
-    _, scores, champ, cal = bt.select_champions(
-        daily,
-        shipped,
-        options.n_windows,
-        options.window,
-        options.horizon,
-        None,
-        options.lead_window_days,
-    )
-    t_backtest = time.perf_counter() - t
-    t = time.perf_counter()
-    history, future = forecast_inputs(daily, None, options.horizon)
-    fc = bt.final_forecast(history, future, shipped, champ, cal.steps, options.horizon)
-    t_final = time.perf_counter() - t
-    print(
-        f"nightly demand job, default candidates: backtest {options.n_windows} × "
-        f"{options.horizon} days + calibration {t_backtest:.1f}s, final 28-day forecast "
-        f"{t_final:.1f}s ({fc.height} rows); total {t_backtest + t_final:.1f}s "
-        f"(target < 90 s), load average {os.getloadavg()}"
-    )
-    table = bt.summarise(scores, champ)
-    print(table)
-    naive = table.filter(pl.col("model") == "SeasonalNaive")["mase"].item()
-    print(
-        f"champion MASE: in hindsight {cal.hindsight_mase:.3f}, out of sample (picked on the "
-        f"earlier windows, scored on the last) {cal.holdout_mase:.3f}; SeasonalNaive "
-        f"{naive:.3f}; out-of-sample / SeasonalNaive = {cal.holdout_mase / naive:.3f}"
-    )
-    print(
-        f"interval coverage on the last window (calibrated before it): 80 % → "
-        f"{cal.coverage['coverage_80']:.1%}, 95 % → {cal.coverage['coverage_95']:.1%}"
-    )
-    print("champions:", bt.champion_counts(champ))
+    home = Path(tempfile.mkdtemp(prefix="lakehouse-bench-supply-", dir="/tmp"))
+    settings = Settings.from_env({"LAKEHOUSE_HOME": str(home)})
+    try:
+        write_silver_orders(settings, daily)
+        nightly(settings, options)
+    finally:
+        if not args.keep:
+            shutil.rmtree(home, ignore_errors=True)
 
     # 2. fit + 28-day forecast per candidate group (one split, the last 28 days)
     cutoff = daily["ds"].max() - timedelta(days=28)
     train, fut = forecast_inputs(daily, None, 28, cutoff)
+    print("\n| fit + 28-day forecast, one split | series | wall s | CPU s |\n|---|---:|---:|---:|")
     for name, cand in [
         ("statsforecast SeasonalNaive+AutoETS+Croston+TSB", shipped[0]),
         ("LightGBM global", shipped[1]),
+        ("both groups together (`run_candidates`, as shipped)", None),
     ]:
-        t = time.perf_counter()
-        cand(train, fut, 28)
-        print(f"fit + 28-day forecast, {name}: {time.perf_counter() - t:.1f}s")
+        wall, cpu = time.perf_counter(), _cpu()
+        if cand is None:
+            bt.run_candidates(shipped, train, fut, 28)
+        else:
+            cand(train, fut, 28)
+        print(f"| {name} | {n} | {time.perf_counter() - wall:.1f} | {_cpu() - cpu:.1f} |")
 
-    # 3. the peer: Prophet, measured on --prophet-series series
+    # 3. the peer: Prophet on --prophet-series series, and the shipped candidates on the same
     ids = sorted(daily["unique_id"].unique().to_list())[: args.prophet_series]
-    t = time.perf_counter()
-    prophet_model()(
-        train.filter(pl.col("unique_id").is_in(ids)),
-        fut.filter(pl.col("unique_id").is_in(ids)),
-        28,
-    )
-    per = (time.perf_counter() - t) / len(ids)
-    print(
-        f"Prophet (peer) on {len(ids)} series: {per:.2f}s per series "
-        f"(fit + 28-day forecast, one split); load average at the end {os.getloadavg()}"
-    )
+    sub_train = train.filter(pl.col("unique_id").is_in(ids))
+    sub_fut = fut.filter(pl.col("unique_id").is_in(ids))
+    for name, cands in [("Prophet (peer)", [prophet_model()]), ("shipped candidates", shipped)]:
+        wall, cpu = time.perf_counter(), _cpu()
+        bt.run_candidates(cands, sub_train, sub_fut, 28)
+        spent = time.perf_counter() - wall
+        print(
+            f"| {name} | {len(ids)} | {spent:.1f} ({spent / len(ids):.3f} per series) | "
+            f"{_cpu() - cpu:.1f} |"
+        )
+    print(f"load average at the end: {_load()}")
 
 
 if __name__ == "__main__":

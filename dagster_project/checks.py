@@ -5,6 +5,7 @@ import dagster as dg
 from dagster_project.lineage import emitter
 from dagster_project.monitoring import deliver
 from dagster_project.resources import LakehouseResource
+from lake.platform import record_quality_result
 from lake.quality import SUITES, NoDataYet, QualityReport, load_for_check, run_suite
 from lake.tables import SILVER_TABLES, silver_uri
 from lakehouse.config import Settings
@@ -66,6 +67,14 @@ def quality_check(table: str) -> dg.AssetChecksDefinition:
         # a failure alerts (check_failure), the next pass resolves it
         name = f"{table}_expectations"
         deliver(settings, [check_condition(name, table, report.success, report.summary())])
+        record_quality_result(  # the Platform dashboard's data-quality history
+            settings,
+            table,
+            report.success,
+            report.rows,
+            report.evaluated,
+            len(report.failed),
+        )
         return dg.AssetCheckResult(
             passed=report.success,
             severity=dg.AssetCheckSeverity.ERROR,

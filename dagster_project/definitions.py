@@ -14,10 +14,10 @@ from datetime import timedelta
 
 import dagster as dg
 
-from dagster_project import forecasting, fraud, maintenance, monitoring, sentiment
+from dagster_project import forecasting, fraud, maintenance, monitoring, platform, sentiment
 from dagster_project.assets.gold import dbt_resource, gold_dbt
 from dagster_project.assets.raw import RAW_ASSETS
-from dagster_project.assets.silver import SILVER_ASSETS
+from dagster_project.assets.silver import SILVER_ASSETS, pyspark_resource
 from dagster_project.checks import QUALITY_CHECKS
 from dagster_project.resources import LakehouseResource
 from dagster_project.sensors import INGEST_JOBS, NIGHTLY_TAG, SENSORS
@@ -29,7 +29,7 @@ from lakehouse.ownership import owner_of
 # when those run: their nightly job rebuilds them, the 15-minute refresh leaves them alone.
 gold_job = dg.define_asset_job(
     name="refresh_gold",
-    selection=dg.AssetSelection.assets(gold_dbt)
+    selection=dg.AssetSelection.assets(gold_dbt, platform.platform_snapshot)
     - dg.AssetSelection.tag(NIGHTLY_TAG, "nightly").downstream(),
     description="Rebuild the dbt gold KPIs from silver and publish the gold DuckDB file.",
 )
@@ -48,11 +48,25 @@ gold_schedule = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 
+
+def _engine_resources() -> dict[str, object]:
+    """LAKEHOUSE_ENGINE=spark: the silver assets run on dagster-pyspark's session."""
+    settings = Settings.from_env()
+    return {"pyspark": pyspark_resource(settings)} if settings.engine == "spark" else {}
+
+
 # The streaming spine. Each use case (fraud, sentiment, supply chain) adds its own
 # `dg.Definitions` (assets, checks, jobs, sensors, schedules; no resources or executor) to
 # DOMAIN_DEFS below; they share the `lakehouse` and `dbt` resources defined here. `defs` is
 # the only Definitions object Dagster's loader uses (`_defs` before the owner tags).
-DOMAIN_DEFS = (fraud.defs, sentiment.defs, forecasting.defs, maintenance.defs, monitoring.defs)
+DOMAIN_DEFS = (
+    fraud.defs,
+    sentiment.defs,
+    forecasting.defs,
+    maintenance.defs,
+    monitoring.defs,
+    platform.defs,
+)
 
 _defs = dg.Definitions.merge(
     dg.Definitions(
@@ -61,7 +75,7 @@ _defs = dg.Definitions.merge(
         jobs=[*INGEST_JOBS.values(), gold_job, everything_job],
         sensors=SENSORS,
         schedules=[gold_schedule],
-        resources={"lakehouse": LakehouseResource(), "dbt": dbt_resource()},
+        resources={"lakehouse": LakehouseResource(), "dbt": dbt_resource(), **_engine_resources()},
         executor=dg.in_process_executor,
     ),
     *DOMAIN_DEFS,

@@ -292,10 +292,11 @@ def eta_predictions(
 
 @_asset(
     "transfer_proposals",
-    ["reorder_proposals", "demand_forecast"],
+    ["reorder_proposals", "demand_forecast", "eta_risk"],
     "Store-to-store re-allocation: a store whose predicted stock-out comes before its next "
-    "receipt gets units from a store within LAKEHOUSE_SUPPLY_TRANSFER_MAX_KM holding cover "
-    "beyond its own lead-time need; quantity, stock-outs avoided, transfer cost vs lost margin "
+    "receipt (its open order's predicted arrival, from eta_risk) gets units from a store "
+    "within LAKEHOUSE_SUPPLY_TRANSFER_MAX_KM holding cover beyond its own need until its next "
+    "receipt; quantity, stock-outs avoided, transfer cost vs lost margin "
     "(gold transfer_proposals → dbt sc_transfer_proposals).",
 )
 def transfer_proposals(

@@ -3,6 +3,7 @@
 raw_transactions), silver_fraud_labels from the `fraud_labels` topic, and a nightly
 retraining (fraud_model) + drift report (fraud_drift) on their own schedule."""
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -251,7 +252,8 @@ def fraud_drift(context: dg.AssetExecutionContext, lakehouse: LakehouseResource)
         ("fraud_decisions", decisions_uri(settings), DECISIONS_SCHEMA),
         _silver(settings, "silver_fraud_labels"),
     ]
-    # The report is asset metadata and check results, not a table: no output dataset.
+    # The report is asset metadata and check results, and its PSI rows are appended to
+    # fraud_drift_psi (the Fraud dashboard).
     with lineage_run(settings, context, inputs, []):
         features = read_table(settings, features_uri(settings), ["transaction_id", "ts", *FEATURES])
         report = None
@@ -271,6 +273,17 @@ def fraud_drift(context: dg.AssetExecutionContext, lakehouse: LakehouseResource)
             yield dg.AssetCheckResult(check_name=spec.name, passed=True, metadata={"rows": 0})
         return
     worst, worst_value = report.worst
+    from deltalake import write_deltalake
+
+    from fraud.drift import drift_psi_rows
+    from fraud.pipeline import drift_psi_uri
+
+    write_deltalake(
+        drift_psi_uri(settings),
+        drift_psi_rows(report, datetime.now(UTC)).to_arrow(),
+        mode="append",
+        storage_options=settings.storage_options or None,
+    )
     table = pl.DataFrame(
         {"feature": list(report.feature_psi), "psi": list(report.feature_psi.values())}
     )

@@ -3,7 +3,8 @@ silver_sentiment_index (+ alerts), Kafka topics social_clean / social_sentiment,
 head, and the negative wordcloud. Wiring only: the work is in the `sentiment` package.
 
 The streaming assets run inside `ingest_social_raw` (everything downstream of raw_social_raw);
-the head is trained on first need by the classifier, or on its own schedule (nightly tag).
+the head is trained on first need by the classifier, and retrained every night by
+`train_sentiment_model` (schedule on by default; MLflow champion rule).
 Nothing heavy is imported at module level.
 """
 
@@ -160,24 +161,28 @@ def silver_sentiment_index(
 
 @dg.op(
     description=(
-        "Trains the sentiment head of the configured encoder on the shipped labelled data "
-        "(sentiment/data) and evaluates it against the lexicon baseline on the held-out set, "
-        "per language. Saved under LAKEHOUSE_HOME/models/sentiment/. An op job, not an asset: "
-        "whole-graph materializations never wait for a retraining (the classifier trains the "
-        "head itself on first need)."
+        "Trains a sentiment head of the configured encoder on the shipped labelled data "
+        "(sentiment/data), fits its confidence temperature on out-of-fold logits, registers it "
+        "in MLflow (sentiment_head_<encoder>) and makes it champion, and the head served "
+        "under LAKEHOUSE_HOME/models/sentiment/, only if its held-out macro-F1 beats the "
+        "champion's on the same posts. Logs the evaluation and the calibration (ECE before / "
+        "after). An op job, not an asset: whole-graph materializations never wait for a "
+        "retraining (the classifier trains a head itself on first need)."
     )
 )
 def train_sentiment_head(context: dg.OpExecutionContext, lakehouse: LakehouseResource) -> None:
-    from sentiment.classifier import evaluate, train_head
+    from sentiment.model_registry import train_and_register
 
     settings = lakehouse.settings()
-    encoder = settings.sentiment_encoder
-    train_head(settings.models_dir, encoder)  # type: ignore[arg-type]
-    for evaluation in evaluate(settings.models_dir, (encoder,)):  # type: ignore[arg-type]
+    registration = train_and_register(settings, settings.sentiment_encoder)
+    context.log.info(registration.promotion.describe())
+    for evaluation in registration.evaluations:
         context.log.info(evaluation.table())
+    for report in registration.calibration:
+        context.log.info(report.table())
 
 
-@dg.job(description="Retrain and evaluate the sentiment head (nightly).")
+@dg.job(description="Retrain the sentiment head; champion only if it beats the current one.")
 def train_sentiment_model() -> None:
     train_sentiment_head()
 
@@ -237,6 +242,8 @@ defs = dg.Definitions(
             name="train_sentiment_model_nightly",
             job=train_sentiment_model,
             cron_schedule="30 2 * * *",
+            execution_timezone="Europe/Paris",  # as nightly_supply_chain
+            default_status=dg.DefaultScheduleStatus.RUNNING,  # on by default, like the others
         ),
         dg.ScheduleDefinition(
             name="refresh_sentiment_wordcloud_every_15_minutes",

@@ -2,12 +2,17 @@
 re-routing, alerte magasin").
 
 - **Stock re-allocation** (`transfer_proposals`): a store whose predicted stock-out comes
-  before its next receipt (`stockout_in_days` ≤ days to the next receipt, ⌈μ_L⌉ when an order
-  is open or due now) receives units from another store holding the same SKU within
-  `max_km`, whose on-hand exceeds its own need over its lead time (forecast demand for
-  ⌈μ_L⌉ days + safety stock). Quantity = min(receiver's shortfall until its receipt, donor's
-  spare); proposed only when the lost margin avoided exceeds the transfer cost (fixed cost +
-  per unit). Receivers are served earliest stock-out first, each from the nearest donor.
+  before its next receipt receives units from another store holding the same SKU within
+  `max_km`, whose on-hand exceeds its own need until *its* next receipt (forecast demand
+  until then + safety stock). The next receipt of a store is its open order's predicted
+  arrival when a shipment carries it (`eta_risk`), else ⌈μ_L⌉ days away when an order is
+  open or due now; otherwise it comes ⌈μ_L⌉ days after the day its stock is forecast to
+  reach the ROP (when it will order), at most the forecast's horizon. (Counting a donor's
+  need over its lead time only would take from it the units it needs before it re-orders:
+  replayed, stores then passed the same stock back and forth every day.) Quantity =
+  min(receiver's shortfall until its receipt, donor's spare); proposed only when the lost
+  margin avoided exceeds the transfer cost (fixed cost + per unit). Receivers are served
+  earliest stock-out first, each from the nearest donor.
 - **ETA risk** (`eta_risk`): per open shipment, predicted arrival (the ETA model's median),
   P(late), the destination's predicted stock-out date for the shipped SKU and whether the
   shipment lands after it, the cold-chain status, and a re-routing suggestion: the carrier
@@ -79,31 +84,49 @@ def transfer_proposals(
     proposals: pl.DataFrame, forecast: pl.DataFrame, max_km: float
 ) -> pl.DataFrame:
     """Store-to-store transfers (see the module docstring). `proposals`: gold
-    reorder_proposals (sku, store_id, on_hand, on_order, mu_l, safety_stock, reorder_now,
-    predicted_stockout_date); `forecast`: gold demand_forecast."""
+    reorder_proposals (sku, store_id, on_hand, on_order, mu_l, safety_stock, rop, reorder_now,
+    predicted_stockout_date; optional next_receipt_in_days: when the open order is expected,
+    from its shipment's predicted arrival); `forecast`: gold demand_forecast."""
     first_day = forecast["ds"].min()
+    horizon = forecast["ds"].n_unique()
+    if "next_receipt_in_days" not in proposals.columns:
+        proposals = proposals.with_columns(pl.lit(None, pl.Int64).alias("next_receipt_in_days"))
     rows = proposals.with_columns(
         (pl.col("sku") + "|" + pl.col("store_id")).alias("unique_id"),
         pl.col("mu_l").ceil().cast(pl.Int64).alias("lead_days"),
         pl.when(pl.col("predicted_stockout_date").is_not_null())
         .then((pl.col("predicted_stockout_date") - pl.lit(first_day)).dt.total_days() + 1)
         .alias("stockout_in_days"),
-    ).with_columns(
-        # the next receipt: the open (or due) order lands after the lead time; none otherwise
-        pl.when((pl.col("on_order") > 0) | pl.col("reorder_now"))
+    )
+    # the day (1-based) on which on hand minus the forecast reaches the ROP: the store orders
+    ranked = forecast.sort("unique_id", "ds").with_columns(
+        pl.col("yhat").cum_sum().over("unique_id").alias("cum"),
+        (pl.int_range(pl.len()).over("unique_id") + 1).alias("k"),
+    )
+    reorder_day = (
+        ranked.join(rows.select("unique_id", "on_hand", "rop"), on="unique_id")
+        .filter(pl.col("on_hand") - pl.col("cum") <= pl.col("rop"))
+        .group_by("unique_id")
+        .agg(pl.col("k").min().alias("reorder_in_days"))
+    )
+    rows = rows.join(reorder_day, on="unique_id", how="left").with_columns(
+        pl.when(pl.col("next_receipt_in_days").is_not_null())
+        .then(pl.col("next_receipt_in_days"))
+        .when((pl.col("on_order") > 0) | pl.col("reorder_now"))
         .then(pl.col("lead_days"))
-        .otherwise(pl.lit(forecast["ds"].n_unique()))
+        .when(pl.col("reorder_in_days").is_not_null())
+        .then(pl.col("reorder_in_days") + pl.col("lead_days"))
+        .otherwise(pl.lit(horizon))
+        .clip(upper_bound=horizon)
         .alias("receipt_in_days")
     )
     need = cumulative_demand(forecast, rows, "receipt_in_days").rename({"demand": "until_receipt"})
-    own = cumulative_demand(forecast, rows, "lead_days").rename({"demand": "over_lead"})
     rows = (
         rows.join(need, on="unique_id", how="left")
-        .join(own, on="unique_id", how="left")
-        .with_columns(pl.col("until_receipt").fill_null(0.0), pl.col("over_lead").fill_null(0.0))
+        .with_columns(pl.col("until_receipt").fill_null(0.0))
         .with_columns(
             (pl.col("until_receipt") - pl.col("on_hand")).ceil().clip(0).alias("shortfall"),
-            (pl.col("on_hand") - (pl.col("over_lead") + pl.col("safety_stock")).ceil())
+            (pl.col("on_hand") - (pl.col("until_receipt") + pl.col("safety_stock")).ceil())
             .clip(0)
             .alias("spare"),
         )

@@ -135,7 +135,7 @@ def train_eta(rows: pl.DataFrame, rounds: int = 200, seed: int = 11) -> EtaModel
         "learning_rate": 0.05,
         "num_leaves": 15,
         "min_data_in_leaf": 20,
-        "num_threads": 2,
+        "num_threads": 1,  # OpenMP workers spin: 2 threads on a busy 2-core box cost ~10x
         "seed": seed,
         "verbose": -1,
     }

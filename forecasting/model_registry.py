@@ -30,7 +30,7 @@ import numpy as np
 import polars as pl
 
 from forecasting.eta import ETA_FEATURES, EtaModels, mae_hours
-from forecasting.models import GLOBAL_FEATURES, fit_global, global_features
+from forecasting.models import GLOBAL_FEATURES, fit_global, global_features, recent_fit_rows
 from lakehouse.config import Settings
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def demand_validation_split(
         raise ValueError(f"window {window} > 28: the lag-28 features would see validation y")
     feats = global_features(history)
     cutoff = history["ds"].max() - timedelta(days=window)
-    fit_rows = feats.filter((pl.col("ds") <= cutoff) & pl.col("lag28").is_not_null())
+    fit_rows = recent_fit_rows(feats, cutoff)  # what the demand candidate fits on
     valid_rows = feats.filter(pl.col("ds") > cutoff)
     return fit_rows, valid_rows
 
@@ -58,7 +58,7 @@ def demand_validation_split(
 def wape(booster: object, rows: pl.DataFrame) -> float:
     """Σ|y − ŷ| / Σy of a global demand booster on feature rows (lower is better)."""
     x = rows.select(GLOBAL_FEATURES).to_numpy().astype(np.float64)
-    yhat = np.maximum(booster.predict(x), 0.0)  # type: ignore[attr-defined]
+    yhat = np.maximum(booster.predict(x, num_threads=1), 0.0)  # type: ignore[attr-defined]
     y = rows["y"].to_numpy().astype(np.float64)
     return float(np.abs(y - yhat).sum() / max(y.sum(), 1e-9))
 

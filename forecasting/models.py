@@ -14,6 +14,10 @@ so the backtest hands a model nothing from after its cutoff (the future frame ha
   promotion, price ratio, weather; Tweedie objective (counts with many zeros).
 - Prophet: per series, weekly + yearly seasonality, FR holidays, promotion and price ratio
   as regressors (≈ 0.3 s per series: optional).
+Both groups fit on the most recent year (`FIT_DAYS`): an ETS state and Croston's smoothed
+demand forget older days anyway (their cost grows with the length), and every LightGBM row
+of that year still has its 364-day lag, computed from the whole history. Halving the rows
+halves the fit's CPU (bench/supply_chain.py, docs/benchmarks.md).
 Heavy libraries are imported inside the functions.
 """
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable
+from datetime import date, timedelta
 
 import numpy as np
 import polars as pl
@@ -30,6 +35,7 @@ from forecasting.demand import EXOG
 
 Candidate = Callable[[pl.DataFrame, pl.DataFrame, int], pl.DataFrame]
 MAX_HORIZON = 28
+FIT_DAYS = 364  # days of history each candidate fits on (features still see all of it)
 LAGS = (28, 35, 42, 49, 56, 364)
 STAT_MODELS = ("SeasonalNaive", "AutoETS", "CrostonOptimized", "TSB")
 GLOBAL_FEATURES = (
@@ -47,8 +53,14 @@ GLOBAL_FEATURES = (
 )
 
 
-def statsforecast_models(names: tuple[str, ...] = STAT_MODELS, n_jobs: int = 1) -> Candidate:
-    """The statsforecast candidates in one StatsForecast call."""
+PARALLEL_MIN_SERIES = 200  # below this, starting worker processes costs more than it saves
+
+
+def statsforecast_models(
+    names: tuple[str, ...] = STAT_MODELS, n_jobs: int | None = None
+) -> Candidate:
+    """The statsforecast candidates in one StatsForecast call. `n_jobs` None: every core
+    (statsforecast's worker processes) from PARALLEL_MIN_SERIES series up, else one."""
 
     def fit_predict(train: pl.DataFrame, future: pl.DataFrame, horizon: int) -> pl.DataFrame:
         from statsforecast import StatsForecast
@@ -61,10 +73,14 @@ def statsforecast_models(names: tuple[str, ...] = STAT_MODELS, n_jobs: int = 1) 
             "TSB": lambda: TSB(alpha_d=0.1, alpha_p=0.1),
         }
         models = [catalogue[n]() for n in names]
-        df = train.select("unique_id", "ds", "y").to_pandas()
+        recent = train.filter(pl.col("ds") > train["ds"].max() - timedelta(days=FIT_DAYS))
+        df = recent.select("unique_id", "ds", "y").to_pandas()
+        jobs = n_jobs
+        if jobs is None:
+            jobs = -1 if train["unique_id"].n_unique() >= PARALLEL_MIN_SERIES else 1
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            sf = StatsForecast(models=models, freq="D", n_jobs=n_jobs)
+            sf = StatsForecast(models=models, freq="D", n_jobs=jobs)
             out = sf.forecast(df=df, h=horizon)
         frame = pl.from_pandas(out.reset_index() if "unique_id" not in out else out)
         frame = frame.with_columns(pl.col("ds").cast(pl.Date))
@@ -114,7 +130,7 @@ def lightgbm_global(num_boost_round: int = 150, seed: int = 7) -> Candidate:
         )
         feats = global_features(both)
         cutoff = train["ds"].max()
-        fit_rows = feats.filter((pl.col("ds") <= cutoff) & pl.col("lag28").is_not_null())
+        fit_rows = recent_fit_rows(feats, cutoff)
         pred_rows = feats.filter(pl.col("ds") > cutoff)
         booster = fit_global(fit_rows, num_boost_round, seed, lgb)
         x = pred_rows.select(GLOBAL_FEATURES).to_numpy().astype(np.float64)
@@ -122,6 +138,16 @@ def lightgbm_global(num_boost_round: int = 150, seed: int = 7) -> Candidate:
         return pred_rows.select("unique_id", "ds").with_columns(pl.Series("LightGBM", yhat))
 
     return fit_predict
+
+
+def recent_fit_rows(feats: pl.DataFrame, cutoff: date) -> pl.DataFrame:
+    """The global model's training rows: the `FIT_DAYS` days up to `cutoff` that have their
+    28-day lag."""
+    return feats.filter(
+        (pl.col("ds") <= cutoff)
+        & (pl.col("ds") > cutoff - timedelta(days=FIT_DAYS))
+        & pl.col("lag28").is_not_null()
+    )
 
 
 def fit_global(rows: pl.DataFrame, num_boost_round: int, seed: int, lgb=None):
@@ -140,7 +166,11 @@ def fit_global(rows: pl.DataFrame, num_boost_round: int, seed: int, lgb=None):
         "feature_fraction": 0.9,
         "bagging_fraction": 0.8,
         "bagging_freq": 1,
-        "num_threads": 2,
+        # one OpenMP thread: its workers spin-wait, and on a 2-core machine with other work
+        # running two threads cost 10-17x the CPU of one (bench/supply_chain.py, 134,800 rows:
+        # 34 s vs 2 s of CPU for 150 rounds); row-wise histograms suit 20 dense features
+        "num_threads": 1,
+        "force_row_wise": True,
         "seed": seed,
         "verbose": -1,
     }
@@ -192,7 +222,7 @@ def prophet_model(max_series: int | None = None) -> Candidate:
     return fit_predict
 
 
-def default_candidates(with_prophet: bool = False, n_jobs: int = 1) -> list[Candidate]:
+def default_candidates(with_prophet: bool = False, n_jobs: int | None = None) -> list[Candidate]:
     groups: list[Candidate] = [statsforecast_models(n_jobs=n_jobs), lightgbm_global()]
     if with_prophet:
         groups.append(prophet_model())

@@ -229,6 +229,7 @@ def lead_time_stats(settings: Settings, as_of: date | None = None) -> pl.DataFra
     if po is None or rc is None or rc.height == 0:
         return nominal.with_columns(
             pl.lit(None, pl.String).alias("store_id"),
+            pl.lit(None, pl.String).alias("supplier_id"),  # no purchase order yet: unknown
             pl.col("nominal").alias("mu_l"),
             pl.lit(0.0).alias("sigma_l"),
             pl.lit(0).alias("receipts"),
@@ -417,14 +418,36 @@ def run_eta(settings: Settings) -> dict[str, object]:
 
 
 def run_transfers(settings: Settings) -> pl.DataFrame:
-    """Gold transfer_proposals from tonight's reorder proposals and forecast."""
+    """Gold transfer_proposals from tonight's reorder proposals and forecast; a store whose
+    open order travels on a shipment expects it on the shipment's predicted arrival day
+    (gold eta_risk), not ⌈μ_L⌉ days from today."""
     from forecasting.actions import transfer_proposals
 
-    out = transfer_proposals(
-        read_gold(settings, "reorder_proposals"),
-        read_gold(settings, "demand_forecast"),
-        settings.supply_transfer_max_km,
-    )
+    proposals = read_gold(settings, "reorder_proposals")
+    forecast = read_gold(settings, "demand_forecast")
+    try:
+        risk = read_gold(settings, "eta_risk")
+    except LakehouseError:  # the ETA steps have not run on this lake
+        risk = None
+    if risk is not None and risk.height:
+        first = forecast["ds"].min()
+        soonest = (
+            risk.rename({"destination": "store_id"})
+            .group_by("sku", "store_id")
+            .agg(pl.col("eta").min().dt.date().alias("eta_day"))
+            .with_columns(
+                ((pl.col("eta_day") - pl.lit(first)).dt.total_days() + 1)
+                .clip(lower_bound=1)
+                .cast(pl.Int64)
+                .alias("next_receipt_in_days")
+            )
+        )
+        proposals = proposals.join(
+            soonest.select("sku", "store_id", "next_receipt_in_days"),
+            on=["sku", "store_id"],
+            how="left",
+        )
+    out = transfer_proposals(proposals, forecast, settings.supply_transfer_max_km)
     write_gold(settings, "transfer_proposals", out)
     return out
 

@@ -56,6 +56,9 @@ class ReplayInputs:
     trailing_mean: np.ndarray  # [series] mean demand of the 28 days before the replay
     champions: dict[str, int]
     holdout_mase: float
+    forecasts: np.ndarray  # [weeks, series, horizon] the nightly 28-day forecast of each week
+    skus: list[str]  # [series]
+    stores: list[str]  # [series]
 
 
 def lake_last_day(settings: Settings) -> date:
@@ -98,6 +101,7 @@ def replay_inputs(
     steps = calibration.steps
     days = 7 * weeks
     mu = np.zeros((days, len(series)))
+    weekly = np.zeros((weeks, len(series), options.horizon))
     for w in range(weeks):
         cutoff = start_cutoff + timedelta(days=7 * w)
         history, future = forecast_inputs(
@@ -111,6 +115,12 @@ def replay_inputs(
         )
         row = pl.DataFrame({"unique_id": series}).join(mu_d, on="unique_id", how="left")
         mu[7 * w : 7 * (w + 1)] = row["yhat"].fill_null(0.0).to_numpy()[None, :]
+        weekly[w] = _matrix(
+            fc.rename({"yhat": "y"}),
+            series,
+            cutoff + timedelta(days=1),
+            cutoff + timedelta(days=options.horizon),
+        ).T
     actual = _matrix(daily, series, first, as_of)
     trailing = _matrix(daily, series, first - timedelta(days=28), start_cutoff).mean(axis=0)
     keys = (
@@ -144,6 +154,9 @@ def replay_inputs(
         trailing_mean=trailing,
         champions=bt.champion_counts(champ),
         holdout_mase=calibration.holdout_mase,
+        forecasts=weekly,
+        skus=keys["sku"].to_list(),
+        stores=keys["store_id"].to_list(),
     )
 
 
@@ -253,10 +266,21 @@ def replay_report(
     as_of: date | None = None,
     options: ForecastOptions | None = None,
 ) -> str:
+    from forecasting.replay_actions import compare_actions, describe_actions
+
     inputs, comparison = replay(settings, weeks, as_of, options)
+    actions = compare_actions(settings, inputs, options)
     head = (
         f"replay {inputs.first_day} .. {inputs.as_of} ({weeks} weeks), {len(inputs.series)} "
         f"series from the lake; champions at the start {inputs.champions}, out-of-sample "
         f"champion MASE {inputs.holdout_mase:.3f}"
     )
-    return head + "\n" + describe(comparison)
+    return "\n".join(
+        [
+            head,
+            describe(comparison),
+            "",
+            "supply actions on the same demand, initial stock and carrier delays:",
+            describe_actions(actions),
+        ]
+    )

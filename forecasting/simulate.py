@@ -22,6 +22,7 @@ and € at unit cost), inventory turns (annualised COGS / mean stock value), wor
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -202,10 +203,169 @@ def compare_policies(
 
 
 __all__ = [
+    "ActionResult",
     "PolicyComparison",
+    "Shipping",
     "SimulationResult",
+    "Transfer",
     "compare_policies",
     "naive_matching_service",
     "order_up_to_quantity",
     "simulate",
+    "simulate_actions",
 ]
+
+
+# ---- the supply actions on the same demand ---------------------------------------------------
+@dataclass(frozen=True)
+class Shipping:
+    """What happens to an order placed on day t for series i ([days, series] arrays), drawn
+    once and shared by every scenario (common random numbers): the days it lands after its
+    promised day and whether it is late, as booked and re-routed to the fastest carrier, and
+    whether the ETA model's alert fires for it (P(late) ≥ the threshold)."""
+
+    late_days: np.ndarray  # int ≥ 0
+    late: np.ndarray  # bool: arrives after the promised time
+    late_days_rerouted: np.ndarray
+    late_rerouted: np.ndarray
+    flagged: np.ndarray  # bool
+
+
+@dataclass(frozen=True)
+class Transfer:
+    from_series: int
+    to_series: int
+    qty: int
+    cost_eur: float
+
+
+# (day, on hand, on order, ordered today, days to the next receipt the store expects, 0 =
+# none) -> the transfers to make today
+TransferRule = Callable[[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray], list[Transfer]]
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    scenario: str
+    stockout_rate: float  # share of series-days with lost sales
+    fill_rate: float
+    mean_stock_units: float
+    mean_stock_value: float
+    working_capital: float  # € at cost: on hand + on order + in transfer, mean over days
+    otif: float  # orders received on time (and in full: the replay receives what it orders)
+    lost_sales_value: float  # € at cost of the demand not served
+    orders_placed: int
+    transfers: int
+    transfer_units: int
+    transfer_cost_eur: float
+    rerouted: int  # orders moved to the fastest carrier on an ETA alert
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        return dict(self.__dict__)
+
+
+def simulate_actions(
+    scenario: str,
+    demand: np.ndarray,
+    rop: np.ndarray,
+    order_up_to: np.ndarray,
+    lead_days: np.ndarray,
+    unit_cost: np.ndarray,
+    initial_on_hand: np.ndarray,
+    shipping: Shipping,
+    reorder: bool = True,
+    transfers: TransferRule | None = None,
+    reroute: bool = False,
+) -> ActionResult:
+    """The daily loop of `simulate` with the actions: receipts → sales → reorder (order-up-to
+    at the ROP, landing `lead_days` + the order's late days later; with `reroute`, an order
+    whose ETA alert fires travels with the fastest carrier instead) → transfers (units leave
+    the donor today and are on the receiver's shelf tomorrow)."""
+    days, n = demand.shape
+    lead = np.asarray(lead_days, dtype=np.int64)
+    horizon = days + int(lead.max()) + int(shipping.late_days.max(initial=0)) + 3
+    arriving = np.zeros((horizon, n), dtype=np.int64)  # supplier receipts
+    transferred = np.zeros((horizon, n), dtype=np.int64)  # store-to-store moves
+    on_hand = np.asarray(initial_on_hand, dtype=np.int64).copy()
+    on_order = np.zeros(n, dtype=np.int64)
+    sold_total = demand_total = stockout_days = orders = on_time = rerouted = 0
+    moves = moved_units = 0
+    move_cost = 0.0
+    lost = np.zeros(n)
+    stock_sum = np.zeros(n)
+    wc_sum = np.zeros(n)
+    cols = np.arange(n)
+    # open orders: series, the day the store expects them (the promised day; with ETA alerts,
+    # the re-routed arrival of an alerted order), the day they land
+    open_series = np.zeros(0, dtype=np.int64)
+    open_expected = np.zeros(0, dtype=np.int64)
+    open_land = np.zeros(0, dtype=np.int64)
+    for t in range(days):
+        on_hand += arriving[t] + transferred[t]
+        on_order -= arriving[t]
+        want = demand[t].astype(np.int64)
+        sold = np.minimum(want, on_hand)
+        on_hand -= sold
+        sold_total += int(sold.sum())
+        demand_total += int(want.sum())
+        stockout_days += int((want > sold).sum())
+        lost += want - sold
+        placed = np.zeros(n, dtype=bool)
+        if reorder:
+            position = on_hand + on_order
+            qty = ceil_units(
+                np.where(position <= rop[t], np.maximum(order_up_to[t] - position, 1), 0)
+            )
+            placed = qty > 0
+            moved = placed & shipping.flagged[t] if reroute else np.zeros(n, dtype=bool)
+            late = np.where(moved, shipping.late_rerouted[t], shipping.late[t])
+            extra = np.where(moved, shipping.late_days_rerouted[t], shipping.late_days[t])
+            orders += int(placed.sum())
+            on_time += int((placed & ~late).sum())
+            rerouted += int(moved.sum())
+            land = t + lead[placed] + extra[placed]
+            np.add.at(arriving, (land, cols[placed]), qty[placed])
+            on_order += qty
+            promised = t + lead[placed]
+            open_series = np.concatenate([open_series, cols[placed]])
+            open_expected = np.concatenate([open_expected, np.where(moved[placed], land, promised)])
+            open_land = np.concatenate([open_land, land])
+        if transfers is not None:
+            still = open_land > t
+            open_series, open_expected, open_land = (
+                open_series[still],
+                open_expected[still],
+                open_land[still],
+            )
+            next_receipt = np.zeros(n, dtype=np.int64)  # 0: no open order
+            if open_series.size:
+                soonest = np.full(n, np.iinfo(np.int64).max)
+                np.minimum.at(soonest, open_series, np.maximum(open_expected - t, 1))
+                next_receipt = np.where(soonest < np.iinfo(np.int64).max, soonest, 0)
+            for move in transfers(t, on_hand.copy(), on_order.copy(), placed, next_receipt):
+                qty_moved = min(move.qty, int(on_hand[move.from_series]))
+                if qty_moved < 1:
+                    continue
+                on_hand[move.from_series] -= qty_moved
+                transferred[t + 1, move.to_series] += qty_moved
+                moves += 1
+                moved_units += qty_moved
+                move_cost += move.cost_eur
+        stock_sum += on_hand
+        wc_sum += on_hand + on_order + transferred[t + 1]
+    cost = np.asarray(unit_cost, dtype=np.float64)
+    return ActionResult(
+        scenario=scenario,
+        stockout_rate=stockout_days / (days * n),
+        fill_rate=sold_total / max(demand_total, 1),
+        mean_stock_units=float(stock_sum.sum() / (days * n)),
+        mean_stock_value=float((stock_sum / days * cost).sum()),
+        working_capital=float((wc_sum / days * cost).sum()),
+        otif=on_time / orders if orders else float("nan"),
+        lost_sales_value=float((lost * cost).sum()),
+        orders_placed=orders,
+        transfers=moves,
+        transfer_units=moved_units,
+        transfer_cost_eur=round(move_cost, 2),
+        rerouted=rerouted,
+    )

@@ -105,3 +105,33 @@ def drift_report(
                 observed = window.select(pl.col("transaction_id").is_in(frauds).mean()).item()
                 gap = abs(float(window["score"].mean()) - float(observed))  # type: ignore[arg-type]
     return DriftReport(ref.height, new.height, str(last_day), per_feature, score_psi, gap)
+
+
+# fraud_drift_psi: one row per feature (and `score`) per drift run; appended, so the PSI of
+# every run stays readable (gold fraud_drift_psi, the Fraud dashboard).
+DRIFT_PSI_COLUMNS = {
+    "computed_at": pl.Datetime("us", "UTC"),
+    "latest_day": pl.Date,
+    "feature": pl.String,
+    "psi": pl.Float64,
+    "reference_rows": pl.Int64,
+    "latest_rows": pl.Int64,
+}
+
+
+def drift_psi_rows(report: DriftReport, computed_at: datetime) -> pl.DataFrame:
+    """The rows of `report` for the fraud_drift_psi table (the model score as feature
+    `score`); a PSI that could not be computed (an empty bin side) is null."""
+    features = [*report.feature_psi, "score"]
+    values = [*report.feature_psi.values(), report.score_psi]
+    return pl.DataFrame(
+        {
+            "computed_at": [computed_at] * len(features),
+            "latest_day": [datetime.fromisoformat(str(report.latest_day)).date()] * len(features),
+            "feature": features,
+            "psi": [float(v) if np.isfinite(v) else None for v in values],
+            "reference_rows": [report.reference_rows] * len(features),
+            "latest_rows": [report.latest_rows] * len(features),
+        },
+        schema=DRIFT_PSI_COLUMNS,
+    )

@@ -812,7 +812,10 @@ def online_features(
         f[f"merchant_tx_{label}"] = float(merchant_tx)
         f[f"merchant_frauds_{label}"] = float(frauds)
         f[f"merchant_fraud_rate_{label}"] = float(window_rate(frauds, merchant_tx))
-    f["amount_to_card_mean_30d"] = amount / f["card_mean_amount_30d"]
+    with np.errstate(
+        divide="ignore", invalid="ignore"
+    ):  # IEEE, as the batch path: 0 mean -> inf/nan
+        f["amount_to_card_mean_30d"] = float(np.float64(amount) / f["card_mean_amount_30d"])
     f["amount_to_merchant_mean"] = float(
         merchant_amount_ratio(amount, history.merchant_amount_total, history.merchant_transactions)
     )

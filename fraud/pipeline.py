@@ -68,6 +68,10 @@ def decisions_uri(settings: Settings) -> str:
     return settings.table_uri("silver", "fraud_decisions")
 
 
+def drift_psi_uri(settings: Settings) -> str:
+    return settings.table_uri("silver", "fraud_drift_psi")
+
+
 @dataclass
 class StepResult:
     table: str

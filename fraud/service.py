@@ -169,8 +169,10 @@ def create_app(
     """The FastAPI app. With `idle_exit_seconds` > 0, `on_idle` is called (the server stops,
     its background registry watcher with it) after that long without any request."""
     from fastapi import FastAPI, Request
+    from fastapi.exception_handlers import http_exception_handler
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, PlainTextResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     requests_seen = [0]
 
@@ -217,6 +219,16 @@ def create_app(
             for e in exc.errors()
         ]
         return JSONResponse(status_code=422, content={"detail": reasons})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Any:
+        if exc.status_code == 400:  # FastAPI could not parse the body at all (nested too deep)
+            engine.metrics.invalid += 1
+            return JSONResponse(
+                status_code=422,
+                content={"detail": [f"body: {exc.detail} (undecodable or too deeply nested JSON)"]},
+            )
+        return await http_exception_handler(request, exc)
 
     @app.post("/v1/decisions")
     def decisions(tx: TransactionIn) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -33,6 +34,30 @@ def classification_command() -> None:
     from governance.pii import classification_markdown
 
     print(classification_markdown())
+
+
+@privacy_app.command("docs")
+def docs_command(
+    readme: Annotated[
+        Path, typer.Option(help="the Markdown file whose generated blocks to rewrite")
+    ] = Path("README.md"),
+    check: Annotated[bool, typer.Option(help="exit 1 if the file is out of date")] = False,
+) -> None:
+    """Regenerate the README's classification and access-policy tables from the contracts and
+    governance/policy.yaml (`<!-- classification:begin -->` … and `<!-- policy:begin -->` …)."""
+    from governance.policy import render_doc_blocks
+
+    settings = Settings.from_env()
+    text = readme.read_text("utf-8")
+    fresh = render_doc_blocks(text, settings.policy_path)
+    if check:
+        if fresh != text:
+            print(f"{readme} is out of date: run `lakehouse privacy docs`")
+            raise typer.Exit(1)
+        print(f"{readme}: up to date")
+        return
+    readme.write_text(fresh, "utf-8")
+    print(f"{readme}: {'updated' if fresh != text else 'already up to date'}")
 
 
 @privacy_app.command("scan")

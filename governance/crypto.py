@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import os
+from binascii import b2a_base64
 
 import duckdb
 import pyarrow as pa
@@ -83,6 +84,29 @@ def _patch(values: pa.Array, replacements: dict[str, pa.Array]) -> pa.Array:
         con.close()
 
 
+# Tokens already made in this process, per key store and subject kind: a subject seen in an
+# earlier batch costs a dict lookup instead of a key-store read, an unwrap and an encryption.
+# A token names its key by id (the keyed hash that already shows two rows share a subject),
+# so reusing one reveals nothing more. Dropped as soon as the store's generation moves (a key
+# was destroyed: an erased subject must get a new key, never its old token) and when full.
+_TOKEN_CACHE_LIMIT = 1_000_000
+_token_caches: dict[tuple[str, int], tuple[str, dict[str, dict[str, str]]]] = {}
+
+
+def _token_cache(settings: Settings, store: KeyStore) -> dict[str, dict[str, str]]:
+    where = (str(settings.key_store_path), hash(settings.pii_hash_key))  # the key ids' key
+    generation = store.generation()
+    held = _token_caches.get(where)
+    if (
+        held is None
+        or held[0] != generation
+        or sum(map(len, held[1].values())) > _TOKEN_CACHE_LIMIT
+    ):
+        held = (generation, {})
+        _token_caches[where] = held
+    return held[1]
+
+
 def encrypt_values(
     settings: Settings, topic: str, values: pa.Array, store: KeyStore | None = None
 ) -> pa.Array:
@@ -94,17 +118,27 @@ def encrypt_values(
     owned = store is None
     store = store or open_key_store(settings)
     try:
+        cache = _token_cache(settings, store)
         replacements: dict[str, pa.Array] = {}
         for f in fields:
             column = columns[f.path]
             distinct = pc.unique(column.drop_null())
-            ids = _key_ids(str(f.subject), distinct, settings.pii_hash_key)
-            keys = store.get_or_create(ids)
-            tokens = []
-            for value, kid in zip(distinct.to_pylist(), ids, strict=True):
-                nonce = os.urandom(NONCE_BYTES)
-                sealed = AESGCM(keys[kid]).encrypt(nonce, value.encode(), kid.encode())
-                tokens.append(f"{TOKEN_PREFIX}{kid}.{base64.b64encode(nonce + sealed).decode()}")
+            known = cache.setdefault(str(f.subject), {})
+            plain = distinct.to_pylist()
+            tokens = [known.get(value) for value in plain]
+            new = [i for i, token in enumerate(tokens) if token is None]
+            if new:
+                fresh = pa.array([plain[i] for i in new], pa.string())
+                ids = _key_ids(str(f.subject), fresh, settings.pii_hash_key)
+                keys = store.get_or_create(ids)
+                nonces = os.urandom(len(ids) * NONCE_BYTES)  # one read for the batch's nonces
+                for j, (i, kid) in enumerate(zip(new, ids, strict=True)):
+                    nonce = nonces[j * NONCE_BYTES : (j + 1) * NONCE_BYTES]
+                    sealed = AESGCM(keys[kid]).encrypt(nonce, plain[i].encode(), kid.encode())
+                    token = (
+                        f"{TOKEN_PREFIX}{kid}.{b2a_base64(nonce + sealed, newline=False).decode()}"
+                    )
+                    tokens[i] = known[plain[i]] = token
             replacements[f.path] = pc.take(
                 pa.array(tokens, pa.string()), pc.index_in(column, value_set=distinct)
             )

@@ -44,6 +44,11 @@ class KeyStore(Protocol):
         """Destroy these keys; returns how many existed."""
         ...
 
+    def generation(self) -> str:
+        """A value that changes whenever keys are destroyed or the store is replaced (callers
+        caching what they derived from keys drop it when it moves)."""
+        ...
+
 
 def master_key_bytes(settings: Settings) -> bytes:
     """The 256-bit master key: LAKEHOUSE_MASTER_KEY (any secret string, stretched with
@@ -99,6 +104,13 @@ class FileKeyStore:
             "CREATE TABLE IF NOT EXISTS subject_keys (key_id TEXT PRIMARY KEY, wrapped BLOB NOT "
             "NULL, created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP) WITHOUT ROWID"
         )
+        self._con.execute(
+            "CREATE TABLE IF NOT EXISTS store_generation (one INTEGER PRIMARY KEY CHECK (one = 1), "
+            "store_id TEXT NOT NULL, generation INTEGER NOT NULL)"
+        )
+        self._con.execute(
+            "INSERT OR IGNORE INTO store_generation VALUES (1, ?, 0)", (os.urandom(16).hex(),)
+        )
 
     def close(self) -> None:
         self._con.close()
@@ -130,17 +142,25 @@ class FileKeyStore:
         found = self._lookup(wanted)
         missing = [k for k in wanted if k not in found]
         if missing:
-            rows = []
-            for key_id in missing:
-                key, nonce = os.urandom(KEY_BYTES), os.urandom(NONCE_BYTES)
+            # one read of the random source for every new key and nonce of the batch
+            step = KEY_BYTES + NONCE_BYTES
+            material = os.urandom(len(missing) * step)
+            rows, created = [], {}
+            for i, key_id in enumerate(missing):
+                key = material[i * step : i * step + KEY_BYTES]
+                nonce = material[i * step + KEY_BYTES : (i + 1) * step]
                 rows.append((key_id, nonce + self._wrap.encrypt(nonce, key, key_id.encode())))
+                created[key_id] = key
             # two writers may create the same subject at once: the first key wins
             self._con.execute("BEGIN IMMEDIATE")
+            before = self._con.total_changes
             self._con.executemany(
                 "INSERT OR IGNORE INTO subject_keys (key_id, wrapped) VALUES (?, ?)", rows
             )
+            inserted = self._con.total_changes - before
             self._con.execute("COMMIT")
-            found.update(self._lookup(missing))
+            # read back only when another writer got there first for some of them
+            found.update(created if inserted == len(rows) else self._lookup(missing))
         return found
 
     def destroy(self, key_ids: Iterable[str]) -> int:
@@ -149,9 +169,14 @@ class FileKeyStore:
         before = self._con.total_changes
         self._con.executemany("DELETE FROM subject_keys WHERE key_id = ?", [(k,) for k in ids])
         destroyed = self._con.total_changes - before
+        self._con.execute("UPDATE store_generation SET generation = generation + 1")
         self._con.execute("COMMIT")
         self._con.execute("VACUUM")  # rewrite the file: no page keeps the destroyed key
         return destroyed
+
+    def generation(self) -> str:
+        row = self._con.execute("SELECT store_id, generation FROM store_generation").fetchone()
+        return f"{row[0]}:{row[1]}"
 
 
 def open_key_store(settings: Settings) -> FileKeyStore:

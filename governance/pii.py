@@ -250,7 +250,11 @@ def classification_markdown() -> str:
         "| topic | field | class | subject | silver |",
         "|---|---|---|---|---|",
     ]
+    seen: set[tuple[str, str]] = set()
     for f in personal_fields():
+        if (f.topic, f.path) in seen:  # the same field in a later version of the contract
+            continue
+        seen.add((f.topic, f.path))
         silver = f"`{f.silver_name}` ({f.treatment})"
         lines.append(f"| {f.topic} | `{f.path}` | {f.level} | {f.subject or '—'} | {silver} |")
     return "\n".join(lines)

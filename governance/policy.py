@@ -427,3 +427,41 @@ def access_note(table: str, columns: list[str], path: Path | None = None) -> str
     for column in personal:
         parts.append(f"`{column}`: {', '.join(access[column]) or 'no role'}.")
     return " ".join(parts)
+
+
+def policy_markdown(path: Path | None = None) -> str:
+    """The access policy as a Markdown table (README): per role its attributes, tables, what
+    it sees of personal columns, its masks and row filters, and the services it may use."""
+    from governance.tokens import service_roles
+
+    policy_file = path or DEFAULT_POLICY
+    doc = yaml.safe_load(policy_file.read_text("utf-8")) or {}
+    services = sorted(doc.get("services") or {})
+    lines = [
+        "| role | attributes | tables | personal columns | masks | row filters | services |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for role in load_policy(policy_file).values():
+        attributes = ", ".join(f"{k}={v}" for k, v in role.attributes.items())
+        masks = ", ".join(f"`{c}`: {m}" for c, m in role.masks.items()) or "—"
+        filters = ", ".join(f"`{t}`: `{f}`" for t, f in role.row_filters.items()) or "—"
+        allowed = [s for s in services if role.name in service_roles(s, policy_file)]
+        lines.append(
+            f"| {role.name} | {attributes} | {', '.join(f'`{t}`' for t in role.tables)} | "
+            f"{role.personal} | {masks} | {filters} | {', '.join(allowed) or '—'} |"
+        )
+    return "\n".join(lines)
+
+
+def render_doc_blocks(text: str, path: Path | None = None) -> str:
+    """`text` with every `<!-- <name>:begin -->…<!-- <name>:end -->` block regenerated."""
+    from governance.pii import classification_markdown
+
+    generated = {"classification": classification_markdown(), "policy": policy_markdown(path)}
+    for name, body in generated.items():
+        begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+        if begin in text and end in text:
+            head, rest = text.split(begin, 1)
+            _, tail = rest.split(end, 1)
+            text = f"{head}{begin}\n{body}\n{end}{tail}"
+    return text

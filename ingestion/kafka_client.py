@@ -18,6 +18,7 @@ from kafka.admin import NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from lakehouse.config import Settings
 from lakehouse.errors import BrokerError
 
 log = logging.getLogger(__name__)
@@ -85,9 +86,46 @@ def _client_error(bootstrap: str, exc: Exception) -> BrokerError:
     )
 
 
+def security_options(settings: Settings) -> dict[str, object]:
+    """kafka-python keyword arguments for the TLS / SASL settings (LAKEHOUSE_KAFKA_SECURITY_*,
+    _SASL_*, _SSL_*): the one place they are turned into client options, used by every client
+    this module creates (admin, consumer, producer; the sensors' probes and ingestion go
+    through those). Empty for the plaintext default."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return {}
+    options: dict[str, object] = {"security_protocol": protocol}
+    if protocol.startswith("SASL_"):
+        options |= {
+            "sasl_mechanism": settings.kafka_sasl_mechanism,
+            "sasl_plain_username": settings.kafka_sasl_username,
+            "sasl_plain_password": settings.kafka_sasl_password,
+        }
+    if protocol in ("SSL", "SASL_SSL"):
+        options["ssl_check_hostname"] = settings.kafka_ssl_check_hostname
+        files = {
+            "ssl_cafile": settings.kafka_ssl_cafile,
+            "ssl_certfile": settings.kafka_ssl_certfile,
+            "ssl_keyfile": settings.kafka_ssl_keyfile,
+        }
+        options |= {name: str(path) for name, path in files.items() if path is not None}
+        if settings.kafka_ssl_password:
+            options["ssl_password"] = settings.kafka_ssl_password
+    return options
+
+
+def _security(bootstrap: str) -> dict[str, object]:
+    # the settings' external broker gets its security options; any other address (the
+    # embedded broker, a test's own) is the plaintext loopback one
+    settings = Settings.from_env()
+    return security_options(settings) if bootstrap == settings.kafka_bootstrap else {}
+
+
 def admin(bootstrap: str) -> KafkaAdminClient:
     try:
-        return KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+        return KafkaAdminClient(
+            bootstrap_servers=bootstrap, request_timeout_ms=10_000, **_security(bootstrap)
+        )
     except (KafkaError, OSError) as exc:
         raise _client_error(bootstrap, exc) from exc
 
@@ -128,14 +166,19 @@ def _consumer(bootstrap: str, **overrides: object) -> KafkaConsumer:
             "max_partition_fetch_bytes": 8 << 20,
             "request_timeout_ms": 30_000,
         }
-        return KafkaConsumer(bootstrap_servers=bootstrap, **{**config, **overrides})
+        return KafkaConsumer(
+            bootstrap_servers=bootstrap, **{**config, **_security(bootstrap), **overrides}
+        )
     except (KafkaError, OSError) as exc:
         raise _client_error(bootstrap, exc) from exc
 
 
 def producer(bootstrap: str, **overrides: object) -> KafkaProducer:
     try:
-        return KafkaProducer(bootstrap_servers=bootstrap, **{**PRODUCER_TUNING, **overrides})
+        return KafkaProducer(
+            bootstrap_servers=bootstrap,
+            **{**PRODUCER_TUNING, **_security(bootstrap), **overrides},
+        )
     except (KafkaError, OSError) as exc:
         raise _client_error(bootstrap, exc) from exc
 

@@ -57,4 +57,7 @@ def _key(c: TopicContract, line: bytes) -> bytes | None:
     values = [event.get(name) for name in c.key_fields]
     if any(v is None or isinstance(v, (dict, list, bool)) for v in values):
         return None
-    return c.key_of(event).encode()
+    try:
+        return c.key_of(event).encode()
+    except UnicodeEncodeError:  # a lone surrogate (json decodes bytes with surrogatepass)
+        return None

@@ -284,6 +284,23 @@ def _batch_id(topic: str, epoch: int, start: dict[int, int], end: dict[int, int]
     return hashlib.sha1(f"{topic}|{epoch}|{span}".encode()).hexdigest()[:16]
 
 
+def _prepare_group(
+    settings: Settings, topic: str, group: pa.Table, schemas: list[tuple[int, dict]]
+) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """Reasons, schema versions and stored values (direct identifiers encrypted; null for
+    the rows refused) of one group of records."""
+    reasons, versions = validate_versions(group, schemas)
+    valid = pc.is_null(reasons)
+    stored = pa.nulls(group.num_rows, pa.large_string())
+    if pc.any(valid).as_py():
+        values = pc.cast(group["value"].combine_chunks().filter(valid), pa.large_string())
+        sealed = encrypt_values(settings, topic, values)
+        if isinstance(sealed, pa.ChunkedArray):
+            sealed = sealed.combine_chunks()
+        stored = pc.replace_with_mask(stored, valid, sealed)
+    return reasons, versions, stored
+
+
 def ingest_batch(
     settings: Settings,
     topic: str,
@@ -306,36 +323,98 @@ def ingest_batch(
     cap = min(max_records or settings.max_batch_records, settings.max_batch_records)
     capped = in_step_targets(start, target, cap)
 
-    # Validate in a worker thread while the next records are polled: DuckDB releases the GIL,
-    # so schema validation overlaps kafka-python's (GIL-bound) decoding. Groups of
+    # Validate and encrypt in a worker thread while the next records are polled: DuckDB,
+    # SQLite and AES-GCM release the GIL, so they overlap kafka-python's (GIL-bound) decoding. Groups of
     # VALIDATION_GROUP records, because each DuckDB call costs ~0.05-0.1 s of planning. DuckDB
     # keeps all its threads: validation (~10 µs of CPU a record) costs more than decoding, so
     # capping it to the core the polling thread leaves free made it the bottleneck.
     chunks: list[pa.Table] = []
-    validated: list[Future[tuple[pa.Array, pa.Array]]] = []
+    validated: list[Future[tuple[pa.Array, pa.Array, pa.Array]]] = []
     pending: list[pa.Table] = []
     with ThreadPoolExecutor(1, thread_name_prefix=f"validate-{topic}") as pool:
         for chunk in kafka_client.read_range(bootstrap, topic, start, capped, max_records=cap):
             chunks.append(chunk)
             pending.append(chunk)
             if sum(t.num_rows for t in pending) >= VALIDATION_GROUP:
-                validated.append(pool.submit(validate_versions, pa.concat_tables(pending), schemas))
+                group = pa.concat_tables(pending)
+                validated.append(pool.submit(_prepare_group, settings, topic, group, schemas))
                 pending = []
         if pending:
-            validated.append(pool.submit(validate_versions, pa.concat_tables(pending), schemas))
+            group = pa.concat_tables(pending)
+            validated.append(pool.submit(_prepare_group, settings, topic, group, schemas))
         outcomes = [future.result() for future in validated]
     batch = pa.concat_tables(chunks) if chunks else kafka_client.RECORDS_SCHEMA.empty_table()
-    reasons = pa.concat_arrays([r for r, _ in outcomes]) if outcomes else pa.array([], pa.string())
-    versions = pa.concat_arrays([v for _, v in outcomes]) if outcomes else pa.array([], pa.int32())
+    reasons, versions, stored = _concat_outcomes(outcomes)
     if capped != target:  # stopped at the cap with lag left: end every partition at one time
         keep = time_step_mask(batch, start, capped, target)
         batch, reasons, versions = batch.filter(keep), reasons.filter(keep), versions.filter(keep)
+        stored = stored.filter(keep)
+    left_at_cap = target if capped != target else None
+    return _commit_batch(
+        settings,
+        topic,
+        state,
+        start,
+        high_watermarks,
+        batch,
+        reasons,
+        versions,
+        stored,
+        started,
+        left_at_cap,
+    )
+
+
+def ingest_records(settings: Settings, topic: str, records: pa.Table) -> BatchResult:
+    """Commit records already in hand (RECORDS_SCHEMA) as one micro-batch, through the same
+    validation, dead letters, encryption and exactly-once commit as `ingest_batch`. Their
+    offsets must continue the lake's (`lake_offsets`). It lets a large generated corpus (the
+    ingestion fuzzer's) cross every lake step without one Kafka round trip per payload."""
+    started = time.monotonic()
+    topic_contract = contract(topic)
+    schemas = [(v, topic_contract.schema_for(v)) for v in topic_contract.versions]
+    partitions = sorted(set(records["partition"].to_pylist())) if records.num_rows else []
+    state = lake_offsets(settings, topic, partitions)
+    start = dict(state.next_offsets)
+    outcomes = [
+        _prepare_group(settings, topic, records.slice(i, VALIDATION_GROUP), schemas)
+        for i in range(0, records.num_rows, VALIDATION_GROUP)
+    ]
+    reasons, versions, stored = _concat_outcomes(outcomes)
+    read_upto, _ = _last_records(records)
+    return _commit_batch(
+        settings, topic, state, start, read_upto, records, reasons, versions, stored, started, None
+    )
+
+
+def _concat_outcomes(
+    outcomes: list[tuple[pa.Array, pa.Array, pa.Array]],
+) -> tuple[pa.Array, pa.Array, pa.Array]:
+    if not outcomes:
+        return pa.array([], pa.string()), pa.array([], pa.int32()), pa.array([], pa.large_string())
+    return tuple(pa.concat_arrays([o[i] for o in outcomes]) for i in range(3))  # type: ignore[return-value]
+
+
+def _commit_batch(
+    settings: Settings,
+    topic: str,
+    state: LakeOffsets,
+    start: dict[int, int],
+    high_watermarks: dict[int, int],
+    batch: pa.Table,
+    reasons: pa.Array,
+    versions: pa.Array,
+    stored: pa.Array,
+    started: float,
+    cap_target: dict[int, int] | None,
+) -> BatchResult:
+    """Dead letters, then the raw rows (`stored`: their values, encrypted) with their offsets,
+    in one commit each. `cap_target`: the range the batch cap stopped short of, if it did."""
     read_upto, last_fingerprints = _last_records(batch)
     read_to = {**start, **read_upto}
     result = BatchResult(topic, state.epoch, None, start, read_to, high_watermarks)
-    result.left_at_cap = (
-        sum(target[p] - read_to.get(p, 0) for p in target) if capped != target else 0
-    )
+    if cap_target is not None:
+        result.left_at_cap = sum(cap_target[p] - read_to.get(p, 0) for p in cap_target)
     if not batch.num_rows:
         result.seconds = time.monotonic() - started
         return result
@@ -360,12 +439,12 @@ def ingest_batch(
 
     good = batch.filter(pc.invert(bad))
     raw = _raw_rows(good, versions.filter(pc.invert(bad)), topic, state.epoch, batch_id, now)
-    # direct identifiers encrypted under their subjects' keys (governance.crypto) before the
-    # commit: no plaintext identifier reaches a raw file
+    # direct identifiers already encrypted under their subjects' keys (governance.crypto, in
+    # _prepare_group): no plaintext identifier reaches a raw file
     raw = raw.set_column(
         RAW_SCHEMA.get_field_index("value"),
         RAW_SCHEMA.field("value"),
-        encrypt_values(settings, topic, raw["value"].combine_chunks()),
+        stored.filter(pc.invert(bad)),
     )
     fingerprints = {**state.fingerprints, **last_fingerprints}
     checkpoint = {

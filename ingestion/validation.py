@@ -5,6 +5,11 @@ micro-batch is validated in one columnar pass instead of a Python loop per event
 the JSON Schema subset the contracts use (type, required, properties, additionalProperties,
 enum, min/maxLength, minimum/maximum, min/maxItems, items, format date-time); a test checks it
 against the `jsonschema` reference validator on valid, malformed and random events.
+
+Beyond JSON Schema, it refuses what the lake cannot store faithfully: duplicate field names,
+NaN/±Infinity and overflowing numbers, integers beyond 64 bits, date-times outside
+1900-2999, Kafka keys that are not UTF-8 (tests/integration/test_fuzz_ingestion.py throws
+10,000 generated payloads per topic at it).
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 MAX_PAYLOAD_BYTES = 256 * 1024
+EARLIEST_EVENT_TIME = "1900-01-01T00:00:00Z"
+LATEST_EVENT_TIME = "2999-12-31T23:59:59Z"
 
 _JSON_TYPES = {
     "string": ("VARCHAR",),
@@ -82,6 +89,13 @@ def _object_reason(schema: dict[str, Any], ref: str, where: str, depth: int) -> 
         else:
             cond = f"NOT list_contains({ref}.k, {_lit(name)})"
         reasons.append(f"CASE WHEN {cond} THEN {_lit(f'missing required field {where}{name}')} END")
+    # RFC 8259 leaves duplicate names undefined: readers disagree on which one counts, so a
+    # payload that says two things about one field is refused rather than guessed at
+    duplicated = f"list_filter(list_distinct({ref}.k), lambda d: len(list_filter({ref}.k, lambda x: x = d)) > 1)"
+    reasons.append(
+        f"CASE WHEN len({ref}.k) <> len(list_distinct({ref}.k)) THEN 'duplicate field(s) {where}' "
+        f"|| array_to_string(list_sort({duplicated}), ', ') END"
+    )
     if schema.get("additionalProperties") is False:
         allowed = ", ".join(_lit(p) for p in props) or "''"
         extra = f"list_filter({ref}.k, lambda k: k NOT IN ({allowed}))"
@@ -120,6 +134,23 @@ def _field_reasons(
                 f"'field {label}: expected {'|'.join(types)}, got ' || lower({jtype})",
             )
         )
+    if "number" in types or "integer" in types:
+        # NaN and ±Infinity are not JSON numbers (DuckDB's parser accepts them), 1e400
+        # overflows a double, and an integer column is 64-bit: refused, never stored
+        checks.append(
+            (
+                f"{jtype} = 'DOUBLE' AND (isnan({number}) OR isinf({number}))",
+                f"'field {label}: ' || {text} || ' is not a finite number'",
+            )
+        )
+        if "integer" in types:
+            checks.append(
+                (
+                    f"({jtype} = 'UBIGINT' AND TRY_CAST({text} AS BIGINT) IS NULL) OR "
+                    f"({jtype} = 'DOUBLE' AND NOT (abs({number}) < 9.2e18))",
+                    f"'field {label}: ' || {text} || ' is beyond a 64-bit integer'",
+                )
+            )
     is_str = f"{jtype} = 'VARCHAR'"
     if "enum" in sub:
         values = ", ".join(_lit(v) for v in sub["enum"] if isinstance(v, str))
@@ -135,6 +166,16 @@ def _field_reasons(
                 f"{is_str} AND NOT coalesce(regexp_full_match({text}, {_lit(_DATE_TIME_RE)}) AND "
                 f"TRY_CAST({text} AS TIMESTAMPTZ) IS NOT NULL, false)",
                 f"'field {label}: ' || {text} || ' is not an RFC 3339 date-time'",
+            )
+        )
+        # event times the lake's date arithmetic can carry (windows, late-event watermarks):
+        # year 1 or 9999 is valid RFC 3339 but overflows a datetime a few hours away
+        checks.append(
+            (
+                f"{is_str} AND NOT coalesce(TRY_CAST({text} AS TIMESTAMPTZ) "
+                f"BETWEEN {_lit(EARLIEST_EVENT_TIME)} AND {_lit(LATEST_EVENT_TIME)}, true)",
+                f"'field {label}: ' || {text} || ' is outside {EARLIEST_EVENT_TIME[:4]}-"
+                f"{LATEST_EVENT_TIME[:4]}'",
             )
         )
     is_num = f"{jtype} IN ('BIGINT', 'UBIGINT', 'DOUBLE')"
@@ -185,6 +226,7 @@ def reason_sql(schema: dict[str, Any], max_bytes: int = MAX_PAYLOAD_BYTES) -> st
         WHEN NOT json_valid({text}) THEN 'invalid JSON'
         WHEN json_type({doc}) <> 'OBJECT' THEN 'payload is not a JSON object'
         WHEN key IS NULL OR octet_length(key) = 0 THEN 'missing Kafka key'
+        WHEN try(decode(key)) IS NULL THEN 'Kafka key is not valid UTF-8'
         ELSE {_object_reason(schema, "frame", "", 0)}
     END"""
 

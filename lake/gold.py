@@ -6,6 +6,9 @@ package; no DuckDB extension) and writes the KPI tables into one DuckDB file,
 read-only, so it is never written in place: a run builds `gold.duckdb.build` (a copy of the
 current file, so a partial selection keeps the other tables), and `os.replace` swaps it in
 only when dbt succeeded. Builds are serialised by an advisory lock (`gold.duckdb.lock`).
+Every published table is also written as Parquet, `<lake>/gold/<table>/<table>.parquet`, for
+tools that read a folder rather than DuckDB (Tableau, Power BI, Spark); each file is written
+under a hidden name first and renamed over the old one (readers skip names starting with '.').
 
 Plain Python (no Dagster import): the Dagster assets and the CLI call these functions.
 """
@@ -157,6 +160,38 @@ def _publish(build: Path, gold: Path) -> None:
     _fsync(gold.parent)
 
 
+def gold_parquet_uri(settings: Settings, table: str) -> str:
+    """Where table `table` of the gold file is published as Parquet (a folder per table)."""
+    return f"{settings.table_uri('gold', table)}/{table}.parquet"
+
+
+def publish_parquet(settings: Settings, gold: Path | None = None) -> list[str]:
+    """Write every table of the published gold file as Parquet under `<lake>/gold/<table>/`
+    (hidden temporary name, then a rename over the previous file). Returns the tables."""
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    gold = gold or gold_db_path(settings)
+    fs, root = pafs.FileSystem.from_uri(settings.table_uri("gold", "x"))
+    root = root.rsplit("/", 1)[0]
+    with duckdb.connect(str(gold), read_only=True) as con:
+        tables = [
+            row[0]
+            for row in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' "
+                "ORDER BY table_name"
+            ).fetchall()
+        ]
+        for table in tables:
+            data = con.table(f'"{table}"').to_arrow_table()
+            folder = f"{root}/{table}"
+            fs.create_dir(folder, recursive=True)
+            hidden = f"{folder}/.{table}.parquet.tmp"
+            pq.write_table(data, hidden, filesystem=fs)
+            fs.move(hidden, f"{folder}/{table}.parquet")
+    return tables
+
+
 @contextmanager
 def gold_build(settings: Settings, *, publish: bool = True) -> Iterator[Path]:
     """Yield the path dbt must write (`gold.duckdb.build`); publish it on success.
@@ -182,6 +217,7 @@ def gold_build(settings: Settings, *, publish: bool = True) -> Iterator[Path]:
         try:
             if publish and build.exists():
                 _publish(build, gold)
+                publish_parquet(settings, gold)
         finally:
             _remove(build, _wal(build))
 

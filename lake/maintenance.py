@@ -37,7 +37,7 @@ Z_ORDER: dict[str, tuple[str, ...]] = {
     "silver/transactions": ("card_hash",),
 }
 # zones whose sub-folders are Delta tables (the dead-letter table is the zone itself)
-_ZONES = ("raw", "silver", "gold", "_dead_letter", "_outbox", "_usage")
+_ZONES = ("raw", "silver", "gold", "_dead_letter", "_outbox", "_usage", "_platform")
 
 
 @dataclass

@@ -17,17 +17,44 @@ written through `deltalake`/pyarrow or as plain Parquet. No Dagster import.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
+import sys
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import timedelta
 
 import pyarrow as pa
-from deltalake import DeltaTable
+import pyarrow.compute as pc
+from deltalake import CommitProperties, DeltaTable, Transaction
+from deltalake.exceptions import DeltaError
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from lake.tables import SILVER_ORDERS_SCHEMA
+from governance import pii
+from governance.crypto import decrypt_raw_values
+from lake.silver import (
+    _PO,
+    _READING,
+    _RECEIPT,
+    _SHIPMENT,
+    _WEATHER,
+    CURRENT_MARKER,
+    SPECS,
+    SilverResult,
+    SilverSpec,
+    _current_max_ts,
+    marker,
+)
+from lake.spark_delta import (
+    anti_join_existing,
+    commit_files,
+    local_table_path,
+    write_data_files,
+)
+from lake.tables import SILVER_ORDERS_SCHEMA, SILVER_TABLES, open_table, raw_uri, silver_uri
 from lakehouse.config import Settings
 
 # qty is read as DOUBLE: the contract accepts 2.0 as an integer (JSON Schema), which DuckDB's
@@ -40,34 +67,55 @@ ORDERS_JSON_SCHEMA = (
 )
 
 
+def spark_config(settings: Settings, app_name: str = "lakehouse") -> dict[str, str]:
+    """The Spark configuration of the `spark` engine: master from LAKEHOUSE_SPARK_MASTER, the
+    settings the silver parity depends on (UTC session time zone, Arrow transfers), loopback
+    and a small shuffle for a local master, then LAKEHOUSE_SPARK_CONF_* on top."""
+    master = settings.spark_master
+    conf = {
+        "spark.app.name": app_name,
+        # timestamps parsed, dated and collected in UTC, as DuckDB's `SET TimeZone = 'UTC'`
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        # plain int64 microseconds if Spark itself writes Parquet (its default is INT96)
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        "spark.ui.showConsoleProgress": "false",
+    }
+    if master.startswith("sc://"):
+        conf["spark.remote"] = master  # Spark Connect: the server owns the cluster settings
+    else:
+        conf["spark.master"] = master
+    if master.startswith("local"):
+        cores = master.partition("[")[2].split(",")[0].rstrip("]") or "1"
+        count = (os.cpu_count() or 2) if cores == "*" else int(cores)
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # loopback, no hostname lookup
+        # the tasks' Python (decryption, file writes) is this interpreter, with its packages
+        # (PySpark reads the variable, not `spark.pyspark.python`, when it starts the JVM)
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        conf |= {
+            "spark.driver.host": "127.0.0.1",
+            "spark.driver.bindAddress": "127.0.0.1",
+            "spark.ui.enabled": "false",
+            "spark.sql.shuffle.partitions": str(2 * count),
+            "spark.default.parallelism": str(count),
+            "spark.sql.warehouse.dir": f"{tempfile.gettempdir()}/spark-warehouse",
+            "spark.pyspark.python": os.environ["PYSPARK_PYTHON"],
+        }
+    return conf | settings.spark_conf
+
+
 def local_spark(
     app_name: str,
     cores: int = 2,
     driver_memory: str = "2g",
     extra: Mapping[str, str] | None = None,
 ) -> SparkSession:
-    """A local[cores] session tuned for a small machine: few shuffle partitions, UTC, no UI,
-    Arrow transfers, loopback only, warehouse folder under the system temp folder."""
-    scratch = tempfile.gettempdir()
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # loopback only, no hostname lookup
-    builder = (
-        SparkSession.builder.master(f"local[{cores}]")
-        .appName(app_name)
-        .config("spark.driver.memory", driver_memory)
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", str(2 * cores))
-        .config("spark.default.parallelism", str(cores))
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        # plain int64 microseconds in Parquet (Spark's default is INT96, which pyarrow and
-        # deltalake read back as naive nanoseconds)
-        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-        .config("spark.sql.warehouse.dir", f"{scratch}/spark-warehouse")
-    )
-    for key, value in (extra or {}).items():
+    """A local[cores] session tuned for a small machine (tests, benchmarks): the engine's
+    configuration (`spark_config`) with that master, no UI."""
+    settings = dataclasses.replace(Settings.from_env(), spark_master=f"local[{cores}]")
+    conf = spark_config(settings, app_name) | {"spark.driver.memory": driver_memory}
+    builder = SparkSession.builder
+    for key, value in (conf | dict(extra or {})).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
@@ -194,3 +242,383 @@ def to_arrow(df: DataFrame, schema: pa.Schema) -> pa.Table:
     """Collect a (small) DataFrame to Arrow, cast to the lake schema (UTC timestamps)."""
     table = df.toArrow()
     return table.select(schema.names).cast(schema)
+
+
+# ---- every silver transform on Spark (the `spark` engine) ---------------------------------
+#
+# Each function below is the Spark twin of one SQL transform of lake/silver.py: the same JSON
+# fields, the same casts (read as DuckDB casts them: a JSON number read as text is normalised
+# the same way by both parsers, `2.0` is a valid integer), the same treatment of personal
+# fields (governance.pii: HMAC-SHA256 hex, grid), the same "first delivery wins" order.
+
+
+def _lineage() -> list[Column]:
+    return [
+        F.col("epoch").cast("int").alias("source_epoch"),
+        F.col("partition").cast("int").alias("source_partition"),
+        F.col("offset").cast("long").alias("source_offset"),
+        F.col("ingested_at"),
+    ]
+
+
+_LINEAGE_NAMES = ["source_epoch", "source_partition", "source_offset", "ingested_at"]
+_DUCKDB_TO_SPARK = {"VARCHAR": "string", "DOUBLE": "double", "TIMESTAMPTZ": "timestamp"}
+
+
+def _parsed(raw_df: DataFrame, ddl: str) -> DataFrame:
+    return raw_df.select(F.from_json(F.col("value"), ddl).alias("j"), *_lineage())
+
+
+def _first_delivery(df: DataFrame, key: Sequence[str]) -> DataFrame:
+    """QUALIFY row_number() OVER (PARTITION BY key ORDER BY epoch, partition, offset) = 1"""
+    first = Window.partitionBy(*key).orderBy("source_epoch", "source_partition", "source_offset")
+    return df.withColumn("_rn", F.row_number().over(first)).where(F.col("_rn") == 1).drop("_rn")
+
+
+def duckdb_bigint(text: Column) -> Column:
+    """DuckDB's VARCHAR → BIGINT: integral text exactly, `2.0` as 2, halves away from zero."""
+    return F.round(text.cast("decimal(38,9)"), 0).cast("bigint")
+
+
+def _cast(text: Column, duckdb_type: str) -> Column:
+    if duckdb_type == "BIGINT":
+        return duckdb_bigint(text)
+    return text.cast(_DUCKDB_TO_SPARK[duckdb_type])
+
+
+def grid(value: Column) -> Column:
+    """governance.pii.grid_sql: floor(x * 100.0) / 100.0 (Spark's floor is a BIGINT, exact)."""
+    scale = float(round(1 / pii.GRID_DEGREES))
+    return F.floor(value * F.lit(scale)) / F.lit(scale)
+
+
+def silver_expr(topic: str, path: str, column: Column, key: str) -> Column:
+    """governance.pii.silver_sql in Spark: the silver value of field `path` of `topic`."""
+    treatment = pii.fields_of(topic)[path].treatment
+    if treatment == "hash":
+        return hmac_sha256_hex(column, key)
+    if treatment == "grid":
+        return grid(column)
+    return column
+
+
+def _sessions(raw_df: DataFrame, key: str) -> DataFrame:
+    parsed = _parsed(
+        raw_df,
+        "session_id STRING, ts STRING, customer_id STRING, channel STRING, city STRING, "
+        "order_id STRING",
+    )
+    ts = F.col("j.ts").cast("timestamp")
+    rows = parsed.select(
+        F.col("j.session_id").alias("session_id"),
+        ts.alias("ts"),
+        F.to_date(ts).alias("session_date"),
+        silver_expr("sessions", "customer_id", F.col("j.customer_id"), key).alias(
+            "customer_id_hash"
+        ),
+        F.col("j.channel").alias("channel"),
+        F.col("j.city").alias("city"),
+        F.col("j.order_id").alias("order_id"),
+        *_LINEAGE_NAMES,
+    )
+    return _first_delivery(rows, ["session_id"])
+
+
+def _inventory(raw_df: DataFrame, _: str) -> DataFrame:
+    parsed = _parsed(
+        raw_df,
+        "sku STRING, store_id STRING, ts STRING, update_type STRING, on_hand STRING, "
+        "on_order STRING, sold_qty STRING, received_qty STRING",
+    )
+    ts = F.col("j.ts").cast("timestamp")
+    rows = parsed.select(
+        F.col("j.sku").alias("sku"),
+        F.col("j.store_id").alias("store_id"),
+        ts.alias("ts"),
+        F.to_date(ts).alias("update_date"),
+        F.col("j.update_type").alias("update_type"),
+        *(
+            duckdb_bigint(F.col(f"j.{n}")).alias(n)
+            for n in ("on_hand", "on_order", "sold_qty", "received_qty")
+        ),
+        *_LINEAGE_NAMES,
+    )
+    return _first_delivery(rows, ["sku", "store_id", "ts", "update_type"])
+
+
+def _transactions(raw_df: DataFrame, key: str) -> DataFrame:
+    parsed = _parsed(
+        raw_df,
+        "transaction_id STRING, timestamp STRING, account_id STRING, card_hash STRING, "
+        "amount DOUBLE, currency STRING, merchant_id STRING, merchant_category STRING, "
+        "channel STRING, country STRING, device_id STRING, ip STRING, lat DOUBLE, lon DOUBLE, "
+        "three_ds_status STRING",
+    )
+    ts = F.col("j.timestamp").cast("timestamp")
+
+    def treated(name: str) -> Column:
+        return silver_expr("transactions", name, F.col(f"j.{name}"), key)
+
+    rows = parsed.select(
+        F.col("j.transaction_id").alias("transaction_id"),
+        ts.alias("ts"),
+        F.to_date(ts).alias("tx_date"),
+        treated("account_id").alias("account_hash"),
+        treated("card_hash").alias("card_hash"),
+        F.col("j.amount").alias("amount"),
+        F.col("j.currency").alias("currency"),
+        F.col("j.merchant_id").alias("merchant_id"),
+        F.col("j.merchant_category").alias("merchant_category"),
+        F.col("j.channel").alias("channel"),
+        F.col("j.country").alias("country"),
+        treated("device_id").alias("device_id"),
+        treated("ip").alias("ip_hash"),
+        treated("lat").alias("lat"),
+        treated("lon").alias("lon"),
+        F.col("j.three_ds_status").alias("three_ds_status"),
+        *_LINEAGE_NAMES,
+    )
+    return _first_delivery(rows, ["transaction_id"])
+
+
+def _fraud_labels(raw_df: DataFrame, _: str) -> DataFrame:
+    parsed = _parsed(raw_df, "transaction_id STRING, is_fraud BOOLEAN, reported_at STRING")
+    reported = F.col("j.reported_at").cast("timestamp")
+    rows = parsed.select(
+        F.col("j.transaction_id").alias("transaction_id"),
+        F.col("j.is_fraud").alias("is_fraud"),
+        reported.alias("reported_at"),
+        reported.alias("ts"),
+        F.to_date(reported).alias("report_date"),
+        *_LINEAGE_NAMES,
+    )
+    return _first_delivery(rows, ["transaction_id", "ts"])
+
+
+def _flat(fields: Mapping[str, str], date_name: str, key: Sequence[str]) -> SparkTransform:
+    """The twin of lake.silver._json_sql + _with_date: every field read as text, then cast."""
+    ddl = ", ".join(f"{n} STRING" for n in fields)
+
+    def transform(raw_df: DataFrame, _: str) -> DataFrame:
+        columns: list[Column] = []
+        for name, kind in fields.items():
+            columns.append(_cast(F.col(f"j.{name}"), kind).alias(name))
+            if name == "ts":
+                columns.append(F.to_date(F.col("j.ts").cast("timestamp")).alias(date_name))
+        rows = _parsed(raw_df, ddl).select(*columns, *_LINEAGE_NAMES)
+        return _first_delivery(rows, key)
+
+    return transform
+
+
+def _orders(raw_df: DataFrame, key: str) -> DataFrame:
+    return spark_silver_orders(raw_df.sparkSession, raw_df, key)
+
+
+SparkTransform = Callable[[DataFrame, str], DataFrame]
+
+SPARK_TRANSFORMS: dict[str, SparkTransform] = {
+    "silver_orders": _orders,
+    "silver_sessions": _sessions,
+    "silver_inventory": _inventory,
+    "silver_purchase_orders": _flat(_PO, "order_date", ["po_id"]),
+    "silver_receipts": _flat(_RECEIPT, "receipt_date", ["receipt_id"]),
+    "silver_shipments": _flat(_SHIPMENT, "event_date", ["shipment_id", "status"]),
+    "silver_shipment_readings": _flat(_READING, "reading_date", ["shipment_id", "ts"]),
+    "silver_weather": _flat(_WEATHER, "weather_date", ["city", "ts"]),
+    "silver_transactions": _transactions,
+    "silver_fraud_labels": _fraud_labels,
+}
+
+
+def spark_transform(spec: SilverSpec, raw_df: DataFrame, pii_key: str) -> DataFrame:
+    """The raw → silver transform of one spec on Spark (columns in the silver schema's order)."""
+    return SPARK_TRANSFORMS[spec.name](raw_df, pii_key).select(*SILVER_TABLES[spec.name][1].names)
+
+
+# ---- reading raw and decrypting it in the tasks --------------------------------------------
+
+_RAW_COLUMNS = ["value", "epoch", "partition", "offset", "ingested_at"]
+_RAW_DDL = "value STRING, epoch INT, partition INT, offset BIGINT, ingested_at TIMESTAMP"
+
+
+def files_added_since(
+    settings: Settings, uri: str, processed_version: int | None
+) -> tuple[list[str], int | None]:
+    """The data files (URIs) a Delta table gained after `processed_version` (every file if
+    None) and the version read: lake.silver.rows_added_since, as a file list for Spark."""
+    table = open_table(uri, settings)
+    if table is None:
+        return [], None
+    current = table.version()
+    files = list(table.file_uris())
+    if processed_version is None:
+        return files, current
+    if processed_version >= current:
+        return [], current
+    try:
+        before = open_table(uri, settings, processed_version)
+        seen = set(before.file_uris()) if before else set()
+    except DeltaError:  # old log entries cleaned up: reprocess everything (the anti-join dedups)
+        seen = set()
+    return [f for f in files if f not in seen], current
+
+
+def _decrypt_task(settings: Settings, topic: str) -> Callable[..., Iterator[pa.RecordBatch]]:
+    """Runs in each task: governance.crypto's decryption of the raw tokens, batch by batch
+    (rows of erased subjects drop out, as on the DuckDB path)."""
+
+    def decrypt(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            table = decrypt_raw_values(settings, topic, pa.Table.from_batches([batch]))
+            table = table.set_column(0, "value", pc.cast(table["value"], pa.string()))
+            yield from table.to_batches()
+
+    return decrypt
+
+
+def read_raw(spark: SparkSession, settings: Settings, topic: str, files: list[str]) -> DataFrame:
+    """Raw rows of these files, PII tokens decrypted inside the Spark tasks."""
+    raw = spark.read.parquet(*files).select(*_RAW_COLUMNS)
+    return raw.mapInArrow(_decrypt_task(settings, topic), _RAW_DDL)
+
+
+# ---- the `spark` engine's silver builds -----------------------------------------------------
+
+
+def build_silver_spark(settings: Settings, spark: SparkSession, name: str) -> SilverResult:
+    """lake.silver.build_silver on Spark: the raw files added since the table's marker are
+    read, decrypted and transformed by Spark tasks; the rows whose key silver holds are
+    dropped by an anti-join; the tasks write the Parquet files and the driver commits them
+    with the marker in one Delta transaction (lake/spark_delta.py)."""
+    started = time.monotonic()
+    spec = SPECS[name]
+    uri = silver_uri(settings, name)
+    schema = SILVER_TABLES[name][1]
+    local_table_path(settings, uri)  # a lake the tasks can write, or one line naming the fix
+    target = open_table(uri, settings)
+    processed = target.transaction_version(marker(spec.topic)) if target else None
+    files, raw_version = files_added_since(settings, raw_uri(settings, spec.topic), processed)
+    result = SilverResult(name, processed, raw_version)
+    if raw_version is None or (processed is not None and raw_version <= processed):
+        result.seconds = time.monotonic() - started
+        return result
+
+    if files:
+        raw_df = read_raw(spark, settings, spec.topic, files)
+        rows = spark_transform(spec, raw_df, settings.pii_hash_key).persist()
+    else:  # only empty commits since (a new epoch): nothing to read, the marker still moves
+        rows = spark.createDataFrame([], _spark_schema(spark, schema))
+    try:
+        watermark = _current_max_ts(target)
+        limit = None
+        if watermark is not None and settings.late_watermark_minutes:
+            limit = watermark - timedelta(minutes=settings.late_watermark_minutes)
+        counts = rows.agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.sum((F.col("ts") < F.lit(limit)).cast("long") if limit else F.lit(0)).alias("late"),
+        ).collect()[0]
+        result.rows_in_batch = int(counts["rows"])
+        result.late_events = int(counts["late"] or 0)
+        if limit is not None and result.rows_in_batch:
+            result.late_watermark = limit.isoformat()
+        else:
+            result.late_events = 0
+        result.raw_rows_read = _raw_rows_read(spark, files)
+        fresh = anti_join_existing(spark, rows, target, spec.key, spec.partition_by)
+        written = write_data_files(settings, fresh, uri, schema, spec.partition_by)
+    finally:
+        rows.unpersist()
+    commit = CommitProperties(
+        app_transactions=[Transaction(marker(spec.topic), raw_version)],
+        custom_metadata={"lakehouse.late_events": str(result.late_events)},
+    )
+    commit_files(settings, uri, target, written, schema, spec.partition_by, commit)
+    result.rows_inserted = written.rows
+    result.duplicates_skipped = result.rows_in_batch - result.rows_inserted
+    result.table_version = open_table(uri, settings).version()  # type: ignore[union-attr]
+    result.extra["engine"] = "spark"
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _raw_rows_read(spark: SparkSession, files: list[str]) -> int:
+    # from the Parquet footers: no data is scanned again
+    return int(spark.read.parquet(*files).count()) if files else 0
+
+
+def _spark_schema(spark: SparkSession, schema: pa.Schema) -> object:
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return from_arrow_schema(schema)
+
+
+def build_inventory_current_spark(settings: Settings, spark: SparkSession) -> SilverResult:
+    """lake.silver.build_inventory_current on Spark: latest update per SKU × store from the
+    rows silver_inventory gained, merged with the current table (a newer event time wins, a
+    tie keeps the stored row, as the DuckDB MERGE's `s.ts > t.ts`), written by the tasks and
+    committed by the driver as one overwrite with the marker."""
+    started = time.monotonic()
+    name = "silver_inventory_current"
+    uri = silver_uri(settings, name)
+    schema = SILVER_TABLES[name][1]
+    local_table_path(settings, uri)
+    target = open_table(uri, settings)
+    processed = target.transaction_version(CURRENT_MARKER) if target else None
+    files, version = files_added_since(
+        settings, silver_uri(settings, "silver_inventory"), processed
+    )
+    result = SilverResult(name, processed, version)
+    if version is None or (processed is not None and version <= processed):
+        result.seconds = time.monotonic() - started
+        return result
+    key = ["sku", "store_id"]
+    if files:
+        updates = spark.read.parquet(*files)
+        result.raw_rows_read = int(updates.count())
+        newest = Window.partitionBy(*key).orderBy(
+            F.col("ts").desc(), F.col("source_epoch").desc(), F.col("source_offset").desc()
+        )
+        latest = (
+            updates.withColumn("_rn", F.row_number().over(newest))
+            .where(F.col("_rn") == 1)
+            .select(*schema.names)
+        )
+    else:
+        latest = spark.createDataFrame([], _spark_schema(spark, schema))
+    latest = latest.persist()
+    try:
+        result.rows_in_batch = int(latest.count())
+        stored = target.file_uris() if target is not None else []
+        if stored:
+            current = spark.read.parquet(*stored).select(*schema.names)
+            candidates = current.withColumn("_new", F.lit(1)).unionByName(
+                latest.withColumn("_new", F.lit(0))
+            )
+            # the stored row first on equal event times: it is kept (`s.ts > t.ts` updates)
+            pick = Window.partitionBy(*key).orderBy(F.col("ts").desc(), F.col("_new").desc())
+            merged = candidates.withColumn("_rn", F.row_number().over(pick)).where("_rn = 1")
+            changes = (
+                latest.alias("s")
+                .join(current.alias("t"), key, "left")
+                .agg(
+                    F.sum(F.col("t.ts").isNull().cast("long")).alias("inserted"),
+                    F.sum((F.col("s.ts") > F.col("t.ts")).cast("long")).alias("updated"),
+                )
+                .collect()[0]
+            )
+            result.rows_inserted = int(changes["inserted"] or 0)
+            result.extra["rows_updated"] = int(changes["updated"] or 0)
+            rows = merged.select(*schema.names)
+        else:
+            rows = latest
+            result.rows_inserted = result.rows_in_batch
+        written = write_data_files(settings, rows, uri, schema, None)
+    finally:
+        latest.unpersist()
+    commit = CommitProperties(app_transactions=[Transaction(CURRENT_MARKER, version)])
+    commit_files(settings, uri, target, written, schema, None, commit, mode="overwrite")
+    result.table_version = open_table(uri, settings).version()  # type: ignore[union-attr]
+    result.extra["engine"] = "spark"
+    result.seconds = time.monotonic() - started
+    return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -434,34 +435,145 @@ def dbt(ctx: typer.Context) -> None:
     print(getattr(result, "stdout", "") or "")
 
 
+# ---- BI (Superset) ---------------------------------------------------------------------------
+bi_app = typer.Typer(
+    no_args_is_help=True, help="Apache Superset over gold: dashboards as code in bi/ (make bi)."
+)
+app.add_typer(bi_app, name="bi")
+
+
+def _say(line: str) -> None:
+    print(f"    {line}", flush=True)
+
+
+@bi_app.command("up")
+def bi_up() -> None:
+    """Install Superset if missing (.venv-bi), provision the bundle in bi/, start it on
+    127.0.0.1:LAKEHOUSE_BI_PORT and print the URL, the login and the dashboards."""
+    from lakehouse import bi
+
+    report = bi.up(_settings(), _say)
+    for line in report.lines():
+        print(line)
+
+
+@bi_app.command("down")
+def bi_down() -> None:
+    """Stop the Superset server `bi up` started for this LAKEHOUSE_HOME (nothing else)."""
+    from lakehouse import bi
+
+    print(
+        "stopped Superset"
+        if bi.down(_settings())
+        else "Superset was not running (started by `bi up`)"
+    )
+
+
+@bi_app.command("status")
+def bi_status() -> None:
+    """Whether Superset runs for this LAKEHOUSE_HOME, where, and whether it is healthy."""
+    from lakehouse import bi
+
+    print(bi.status(_settings()).describe())
+
+
+@bi_app.command("export")
+def bi_export(
+    folder: Annotated[
+        Path | None, typer.Option(help="where to write the bundle (default: the repo's bi/)")
+    ] = None,
+) -> None:
+    """Write the dashboards, charts, datasets and database as they are in Superset back into
+    bi/ (normalised YAML): a UI edit becomes a diff to commit."""
+    from lakehouse import bi
+
+    written = bi.export_bundle(_settings(), folder or bi.BUNDLE_DIR)
+    print(f"wrote {len(written)} files to {folder or bi.BUNDLE_DIR}")
+
+
+@bi_app.command("check")
+def bi_check(
+    screenshots: Annotated[
+        Path | None, typer.Option(help="save one PNG per dashboard in this folder")
+    ] = None,
+) -> None:
+    """Open every dashboard in headless Chromium and check that every chart rendered with
+    data; prints the time each dashboard took."""
+    from lakehouse import bi_check as check
+
+    results = check.check_dashboards(_settings(), screenshots)
+    failed = [r for r in results if not r.ok]
+    for result in results:
+        print(result.line())
+    if failed:
+        raise LakehouseError(
+            f"{len(failed)} dashboard(s) with a chart that did not render: "
+            + "; ".join(r.problem() for r in failed)
+        )
+
+
 @app.command("ui")
-def ui(port: Annotated[int, typer.Option(help="web UI port")] = 3000) -> None:
-    """Start the Dagster UI and daemon (sensors, schedules) on 127.0.0.1."""
+def ui(
+    port: Annotated[int, typer.Option(help="web UI port")] = 3000,
+    host: Annotated[
+        str,
+        typer.Option(
+            help="interface; beyond loopback the UI is served through the token gateway "
+            "(LAKEHOUSE_API_TOKENS, roles of policy services.dagster_ui)"
+        ),
+    ] = "127.0.0.1",
+) -> None:
+    """Start the Dagster UI and daemon (sensors, schedules), on 127.0.0.1 by default."""
+    from governance.tokens import is_loopback, require_tokens_to_bind
     from lake.gold import MANIFEST_PATH, prepare_manifest
     from lakehouse.instance import ensure_dagster_home
 
     settings = _settings()
+    if not is_loopback(host):  # before any work: no tokens, no start
+        require_tokens_to_bind(settings, host, "the Dagster UI")
     ensure_dagster_home(settings)
     if not MANIFEST_PATH.exists():
         prepare_manifest(settings)
     _bootstrap(settings)
     dagster = Path(sys.executable).absolute().parent / "dagster"
     root = Path(__file__).resolve().parent.parent
-    print(f"Dagster UI on http://127.0.0.1:{port} (DAGSTER_HOME={settings.dagster_home})")
     os.chdir(root)
-    os.execv(
-        str(dagster),
-        [
-            str(dagster),
-            "dev",
-            "-w",
-            str(root / "workspace.yaml"),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
+    if is_loopback(host):
+        print(f"Dagster UI on http://{host}:{port} (DAGSTER_HOME={settings.dagster_home})")
+        command = [str(dagster), "dev", "-w", str(root / "workspace.yaml")]
+        os.execv(str(dagster), [*command, "-h", host, "-p", str(port)])
+    _ui_behind_gateway(settings, dagster, root, host, port)
+
+
+def _ui_behind_gateway(settings: Settings, dagster: Path, root: Path, host: str, port: int) -> None:
+    """Dagster on a loopback port of its own, the token gateway on host:port in front of it."""
+    import signal
+    import socket
+    import subprocess
+
+    from governance.gateway import serve_gateway
+
+    with socket.socket() as probe:  # a free loopback port for the UI itself
+        probe.bind(("127.0.0.1", 0))
+        inner = probe.getsockname()[1]
+    command = [str(dagster), "dev", "-w", str(root / "workspace.yaml")]
+    # same process group: a signal to `lakehouse ui`'s group (Ctrl-C, a supervisor) reaches it
+    process = subprocess.Popen([*command, "-h", "127.0.0.1", "-p", str(inner)])
+    print(
+        f"Dagster UI on http://{host}:{port} behind the token gateway (roles of policy "
+        f"services.dagster_ui; the UI itself on 127.0.0.1:{inner}, DAGSTER_HOME="
+        f"{settings.dagster_home})",
+        flush=True,
     )
+    try:
+        serve_gateway(settings, "dagster_ui", host, port, f"http://127.0.0.1:{inner}")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)  # dagster dev stops its webserver and daemon
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 @app.command("mlflow-ui")

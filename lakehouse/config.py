@@ -8,6 +8,7 @@ naming the variable and the fix; the CLI prints exactly that line.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -18,7 +19,33 @@ from lakehouse.errors import ConfigError
 
 T = TypeVar("T")
 
-DEMO_PII_KEY = "lakehouse-demo-pii-key-change-me"
+PII_KEY_FILE = "pii.key"  # beside the subject key store when LAKEHOUSE_PII_KEY is unset
+_generated_pii_keys: dict[Path, str] = {}
+
+
+def _generated_secret(path: Path) -> str:
+    """The secret in `path`, created once (32 random bytes, hex; folder 0700, file 0600) so a
+    fresh clone runs without a secret in the repository; production sets the variable."""
+    if path in _generated_pii_keys:
+        return _generated_pii_keys[path]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process created it first: use theirs
+        pass
+    else:
+        with os.fdopen(fd, "w") as out:
+            out.write(os.urandom(32).hex())
+    if os.stat(path).st_mode & 0o077:
+        raise ConfigError(f"{path} is readable by others: run chmod 600 {path} (it is a secret)")
+    secret = path.read_text().strip()
+    if not secret:
+        raise ConfigError(
+            f"{path} is empty: delete it (a new key is generated) or set LAKEHOUSE_PII_KEY"
+        )
+    _generated_pii_keys[path] = secret
+    return secret
 
 
 def _parse(env: Mapping[str, str], name: str, default: T, cast: Callable[[str], T], fix: str) -> T:
@@ -96,6 +123,24 @@ def _mlflow_uri(text: str) -> str:
     return text
 
 
+def _bi_user(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", text):
+        raise ValueError("not a user name")
+    return text
+
+
+def _bi_password(text: str) -> str | None:
+    """LAKEHOUSE_BI_ADMIN_PASSWORD, never echoed in the error (it is a secret)."""
+    if not text.strip():
+        return None
+    if len(text.strip()) < 8:
+        raise ConfigError(
+            "LAKEHOUSE_BI_ADMIN_PASSWORD is too short: use at least 8 characters, or unset it "
+            "to have one generated"
+        )
+    return text.strip()
+
+
 @dataclass(frozen=True)
 class Settings:
     """Typed settings; build with `Settings.from_env()`."""
@@ -105,7 +150,7 @@ class Settings:
     kafka_bootstrap: str | None
     broker_port: int
     topic_partitions: int
-    pii_hash_key: str = field(repr=False)  # a secret: never printed
+    pii_key: str | None = field(repr=False)  # LAKEHOUSE_PII_KEY, a secret: never printed
     late_watermark_minutes: int
     max_batch_records: int
     gold_db_path: Path
@@ -159,6 +204,26 @@ class Settings:
     # long-running processes (live generator, service warmers) exit after this idle time
     # when run with --exit-when-idle; 0 = never
     idle_exit_seconds: int = 0
+    # ---- engine (silver transforms): duckdb on one machine, or spark (lake/spark_silver.py) --
+    engine: str = "duckdb"
+    spark_master: str = "local[*]"
+    # extra Spark configuration (LAKEHOUSE_SPARK_CONF_<key>), applied after the defaults
+    spark_conf: dict[str, str] = field(default_factory=dict)
+    # ---- external Kafka security (ingestion/kafka_client.security_options) ---------------
+    kafka_security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL
+    kafka_sasl_mechanism: str | None = None  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = field(default=None, repr=False)
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_password: str | None = field(default=None, repr=False)
+    kafka_ssl_check_hostname: bool = True
+    # ---- BI (Superset, lakehouse/bi.py) ----
+    bi_port: int = 8088  # Superset listens on 127.0.0.1 only
+    bi_admin_user: str = "admin"
+    # None: a password generated once and kept in <home>/bi/admin_password (0600)
+    bi_admin_password: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -200,10 +265,10 @@ class Settings:
                 _int_between(1, 64),
                 "use an integer between 1 and 64",
             ),
-            pii_hash_key=_parse(
+            pii_key=_parse(
                 env,
                 "LAKEHOUSE_PII_KEY",
-                DEMO_PII_KEY,
+                None,
                 _non_empty,
                 "set a secret string (it keys the HMAC that pseudonymises PII)",
             ),
@@ -327,9 +392,49 @@ class Settings:
                 "use megabytes between 1 and 4096 (the size OPTIMIZE compacts files to)",
             ),
             **_operations_settings(env),
+            engine=_parse(
+                env,
+                "LAKEHOUSE_ENGINE",
+                "duckdb",
+                _engine,
+                "use duckdb (one machine, the default) or spark (LAKEHOUSE_SPARK_MASTER)",
+            ),
+            spark_master=_parse(
+                env,
+                "LAKEHOUSE_SPARK_MASTER",
+                "local[*]",
+                _spark_master,
+                "use local[*], local[N], spark://host:port, yarn, k8s://https://host:port "
+                "or a Spark Connect URL sc://host:port",
+            ),
+            spark_conf=_spark_conf(env),
+            **_kafka_security(env),
+            bi_port=_parse(
+                env,
+                "LAKEHOUSE_BI_PORT",
+                8088,
+                _int_between(1024, 65535),
+                "use a free TCP port between 1024 and 65535",
+            ),
+            bi_admin_user=_parse(
+                env,
+                "LAKEHOUSE_BI_ADMIN_USER",
+                "admin",
+                _bi_user,
+                "use letters, digits, '.', '_' or '-' (at most 64)",
+            ),
+            bi_admin_password=_bi_password(env.get("LAKEHOUSE_BI_ADMIN_PASSWORD", "")),
         )
 
     # ---- derived locations -------------------------------------------------------------
+    @property
+    def pii_hash_key(self) -> str:
+        """The HMAC key of pseudonyms: LAKEHOUSE_PII_KEY, else a generated key kept in
+        `<key store folder>/pii.key` (0600), the same for every process of this home."""
+        if self.pii_key is not None:
+            return self.pii_key
+        return _generated_secret(self.key_store_path.parent / PII_KEY_FILE)
+
     @property
     def embedded_broker(self) -> bool:
         return self.kafka_bootstrap is None
@@ -362,6 +467,134 @@ class Settings:
     def table_uri(self, zone: str, name: str) -> str:
         """Location of a Delta table: `<lake>/<zone>/<name>` (zones: raw, silver, gold, _dead_letter)."""
         return f"{self.lake_root}/{zone}/{name}" if name else f"{self.lake_root}/{zone}"
+
+
+ENGINES = ("duckdb", "spark")
+SPARK_CONF_PREFIX = "LAKEHOUSE_SPARK_CONF_"
+
+
+def _engine(text: str) -> str:
+    if text.lower() not in ENGINES:
+        raise ValueError(f"expected one of {', '.join(ENGINES)}")
+    return text.lower()
+
+
+def _spark_master(text: str) -> str:
+    local = re.fullmatch(r"local(\[(\*|[1-9][0-9]*)(,[0-9]+)?\])?", text)
+    remote = text.startswith(("spark://", "k8s://", "sc://", "mesos://")) or text == "yarn"
+    if not local and not remote:
+        raise ValueError("not a Spark master URL")
+    return text
+
+
+def _spark_conf(env: Mapping[str, str]) -> dict[str, str]:
+    """`LAKEHOUSE_SPARK_CONF_<key>=<value>` → Spark conf `<key>`: the key as Spark spells it,
+    its dots written `__` where a shell allows no dot in a name
+    (`LAKEHOUSE_SPARK_CONF_spark__executor__memory=4g` → `spark.executor.memory`)."""
+    conf: dict[str, str] = {}
+    for name, value in env.items():
+        if not name.startswith(SPARK_CONF_PREFIX) or not value.strip():
+            continue
+        key = name.removeprefix(SPARK_CONF_PREFIX).replace("__", ".")
+        if not key.startswith("spark.") or key == "spark.master":
+            raise ConfigError(
+                f"{name}: a Spark setting name must start with spark__ (e.g. "
+                "LAKEHOUSE_SPARK_CONF_spark__executor__memory=4g); set the master with "
+                "LAKEHOUSE_SPARK_MASTER"
+            )
+        conf[key] = value.strip()
+    return conf
+
+
+KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def cast(text: str) -> str:
+        if text.upper() not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return text.upper()
+
+    return cast
+
+
+def _readable_file(text: str) -> Path:
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise ValueError(f"no file at {path}")
+    return path.resolve()
+
+
+def _kafka_security(env: Mapping[str, str]) -> dict[str, object]:
+    """TLS and SASL settings of an external Kafka (every client the project creates)."""
+    protocol = _parse(
+        env,
+        "LAKEHOUSE_KAFKA_SECURITY_PROTOCOL",
+        "PLAINTEXT",
+        _one_of(KAFKA_PROTOCOLS),
+        f"use one of {', '.join(KAFKA_PROTOCOLS)} (your broker's listener)",
+    )
+    mechanism = _parse(
+        env,
+        "LAKEHOUSE_KAFKA_SASL_MECHANISM",
+        None,
+        _one_of(SASL_MECHANISMS),
+        f"use one of {', '.join(SASL_MECHANISMS)}",
+    )
+    username = env.get("LAKEHOUSE_KAFKA_SASL_USERNAME") or None
+    password = env.get("LAKEHOUSE_KAFKA_SASL_PASSWORD") or None
+    files = {
+        f"kafka_ssl_{name}": _parse(
+            env,
+            f"LAKEHOUSE_KAFKA_SSL_{name.upper()}",
+            None,
+            _readable_file,
+            "give the path of a readable PEM file",
+        )
+        for name in ("cafile", "certfile", "keyfile")
+    }
+    if protocol != "PLAINTEXT" and not env.get("LAKEHOUSE_KAFKA_BOOTSTRAP"):
+        raise ConfigError(
+            f"LAKEHOUSE_KAFKA_SECURITY_PROTOCOL={protocol} needs an external broker: set "
+            "LAKEHOUSE_KAFKA_BOOTSTRAP (the embedded broker listens in plaintext on loopback)"
+        )
+    if protocol.startswith("SASL_"):
+        if mechanism is None:
+            raise ConfigError(
+                f"LAKEHOUSE_KAFKA_SECURITY_PROTOCOL={protocol} needs "
+                f"LAKEHOUSE_KAFKA_SASL_MECHANISM: set one of {', '.join(SASL_MECHANISMS)}"
+            )
+        if not username or not password:
+            raise ConfigError(
+                f"LAKEHOUSE_KAFKA_SASL_MECHANISM={mechanism} needs LAKEHOUSE_KAFKA_SASL_USERNAME "
+                "and LAKEHOUSE_KAFKA_SASL_PASSWORD: set both"
+            )
+    elif mechanism is not None:
+        raise ConfigError(
+            f"LAKEHOUSE_KAFKA_SASL_MECHANISM={mechanism} needs "
+            "LAKEHOUSE_KAFKA_SECURITY_PROTOCOL=SASL_SSL (or SASL_PLAINTEXT): set it"
+        )
+    if (files["kafka_ssl_certfile"] is None) != (files["kafka_ssl_keyfile"] is None):
+        raise ConfigError(
+            "LAKEHOUSE_KAFKA_SSL_CERTFILE and LAKEHOUSE_KAFKA_SSL_KEYFILE go together (a client "
+            "certificate and its key): set both or neither"
+        )
+    return {
+        "kafka_security_protocol": protocol,
+        "kafka_sasl_mechanism": mechanism,
+        "kafka_sasl_username": username,
+        "kafka_sasl_password": password,
+        **files,
+        "kafka_ssl_password": env.get("LAKEHOUSE_KAFKA_SSL_PASSWORD") or None,
+        "kafka_ssl_check_hostname": _parse(
+            env,
+            "LAKEHOUSE_KAFKA_SSL_CHECK_HOSTNAME",
+            True,
+            _on_off,
+            "use on or off (off only for a test broker whose certificate names another host)",
+        ),
+    }
 
 
 def _brands(text: str) -> tuple[str, ...]:

@@ -74,6 +74,7 @@ def run_demo(settings: Settings, options: DemoOptions = DemoOptions()) -> None:
             bootstrap, options.history_days, options.seed, options.history_scale, end=live_start
         )
         _done(t, "sent " + ", ".join(f"{n:,} {topic}" for topic, n in sent.items()))
+        _send_malformed(bootstrap)
         if options.use_cases:
             _backfill_use_cases(bootstrap, options, live_start)
             _simulated_fraud_champion(settings)
@@ -114,6 +115,11 @@ def run_demo(settings: Settings, options: DemoOptions = DemoOptions()) -> None:
                 p.join(timeout=5 / len(producers))
         _done(t, f"sent {live_sent}; {batches} micro-batch runs during the live window")
 
+        if options.use_cases:
+            t = _step("Fraud drift report: PSI per feature, latest day vs the training window")
+            print("    " + materialize_selection(settings, "key:fraud_drift"), flush=True)
+            _done(t, "drift PSI appended to fraud_drift_psi")
+
         t = _step("Materialize the whole streaming graph (raw → silver → use cases → dbt gold)")
         print("    " + materialize_selection(settings, None).replace("\n", "\n    "), flush=True)
         _done(t, "graph materialized")
@@ -127,6 +133,24 @@ def run_demo(settings: Settings, options: DemoOptions = DemoOptions()) -> None:
             embedded.stop()
     print_summary(settings)
     print(f"\nDemo finished in {time.monotonic() - t0:.0f}s.")
+
+
+# What real producers send now and then: the dead-letter table (and the Platform dashboard)
+# shows where each one went and why.
+MALFORMED_EVENTS = (
+    ("orders", b"o_truncated", b'{"order_id": "o_truncated", "ts": "2026-'),
+    ("orders", b"o_no_items", b'{"order_id": "o_no_items", "ts": "2026-01-01T00:00:00Z"}'),
+    ("sessions", b"s_bad", b"not json at all"),
+)
+
+
+def _send_malformed(bootstrap: str) -> None:
+    by_topic: dict[str, list[tuple[bytes, bytes]]] = {}
+    for topic, key, value in MALFORMED_EVENTS:
+        by_topic.setdefault(topic, []).append((key, value))
+    for topic, messages in by_topic.items():
+        kafka_client.produce(bootstrap, topic, messages)
+    print(f"    + {len(MALFORMED_EVENTS)} malformed events (they land in _dead_letter)")
 
 
 def _simulated_fraud_champion(settings: Settings) -> None:
@@ -276,4 +300,13 @@ def print_summary(settings: Settings) -> None:
         f"\n    Lineage events: {settings.lineage_file}"
         "\n    Next: `make ui` (Dagster UI: runs, asset graph, checks, sensors on "
         "http://127.0.0.1:3000), `make docs` (KPI definitions on http://127.0.0.1:8080)"
+    )
+    from lakehouse.bi import DASHBOARDS, dashboard_urls
+
+    print(
+        "\n    Dashboards: `make bi` starts Superset (login printed there), then open"
+        + "".join(
+            f"\n      {DASHBOARDS[slug]:<15} {url}"
+            for slug, url in dashboard_urls(settings).items()
+        )
     )

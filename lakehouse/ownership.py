@@ -52,6 +52,7 @@ _PREFIX_DOMAINS = (
     ("social_", "sentiment"),
     ("sc_", "supply_chain"),
     ("finops_", "platform"),
+    ("platform_", "platform"),
     ("_", "platform"),  # _dead_letter, _usage, _alerts
 )
 # supply-chain assets whose names carry no prefix (dagster_project/forecasting.py)

@@ -113,14 +113,19 @@ def prepare() -> None:
 
 @app.command("train")
 def train(encoder: EncoderOpt = None) -> None:
-    """Train the head on the shipped data (sentiment/data), save it under LAKEHOUSE_HOME/models,
-    and print the held-out evaluation (model vs lexicon baseline, per language)."""
-    from sentiment.classifier import evaluate, train_head
+    """Train a head on the shipped data (sentiment/data) with its confidence temperature,
+    register it in MLflow, serve it (LAKEHOUSE_HOME/models) only if its held-out macro-F1
+    beats the champion's, and print the held-out evaluation and calibration."""
+    from sentiment.classifier import evaluate
+    from sentiment.model_registry import train_and_register
 
     chosen = _encoder(encoder)
     settings = _settings()
-    head = train_head(settings.models_dir, chosen)  # type: ignore[arg-type]
-    print(f"trained {chosen} head on {head.train_rows} rows in {head.metrics['fit_seconds']}s")
+    registration = train_and_register(settings, chosen)
+    print(registration.promotion.describe())
+    print("served" if registration.served else "not served: the champion stays in use")
+    for report in registration.calibration:
+        print(report.table())
     for evaluation in evaluate(settings.models_dir, (chosen,)):  # type: ignore[arg-type]
         print(evaluation.table())
 

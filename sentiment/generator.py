@@ -4,8 +4,13 @@
 sources (twitter, reddit, reviews, forum, tiktok), engagement {likes, replies, shares}, our
 brand and its competitors, exact reposts and near-duplicates, spam, sarcasm, and an optional
 crisis: a burst of negative posts about one aspect of one brand, so that the alert path can
-be demonstrated. The event is the seed's shape (post_id, ts, source, lang, text, engagement);
-the declared `lang` is sometimes wrong or missing, as with real connectors. The ground truth
+be demonstrated. The event is the seed's shape (post_id, ts, source, lang, text, engagement)
+plus `author_type` (social_raw v2): our brand's customer-care account answers some posts that
+name it, on the same network, as a post of its own with `author_type` "brand" and
+`in_reply_to_post_id` (the first-response time of gold social_response_time); the delay
+depends on the network and the post's tone, and is longer during a crisis (the team is
+swamped). A reply whose time falls after the window's end is not sent (still unanswered).
+The declared `lang` is sometimes wrong or missing, as with real connectors. The ground truth
 (label, aspect, brand, spam, duplicate of, sarcasm) never enters the stream: `truth` is
 returned separately for evaluation only.
 
@@ -29,6 +34,29 @@ SOURCE_WEIGHTS = (0.35, 0.15, 0.25, 0.1, 0.15)
 ASPECTS = ("product", "price", "delivery", "customer_service", "other")
 ASPECT_WEIGHTS = (0.35, 0.2, 0.2, 0.15, 0.1)
 LABEL_WEIGHTS = {"pos": 0.5, "neu": 0.3, "neg": 0.2}  # Annex B: ≈ 20 % negative
+# Customer care of our brand: share of its organic posts it answers, by tone, and the median
+# first-response delay per network in minutes (log-normal around it, x3 during a crisis).
+REPLY_PROBABILITY = {"neg": 0.7, "neu": 0.3, "pos": 0.15}
+REPLY_MEDIAN_MINUTES = {
+    "twitter": 12.0,
+    "tiktok": 25.0,
+    "reddit": 45.0,
+    "forum": 90.0,
+    "reviews": 240.0,
+}
+REPLY_TEXTS = {
+    "fr": (
+        "Bonjour, ici le service client {b}. Désolés pour ce souci, envoyez-nous votre numéro "
+        "de commande en message privé.",
+        "Merci pour votre message ! L'équipe {b} regarde cela tout de suite.",
+        "Bonjour, merci pour ce retour, nous transmettons à l'équipe {b} concernée.",
+    ),
+    "en": (
+        "Hi, {b} care here. Sorry about this, please DM us your order number.",
+        "Thanks for reaching out! The {b} team is looking into it right now.",
+        "Hi, thanks for the feedback, we are passing it on to the {b} team.",
+    ),
+}
 
 # (lang, label, aspect) -> phrases; {b} is the brand
 PHRASES: dict[tuple[str, str, str], tuple[str, ...]] = {
@@ -316,7 +344,56 @@ def generate_social(
         stream.truth.append(truth)
         if truth["kind"] == "organic":
             seen.append(i)
-    return stream
+    # Replies come from their own generator: the customers' posts stay those of the seed.
+    return _with_brand_replies(stream, np.random.default_rng([seed, 1]), end.timestamp())
+
+
+def _with_brand_replies(stream: SocialStream, rng: np.random.Generator, end: float) -> SocialStream:
+    """`stream` with our customer care's first replies merged in event-time order."""
+    replies: list[tuple[dict[str, object], dict[str, object]]] = []
+    for event, truth in zip(stream.events, stream.truth, strict=True):
+        if truth["kind"] != "organic" or truth["brand"] != OUR_BRAND:
+            continue
+        label = str(truth["label"])
+        if rng.random() >= REPLY_PROBABILITY[label]:
+            continue
+        median = REPLY_MEDIAN_MINUTES[str(event["source"])] * (3.0 if truth["crisis"] else 1.0)
+        moment = float(truth["epoch_s"]) + 60.0 * float(rng.lognormal(np.log(median), 0.6))
+        if moment >= end:
+            continue
+        lang = str(truth["lang"])
+        text = str(rng.choice(REPLY_TEXTS[lang])).format(b=OUR_BRAND)
+        reply_id = f"r_{event['post_id']}"
+        replies.append(
+            (
+                {
+                    "post_id": reply_id,
+                    "ts": _iso(moment),
+                    "source": event["source"],
+                    "lang": lang,
+                    "text": text,
+                    "engagement": {"likes": int(rng.poisson(1.0)), "replies": 0, "shares": 0},
+                    "author_type": "brand",
+                    "in_reply_to_post_id": event["post_id"],
+                },
+                {
+                    "post_id": reply_id,
+                    "epoch_s": moment,
+                    "lang": lang,
+                    "label": "neu",
+                    "aspect": "customer_service",
+                    "brand": OUR_BRAND,
+                    "kind": "brand_reply",
+                    "crisis": False,
+                    "reply_to": event["post_id"],
+                },
+            )
+        )
+    if not replies:
+        return stream
+    merged = list(zip(stream.events, stream.truth, strict=True)) + replies
+    merged.sort(key=lambda pair: float(pair[1]["epoch_s"]))  # stable: posts keep their order
+    return SocialStream([e for e, _ in merged], [t for _, t in merged])
 
 
 def _engagement(rng: np.random.Generator, source: str, label: str) -> dict[str, int]:
@@ -408,6 +485,7 @@ def _post(
         "lang": declared,
         "text": text,
         "engagement": _engagement(rng, source, str(label)),
+        "author_type": "customer",
     }
     truth = {
         "post_id": post_id,

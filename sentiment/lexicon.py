@@ -9,7 +9,7 @@ intensifier, and adds the emoji polarities of `sentiment.text.EMOJIS`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
@@ -27,14 +27,29 @@ _EMOJI_SCORE = {
 class FrenchLexicon:
     exact: dict[str, float]
     prefixes: tuple[tuple[str, float], ...]  # longest first
+    # the prefixes by text, and their lengths longest first: a word is looked up once per
+    # length instead of tried against every prefix (that scan was 60 % of a cold batch)
+    _by_prefix: dict[str, float] = field(init=False, repr=False, compare=False)
+    _lengths: tuple[int, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_prefix: dict[str, float] = {}
+        for prefix, score in self.prefixes:
+            by_prefix.setdefault(prefix, score)  # the first listed wins, as in a scan
+        object.__setattr__(self, "_by_prefix", by_prefix)
+        lengths = sorted({len(p) for p in by_prefix}, reverse=True)
+        object.__setattr__(self, "_lengths", tuple(lengths))
 
     def score_of(self, token: str) -> float | None:
+        """Exact entry, else the longest prefix entry the word starts with."""
         bare = strip_accents(token)
         if bare in self.exact:
             return self.exact[bare]
-        for prefix, score in self.prefixes:
-            if bare.startswith(prefix):
-                return score
+        for length in self._lengths:
+            if length <= len(bare):
+                score = self._by_prefix.get(bare[:length])
+                if score is not None:
+                    return score
         return None
 
 

@@ -60,8 +60,8 @@ class StepResult:
 
 
 def parse_raw(raw_batch: pa.Table) -> pa.Table:
-    """Typed posts from raw rows (JSON already validated against social_raw.v1), first
-    occurrence per post_id kept."""
+    """Typed posts from raw rows (JSON already validated against social_raw v1 or v2), first
+    occurrence per post_id kept; a v1 event's author is a customer."""
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
@@ -71,7 +71,8 @@ def parse_raw(raw_batch: pa.Table) -> pa.Table:
             WITH parsed AS (
                 SELECT from_json(value, '{"post_id":"VARCHAR","ts":"VARCHAR","source":"VARCHAR",
                     "lang":"VARCHAR","text":"VARCHAR","engagement":{"likes":"BIGINT",
-                    "replies":"BIGINT","shares":"BIGINT"}}') AS j,
+                    "replies":"BIGINT","shares":"BIGINT"},"author_type":"VARCHAR",
+                    "in_reply_to_post_id":"VARCHAR"}') AS j,
                     epoch::INTEGER AS source_epoch, "partition"::INTEGER AS source_partition,
                     "offset" AS source_offset, ingested_at
                 FROM raw_batch
@@ -82,6 +83,8 @@ def parse_raw(raw_batch: pa.Table) -> pa.Table:
                    coalesce(j.engagement.likes, 0) AS likes,
                    coalesce(j.engagement.replies, 0) AS replies,
                    coalesce(j.engagement.shares, 0) AS shares,
+                   coalesce(j.author_type, 'customer') AS author_type,
+                   j.in_reply_to_post_id AS in_reply_to_post_id,
                    source_epoch, source_partition, source_offset, ingested_at
             FROM parsed
             QUALIFY row_number() OVER (PARTITION BY post_id
@@ -234,7 +237,8 @@ def classify_posts(settings: Settings, posts: pa.Table, encoder: str) -> pa.Tabl
 
 def build_social_sentiment(settings: Settings, encoder: str = "static") -> StepResult:
     """silver_social rows added since the last run → social_sentiment (one commit). Spam,
-    duplicates and languages other than fr/en are not classified (counted)."""
+    duplicates, languages other than fr/en and brands' own posts (customer-care replies: the
+    sentiment is the customers') are not classified (counted)."""
     started = time.monotonic()
     uri = social_sentiment_uri(settings)
     target = open_table(uri, settings)
@@ -246,8 +250,14 @@ def build_social_sentiment(settings: Settings, encoder: str = "static") -> StepR
         return result
     keep = (
         pc.and_(
-            pc.and_(pc.invert(silver["is_spam"]), pc.is_null(silver["duplicate_of"])),
-            pc.is_in(silver["lang"], pa.array(CLASSIFIED_LANGS)),
+            pc.and_(
+                pc.and_(pc.invert(silver["is_spam"]), pc.is_null(silver["duplicate_of"])),
+                pc.is_in(silver["lang"], pa.array(CLASSIFIED_LANGS)),
+            ),
+            # a table written before social_raw v2 has no author_type column: all customers
+            pc.not_equal(pc.fill_null(silver["author_type"], "customer"), "brand")
+            if "author_type" in silver.column_names
+            else pa.scalar(True),
         )
         if silver.num_rows
         else None

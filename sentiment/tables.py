@@ -36,6 +36,10 @@ SILVER_SOCIAL_SCHEMA = pa.schema(
         pa.field("spam_score", pa.float64(), nullable=False),
         pa.field("spam_rules", pa.int32(), nullable=False),
         pa.field("is_spam", pa.bool_(), nullable=False),
+        # social_raw v2: 'customer' (also for v1 events, which carry no author) or 'brand' (a
+        # brand's own account), and the post a reply answers
+        pa.field("author_type", pa.string()),
+        pa.field("in_reply_to_post_id", pa.string()),
         *LINEAGE_FIELDS,
     ]
 )

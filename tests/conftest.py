@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import sqlite3
 import subprocess
@@ -116,4 +117,13 @@ def demo_lake(tmp_path_factory: pytest.TempPathFactory) -> DemoLake:
     home = tmp_path_factory.mktemp("demo") / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")}
     env |= {"LAKEHOUSE_HOME": str(home), "LAKEHOUSE_BROKER_PORT": str(free_port())}
+    env |= DEMO_SECRETS  # distinctive values, so a test can look for them in what the demo wrote
     return DemoLake(home=home, env=env, stdout=run_demo(env))
+
+
+# The demo's secrets: a PII key and a master key of its own. (The demo serves nothing and uses
+# no password; API tokens would make the tests that serve its lake authenticate.)
+DEMO_SECRETS = {
+    "LAKEHOUSE_PII_KEY": "pii-" + secrets.token_urlsafe(24),
+    "LAKEHOUSE_MASTER_KEY": secrets.token_hex(32),
+}

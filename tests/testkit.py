@@ -37,6 +37,96 @@ SEED_TRANSACTION = {
 }
 
 
+# One valid event per contract (examples of the seed and of the generators).
+SEED_EVENTS = {
+    "orders": SEED_ORDER,
+    "fraud_labels": {
+        "transaction_id": "tx_987654",
+        "is_fraud": True,
+        "reported_at": "2025-08-21T09:30:00Z",
+    },
+    "transactions": SEED_TRANSACTION,
+    "social_raw": {
+        "post_id": "p_889",
+        "ts": "2025-08-16T10:04:00Z",
+        "source": "twitter",
+        "lang": "fr",
+        "text": "Livraison en retard, très déçu !",
+        "engagement": {"likes": 2, "replies": 1},
+    },
+    "inventory": {
+        "sku": "A123",
+        "store_id": "s_lille",
+        "ts": "2025-08-16T12:05:00Z",
+        "update_type": "update",
+        "on_hand": 41,
+        "on_order": 60,
+        "sold_qty": 3,
+        "received_qty": 0,
+    },
+    "sessions": {
+        "session_id": "sess_1",
+        "ts": "2025-08-16T12:09:00Z",
+        "customer_id": "c_77",
+        "channel": "web",
+        "city": "Lille",
+        "order_id": "o_1001",
+    },
+    # supply chain (forecasting/): examples from ingestion/generators/supply.py
+    "purchase_orders": {
+        "po_id": "po_1",
+        "ts": "2026-11-02T18:10:00Z",
+        "supplier_id": "sup_a",
+        "sku": "A123",
+        "store_id": "s_lille",
+        "qty": 120,
+        "unit_cost": 8.96,
+        "expected_at": "2026-11-04T09:00:00Z",
+    },
+    "receipts": {
+        "receipt_id": "rc_1",
+        "po_id": "po_1",
+        "ts": "2026-11-04T10:00:00Z",
+        "supplier_id": "sup_a",
+        "sku": "A123",
+        "store_id": "s_lille",
+        "qty_ordered": 120,
+        "qty_received": 120,
+    },
+    "shipments": {
+        "shipment_id": "sh_1",
+        "ts": "2026-11-04T10:00:00Z",
+        "status": "arrived",
+        "po_id": "po_1",
+        "supplier_id": "sup_a",
+        "carrier": "dhl",
+        "route": "Roubaix->Lille",
+        "origin": "Roubaix",
+        "destination": "s_lille",
+        "distance_km": 12.5,
+        "departed_at": "2026-11-04T06:00:00Z",
+        "promised_at": "2026-11-04T09:00:00Z",
+        "arrived_at": "2026-11-04T10:00:00Z",
+        "dock_saturation": 0.7,
+        "qty": 120,
+    },
+    "shipment_readings": {
+        "shipment_id": "sh_1",
+        "ts": "2026-11-04T07:00:00Z",
+        "temperature_c": 4.2,
+        "lat": 50.6,
+        "lon": 3.1,
+    },
+    "weather": {
+        "city": "Lille",
+        "ts": "2026-11-04T00:00:00Z",
+        "temp_c": 9.5,
+        "precip_mm": 2.1,
+        "wind_kmh": 14.0,
+    },
+}
+
+
 def check_counts(summary: str) -> tuple[int, int, int]:
     """(checks, failed, warnings) from `lakehouse materialize`'s summary line."""
     match = re.search(r"(\d+) checks \((\d+) failed, (\d+) warnings\)", summary)

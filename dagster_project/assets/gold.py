@@ -17,6 +17,7 @@ from dagster_dbt import (
 from dagster_project.lineage import dagster_parent, emitter, record_step_usage
 from dagster_project.monitoring import deliver
 from dagster_project.resources import LakehouseResource
+from governance.policy import access_note
 from lake.gold import (
     DBT_PROJECT_DIR,
     MANIFEST_PATH,
@@ -67,6 +68,15 @@ class LakehouseDbtTranslator(DagsterDbtTranslator):
 
     def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
         return ["team:analytics"]
+
+    def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
+        # who may read the model, and which personal columns, from governance/policy.yaml
+        base = super().get_description(dbt_resource_props)
+        if dbt_resource_props["resource_type"] != "model":
+            return base
+        columns = list(dbt_resource_props.get("columns") or {})
+        note = access_note(f"gold.{dbt_resource_props['name']}", columns)
+        return f"{base}\n\n{note}" if base else note
 
 
 TRANSLATOR = LakehouseDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))

@@ -1,12 +1,19 @@
-"""silver_* assets: typed, deduplicated (MERGE on the business key), PII treated per contract."""
+"""silver_* assets: typed, deduplicated (MERGE on the business key), PII treated per contract.
+
+The engine (LAKEHOUSE_ENGINE) picks the function each asset calls: lake.silver on DuckDB, or
+lake.spark_silver on the session of dagster-pyspark's resource (`pyspark`). Same keys, same
+checks, same metadata; the engine is the asset's first kind in the UI.
+"""
+
+from collections.abc import Callable
 
 import dagster as dg
 
 from dagster_project.lineage import lineage_run
-from dagster_project.resources import LakehouseResource
 from governance.policy import access_note
 from lake.silver import SPECS, SilverResult, build_inventory_current, build_silver
 from lake.tables import RAW_SCHEMA, SILVER_TABLES, raw_uri, silver_uri
+from lakehouse.config import Settings
 
 DESCRIPTIONS = {
     "silver_orders": (
@@ -55,29 +62,54 @@ def _metadata(result: SilverResult, uri: str) -> dict[str, object]:
     }
 
 
-def silver_asset(name: str) -> dg.AssetsDefinition:
+def _kinds(engine: str) -> set[str]:
+    return {engine, "delta"}
+
+
+def _session(context: dg.AssetExecutionContext) -> object:
+    return context.resources.pyspark.spark_session
+
+
+def _builder(
+    engine: str, name: str
+) -> Callable[[dg.AssetExecutionContext, Settings], SilverResult]:
+    """The build of silver table `name` on `engine` (plain functions of lake/)."""
+    if engine == "spark":
+        from lake.spark_silver import build_inventory_current_spark, build_silver_spark
+
+        if name == "silver_inventory_current":
+            return lambda context, settings: build_inventory_current_spark(
+                settings, _session(context)
+            )
+        return lambda context, settings: build_silver_spark(settings, _session(context), name)
+    if name == "silver_inventory_current":
+        return lambda context, settings: build_inventory_current(settings)
+    return lambda context, settings: build_silver(settings, name)
+
+
+def silver_asset(name: str, engine: str) -> dg.AssetsDefinition:
     spec = SPECS[name]
+    build = _builder(engine, name)
 
     @dg.asset(
         name=name,
         deps=[f"raw_{spec.topic}"],
         group_name="silver",
-        kinds={"duckdb", "delta"},
+        kinds=_kinds(engine),
         owners=["team:data-platform"],
         pool=name,
+        required_resource_keys={"lakehouse", *({"pyspark"} if engine == "spark" else set())},
         # who may read which column, from governance/policy.yaml and the contracts
         description=DESCRIPTIONS[name]
         + "\n\n"
         + access_note(f"silver.{SILVER_TABLES[name][0]}", SILVER_TABLES[name][1].names),
     )
-    def _silver(
-        context: dg.AssetExecutionContext, lakehouse: LakehouseResource
-    ) -> dg.MaterializeResult:
-        settings = lakehouse.settings()
+    def _silver(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        settings = context.resources.lakehouse.settings()
         uri = silver_uri(settings, name)
         inputs = [(f"raw_{spec.topic}", raw_uri(settings, spec.topic), RAW_SCHEMA)]
         with lineage_run(settings, context, inputs, [(name, uri, SILVER_TABLES[name][1])]) as h:
-            result = build_silver(settings, name)
+            result = build(context, settings)
             h.set_output_stats(name, result.rows_inserted)
         context.log.info(result.summary())
         return dg.MaterializeResult(metadata=_metadata(result, uri))
@@ -85,30 +117,51 @@ def silver_asset(name: str) -> dg.AssetsDefinition:
     return _silver
 
 
-@dg.asset(
-    deps=["silver_inventory"],
-    group_name="silver",
-    kinds={"duckdb", "delta"},
-    owners=["team:data-platform"],
-    pool="silver_inventory_current",
-    description=DESCRIPTIONS["silver_inventory_current"],
-)
-def silver_inventory_current(
-    context: dg.AssetExecutionContext, lakehouse: LakehouseResource
-) -> dg.MaterializeResult:
-    settings = lakehouse.settings()
-    uri = silver_uri(settings, "silver_inventory_current")
-    source = silver_uri(settings, "silver_inventory")
-    with lineage_run(
-        settings,
-        context,
-        [("silver_inventory", source, SILVER_TABLES["silver_inventory"][1])],
-        [("silver_inventory_current", uri, SILVER_TABLES["silver_inventory_current"][1])],
-    ) as handle:
-        result = build_inventory_current(settings)
-        handle.set_output_stats("silver_inventory_current", result.rows_in_batch)
-    context.log.info(result.summary())
-    return dg.MaterializeResult(metadata=_metadata(result, uri))
+def inventory_current_asset(engine: str) -> dg.AssetsDefinition:
+    name = "silver_inventory_current"
+    build = _builder(engine, name)
+
+    @dg.asset(
+        name=name,
+        deps=["silver_inventory"],
+        group_name="silver",
+        kinds=_kinds(engine),
+        owners=["team:data-platform"],
+        pool=name,
+        required_resource_keys={"lakehouse", *({"pyspark"} if engine == "spark" else set())},
+        description=DESCRIPTIONS[name],
+    )
+    def _current(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        settings = context.resources.lakehouse.settings()
+        uri = silver_uri(settings, name)
+        source = silver_uri(settings, "silver_inventory")
+        with lineage_run(
+            settings,
+            context,
+            [("silver_inventory", source, SILVER_TABLES["silver_inventory"][1])],
+            [(name, uri, SILVER_TABLES[name][1])],
+        ) as handle:
+            result = build(context, settings)
+            handle.set_output_stats(name, result.rows_in_batch)
+        context.log.info(result.summary())
+        return dg.MaterializeResult(metadata=_metadata(result, uri))
+
+    return _current
 
 
-SILVER_ASSETS = [silver_asset(name) for name in SPECS] + [silver_inventory_current]
+def silver_assets(engine: str) -> list[dg.AssetsDefinition]:
+    """Every silver asset, computed by `engine` (duckdb or spark)."""
+    return [silver_asset(name, engine) for name in SPECS] + [inventory_current_asset(engine)]
+
+
+def pyspark_resource(settings: Settings) -> dg.ConfigurableResource:
+    """dagster-pyspark's resource, configured from the settings; the session (the JVM) starts
+    when the first Spark asset of a run asks for it, not when the code location loads."""
+    from dagster_pyspark import LazyPySparkResource
+
+    from lake.spark_silver import spark_config
+
+    return LazyPySparkResource(spark_config=spark_config(settings, "lakehouse-silver"))
+
+
+SILVER_ASSETS = silver_assets(Settings.from_env().engine)

@@ -159,3 +159,24 @@ def test_query_cli_prints_one_line_on_denial(lake: Settings) -> None:
         "denied: table gold.fraud_kpis is not readable by role analyst (roles.analyst.tables)"
     )
     assert "Traceback" not in done.stderr
+
+
+def test_dagster_asset_descriptions_say_who_may_read_gold_and_silver() -> None:
+    # the Dagster UI's descriptions come from the policy: gold models (dbt translator) and
+    # silver assets name the roles that may read them and what they see of personal columns
+    import json
+
+    from dagster_project.assets.gold import TRANSLATOR
+    from lake.gold import MANIFEST_PATH
+
+    nodes = json.loads(MANIFEST_PATH.read_text())["nodes"].values()
+    model = {n["name"]: n for n in nodes if n["resource_type"] == "model"}
+    assert TRANSLATOR.get_description(model["daily_sales"]).endswith(
+        "Access (gold.daily_sales): roles analyst, data_engineer."
+    )
+    assert "roles data_engineer, fraud_ops." in TRANSLATOR.get_description(model["fraud_kpis"])
+
+    from dagster_project.assets.silver import SILVER_ASSETS
+
+    described = {a.key.to_user_string(): a.descriptions_by_key[a.key] for a in SILVER_ASSETS}
+    assert "`customer_id_hash`: analyst (redact), data_engineer." in described["silver_orders"]

@@ -257,6 +257,60 @@ def test_conversion_by_channel(built: tuple[Settings, Path]) -> None:
     assert [r["conversion_rate"] for r in rows] == [None, None, 0.5, 0.0, 1.0, 0.25]
 
 
+def test_sales_by_channel_basket_and_top_products(built: tuple[Settings, Path]) -> None:
+    settings, _ = built
+    rows = _rows(
+        settings,
+        "select d, city, channel, sku, product_name, orders, units, revenue "
+        "from sales_daily_channel order by d, city, channel, sku",
+    )
+    # summed over channel it is daily_sales; the name comes from the skus seed
+    per_day = _rows(
+        settings,
+        "select d, city, sku, sum(units) as units, round(sum(revenue), 2) as revenue "
+        "from sales_daily_channel group by all order by all",
+    )
+    assert per_day == _rows(
+        settings, "select d, city, sku, units, revenue from daily_sales order by all"
+    )
+    paris_10 = [r for r in rows if r["d"] == D("2025-03-10") and r["city"] == "Paris"]
+    assert [(r["channel"], r["sku"], r["orders"], r["units"]) for r in paris_10] == [
+        ("store", "A123", 2, 3),  # O1 (2 units) and O7 (1 unit)
+        ("store", "B200", 1, 1),
+    ]
+    assert paris_10[0]["product_name"] == "Organic cotton T-shirt"
+    baskets = _rows(settings, "select * from sales_basket_daily order by d, channel")
+    march_10 = {r["channel"]: r for r in baskets if r["d"] == D("2025-03-10")}
+    # store: O1 = 2*19.9 + 49 = 88.8 (3 units), O7 = 17.9 (1 unit) -> 106.7 / 2 orders
+    assert march_10["store"]["orders"] == 2 and march_10["store"]["units"] == 4
+    assert march_10["store"]["avg_basket_eur"] == pytest.approx(53.35)
+    assert march_10["store"]["units_per_order"] == pytest.approx(2.0)
+    assert march_10["web"]["avg_basket_eur"] == pytest.approx(59.7)  # O2 alone
+    top = _rows(settings, "select * from top_products_7d order by rank_revenue")
+    assert (top[0]["sku"], top[0]["product_name"]) == ("B200", "Canvas sneakers")
+    assert [r["rank_units"] for r in top] == [3, 1, 2]
+
+
+def test_every_gold_table_is_published_as_parquet(built: tuple[Settings, Path]) -> None:
+    """Tableau, Power BI or Spark read <lake>/gold/<table>/ without DuckDB: same rows."""
+    import pyarrow.dataset as pads
+
+    settings, _ = built
+    gold_dir = Path(settings.lake_root) / "gold"
+    with duckdb.connect(str(gold_db_path(settings)), read_only=True) as con:
+        tables = [r[0] for r in con.execute("select table_name from duckdb_tables()").fetchall()]
+        assert {*GOLD_TABLES, "sales_daily_channel", "social_response_time"} <= set(tables)
+        for table in tables:
+            folder = gold_dir / table
+            assert sorted(f.name for f in folder.iterdir()) == [f"{table}.parquet"], table
+            parquet = pads.dataset(folder, format="parquet").to_table()
+            expected = con.table(table).to_arrow_table()
+            assert parquet.num_rows == expected.num_rows, table
+            assert parquet.schema.names == expected.schema.names, table
+    daily = pads.dataset(gold_dir / "daily_sales", format="parquet").to_table()
+    assert sorted(daily.column("units").to_pylist()) == [1, 1, 2, 3, 3, 5, 10]
+
+
 def test_stock_cover_days(built: tuple[Settings, Path]) -> None:
     settings, _ = built
     rows = _rows(settings, "select * from stock_cover_days order by sku, store_id")

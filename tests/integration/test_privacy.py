@@ -157,3 +157,28 @@ def test_contacts_in_posts_never_reach_silver(settings: Settings, broker: Embedd
     scanned = scan(settings, ["social_raw"])
     assert "silver/social" in scanned.tables_scanned
     assert scanned.hits == []
+
+
+def test_a_subject_erased_between_batches_gets_a_new_key_not_its_cached_token(
+    settings: Settings,
+) -> None:
+    """Tokens are reused across batches for subjects already seen; destroying a key (an
+    erasure, from any process) drops them, so the subject's next events are readable under a
+    new key instead of sealed under the destroyed one."""
+    import pyarrow as pa
+
+    from governance.crypto import encrypt_values, key_id
+    from governance.keystore import open_key_store
+
+    event = {**SEED_TRANSACTION, "account_id": "acc_cached"}
+    values = pa.array([json.dumps(event)], pa.large_string())
+    first = encrypt_values(settings, "transactions", values)
+    assert encrypt_values(settings, "transactions", values).equals(first)  # reused token
+    with open_key_store(settings) as store:
+        assert store.destroy([key_id("account_id", "acc_cached", settings.pii_hash_key)]) == 1
+    shredded = decrypt_raw_values(settings, "transactions", pa.table({"value": first}))
+    assert shredded.num_rows == 0  # the old token no longer opens
+    second = encrypt_values(settings, "transactions", values)
+    assert not second.equals(first)
+    opened = decrypt_raw_values(settings, "transactions", pa.table({"value": second}))
+    assert json.loads(opened["value"][0].as_py())["account_id"] == "acc_cached"

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.config import DEMO_PII_KEY, Settings
+from lakehouse.config import Settings
 from lakehouse.errors import ConfigError
 
 
@@ -12,7 +12,16 @@ def test_defaults_are_the_embedded_profile(tmp_path: Path) -> None:
     assert s.lake_root == str(tmp_path.resolve() / "lake")
     assert s.embedded_broker and s.bootstrap == "127.0.0.1:19092"
     assert s.topic_partitions == 3
-    assert s.pii_hash_key == DEMO_PII_KEY
+    # no secret from the repository: a key generated once into the home (0600)
+    key_file = tmp_path.resolve() / "keys" / "pii.key"
+    assert s.pii_hash_key == key_file.read_text() and len(s.pii_hash_key) == 64
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert Settings.from_env({"LAKEHOUSE_HOME": str(tmp_path)}).pii_hash_key == s.pii_hash_key
+    assert "pii" not in repr(s).lower()
+    assert (
+        Settings.from_env({"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_PII_KEY": "k"}).pii_hash_key
+        == "k"
+    )
     assert s.gold_db_path == tmp_path.resolve() / "lake" / "gold" / "gold.duckdb"
     assert s.dagster_postgres_url is None and s.storage_options == {}
 
@@ -47,6 +56,9 @@ def test_external_broker_and_s3_lake() -> None:
         ("LAKEHOUSE_OPENLINEAGE_URL", "ftp://x", "http(s) endpoint"),
         ("LAKEHOUSE_DAGSTER_POSTGRES_URL", "mysql://x", "postgresql://"),
         ("LAKEHOUSE_MAX_BATCH_RECORDS", "-5", "positive integer"),
+        ("LAKEHOUSE_ENGINE", "polars", "duckdb"),
+        ("LAKEHOUSE_SPARK_MASTER", "local[0]", "spark://host:port"),
+        ("LAKEHOUSE_SPARK_MASTER", "http://x", "sc://host:port"),
     ],
 )
 def test_bad_values_give_one_line_naming_variable_and_fix(name: str, value: str, fix: str) -> None:
@@ -56,3 +68,50 @@ def test_bad_values_give_one_line_naming_variable_and_fix(name: str, value: str,
     assert "\n" not in message
     assert message.startswith(f"{name}={value!r}")
     assert fix in message
+
+
+def test_engine_and_spark_settings() -> None:
+    default = Settings.from_env({"LAKEHOUSE_HOME": "/tmp/x"})
+    assert (default.engine, default.spark_master, default.spark_conf) == ("duckdb", "local[*]", {})
+    s = Settings.from_env(
+        {
+            "LAKEHOUSE_HOME": "/tmp/x",
+            "LAKEHOUSE_ENGINE": "Spark",
+            "LAKEHOUSE_SPARK_MASTER": "spark://master:7077",
+            "LAKEHOUSE_SPARK_CONF_spark__executor__memory": "4g",
+            "LAKEHOUSE_SPARK_CONF_spark.sql.shuffle.partitions": "64",
+        }
+    )
+    assert s.engine == "spark" and s.spark_master == "spark://master:7077"
+    assert s.spark_conf == {"spark.executor.memory": "4g", "spark.sql.shuffle.partitions": "64"}
+    for master in ("local", "local[2]", "local[*]", "local[4,2]", "yarn", "k8s://https://k:6443"):
+        assert Settings.from_env({"LAKEHOUSE_SPARK_MASTER": master}).spark_master == master
+
+
+def test_spark_conf_names_must_be_spark_settings() -> None:
+    for name in ("LAKEHOUSE_SPARK_CONF_executor__memory", "LAKEHOUSE_SPARK_CONF_spark__master"):
+        with pytest.raises(ConfigError) as info:
+            Settings.from_env({"LAKEHOUSE_HOME": "/tmp/x", name: "x"})
+        assert "\n" not in str(info.value) and name in str(info.value)
+
+
+def test_bi_settings(tmp_path: Path) -> None:
+    s = Settings.from_env({"LAKEHOUSE_HOME": str(tmp_path)})
+    assert (s.bi_port, s.bi_admin_user, s.bi_admin_password) == (8088, "admin", None)
+    s = Settings.from_env(
+        {
+            "LAKEHOUSE_HOME": str(tmp_path),
+            "LAKEHOUSE_BI_PORT": "18088",
+            "LAKEHOUSE_BI_ADMIN_USER": "trainer",
+            "LAKEHOUSE_BI_ADMIN_PASSWORD": "s3cret-enough",
+        }
+    )
+    assert (s.bi_port, s.bi_admin_user, s.bi_admin_password) == (18088, "trainer", "s3cret-enough")
+    assert "s3cret-enough" not in repr(s)
+    with pytest.raises(ConfigError, match=r"LAKEHOUSE_BI_PORT.*free TCP port"):
+        Settings.from_env({"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_BI_PORT": "80"})
+    with pytest.raises(ConfigError, match="LAKEHOUSE_BI_ADMIN_USER"):
+        Settings.from_env({"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_BI_ADMIN_USER": "a b"})
+    with pytest.raises(ConfigError, match="at least 8 characters") as short:
+        Settings.from_env({"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_BI_ADMIN_PASSWORD": "abc12"})
+    assert "abc12" not in str(short.value)  # a secret is never echoed

@@ -322,3 +322,39 @@ def test_prophet_candidate_forecasts_a_small_series_set() -> None:
     assert prophet_model(max_series=1)(history, future, 14)["unique_id"].unique().to_list() == [
         "A|s_paris"
     ]
+
+
+def test_candidate_groups_in_threads_give_what_each_gives_alone() -> None:
+    """run_candidates runs the groups at the same time: each column is exactly what that
+    group forecasts on its own (LightGBM with one thread is deterministic)."""
+    frame = _frame(n_days=150)
+    train, future = forecast_inputs(frame, None, 28, frame["ds"].max() - timedelta(days=28))
+    groups = [statsforecast_models(("SeasonalNaive", "TSB")), lightgbm_global(num_boost_round=20)]
+    together = bt.run_candidates(groups, train, future, 28).sort("unique_id", "ds")
+    alone = (
+        groups[0](train, future, 28)
+        .join(groups[1](train, future, 28), on=["unique_id", "ds"])
+        .sort("unique_id", "ds")
+    )
+    assert together.columns == ["unique_id", "ds", "SeasonalNaive", "TSB", "LightGBM"]
+    assert together.height == 2 * 28
+    assert together.equals(alone.select(together.columns))
+
+
+def test_statsforecast_worker_processes_forecast_what_one_process_does() -> None:
+    """From PARALLEL_MIN_SERIES series up, statsforecast runs in worker processes; the
+    forecasts are the same numbers as in one process."""
+    from forecasting.models import PARALLEL_MIN_SERIES
+
+    rng = np.random.default_rng(3)
+    values = {
+        f"S{i:03d}|s_paris": rng.poisson(1 + i % 7, 90).astype(float)
+        for i in range(PARALLEL_MIN_SERIES)
+    }
+    frame = _frame(n_days=90, values=values)
+    train, future = forecast_inputs(frame, None, 14, frame["ds"].max() - timedelta(days=14))
+    names = ("SeasonalNaive", "TSB")
+    parallel = statsforecast_models(names)(train, future, 14).sort("unique_id", "ds")
+    single = statsforecast_models(names, n_jobs=1)(train, future, 14).sort("unique_id", "ds")
+    assert parallel.height == PARALLEL_MIN_SERIES * 14
+    assert parallel.equals(single)

@@ -135,3 +135,49 @@ def test_naive_policy_tuned_to_equal_service_uses_the_smallest_buffer() -> None:
     )
     assert below.stockout_rate > target
     assert tuned.working_capital > untuned.working_capital  # service costs stock
+
+
+def test_proposals_on_a_lake_without_purchase_orders_use_nominal_lead_times(settings) -> None:  # type: ignore[no-untyped-def]
+    """A lake with demand but no purchase order yet: nominal lead times, no supplier, and
+    the safety stock → ROP → proposals steps still run (they failed on the missing column)."""
+    from datetime import date, timedelta
+
+    import polars as pl
+
+    from forecasting.pipeline import (
+        ForecastOptions,
+        lead_time_stats,
+        run_reorder_point,
+        run_reorder_proposals,
+        run_safety_stock,
+        write_gold,
+    )
+    from ingestion.generators.catalog import SKUS
+
+    lead = lead_time_stats(settings)
+    assert lead["supplier_id"].null_count() == lead.height == len(SKUS)
+    sku = SKUS[0]
+    uid = f"{sku.sku}|s_paris"
+    days = [date(2026, 1, 1) + timedelta(days=i) for i in range(28)]
+    write_gold(
+        settings,
+        "demand_forecast",
+        pl.DataFrame(
+            {"unique_id": uid, "sku": sku.sku, "store_id": "s_paris", "ds": days, "yhat": 4.0}
+        ),
+    )
+    write_gold(
+        settings,
+        "forecast_champions",
+        pl.DataFrame({"unique_id": [uid], "sigma_d": [2.0], "champion": ["TSB"]}),
+    )
+    options = ForecastOptions()
+    run_safety_stock(settings, options)
+    rop = run_reorder_point(settings)
+    proposals = run_reorder_proposals(settings, options)
+    assert rop["mu_l"].to_list() == [float(sku.lead_time_days)]
+    row = proposals.row(0, named=True)
+    assert row["supplier_id"] is None
+    assert row["reorder_now"] is True  # nothing on hand, nothing on order
+    assert row["proposed_qty"] >= row["rop"]
+    assert row["predicted_stockout_date"] == days[0]

@@ -58,3 +58,21 @@ def test_reference_is_the_training_window_when_known() -> None:
     training = drift_report(frame, None, None, (start, start + timedelta(days=2)))
     assert training.feature_psi["amount"] > FAIL
     assert training.feature_psi["amount"] > 2 * everything.feature_psi["amount"]
+
+
+def test_drift_psi_rows_one_per_feature_and_the_score() -> None:
+    from fraud.drift import DRIFT_PSI_COLUMNS, DriftReport, drift_psi_rows
+
+    report = DriftReport(
+        2000, 300, "2026-11-02", {"amount": 0.31, "hour": float("nan")}, 0.05, 0.01
+    )
+    at = datetime(2026, 11, 3, 1, 0, tzinfo=UTC)
+    rows = drift_psi_rows(report, at)
+    assert rows.schema == DRIFT_PSI_COLUMNS
+    assert rows.select("feature", "psi").rows() == [
+        ("amount", 0.31),
+        ("hour", None),
+        ("score", 0.05),
+    ]
+    assert set(rows["latest_day"].cast(str)) == {"2026-11-02"}
+    assert set(rows["reference_rows"]) == {2000} and set(rows["computed_at"]) == {at}

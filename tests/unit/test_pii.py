@@ -99,3 +99,17 @@ def test_lineage_schema_carries_the_classification() -> None:
     assert fields["lat"] == "quasi PII (grid in silver, subject account_id)"
     assert fields["account_hash"] == "direct PII (hash in silver, subject account_id)"
     assert fields["amount"] is None
+
+
+def test_readme_tables_are_generated_from_the_contracts_and_the_policy() -> None:
+    # the README's classification and access-policy tables are what the contracts and
+    # governance/policy.yaml say (`lakehouse privacy docs` regenerates them)
+    from pathlib import Path
+
+    from governance.pii import classification_markdown
+    from governance.policy import policy_markdown, render_doc_blocks
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text("utf-8")
+    assert classification_markdown() in readme and policy_markdown() in readme
+    assert render_doc_blocks(readme) == readme
+    assert "| data_engineer |" in policy_markdown() and "dagster_ui" in policy_markdown()

@@ -16,7 +16,10 @@ START = datetime(2026, 11, 2, 0, 0, tzinfo=UTC)
 
 def test_rates_mix_and_event_shape() -> None:
     stream = generate_social(START, START + timedelta(hours=24), seed=1)
-    per_minute = np.bincount(((stream.event_seconds() - START.timestamp()) // 60).astype(int))
+    # Annex B's rate is the customers' posts (our care team's replies come on top)
+    customers = np.array([e["author_type"] == "customer" for e in stream.events])
+    seconds = stream.event_seconds()[customers]
+    per_minute = np.bincount(((seconds - START.timestamp()) // 60).astype(int))
     assert 10 <= per_minute.mean() <= 50
     hourly = per_minute[: 24 * 60].reshape(24, 60).mean(axis=1)
     assert hourly.min() >= 8 and hourly.max() <= 55  # a daily wave between ~10 and ~50/min
@@ -32,12 +35,14 @@ def test_rates_mix_and_event_shape() -> None:
     texts = " ".join(str(e["text"]) for e in stream.events)
     assert "http" in texts and "😡" in texts
     schema = contract("social_raw").schema
+    shape = {"post_id", "ts", "source", "lang", "text", "engagement", "author_type"}
     for event in stream.events[:500]:
         jsonschema.validate(event, schema)
-        assert set(event) == {"post_id", "ts", "source", "lang", "text", "engagement"}
+        reply = event["author_type"] == "brand"
+        assert set(event) == (shape | {"in_reply_to_post_id"} if reply else shape)
         assert set(event["engagement"]) == {"likes", "replies", "shares"}  # type: ignore[arg-type]
     # the declared language is sometimes wrong or missing, like real connectors
-    declared = [e["lang"] for e in stream.events]
+    declared = [e["lang"] for e in stream.events]  # replies declare their true language
     assert None in declared
     assert sum(d != t["lang"] for d, t in zip(declared, stream.truth, strict=True)) > 0
 
@@ -61,3 +66,28 @@ def test_same_seed_same_posts_and_crisis_burst() -> None:
         < START + timedelta(minutes=30)  # type: ignore[arg-type]
         for t in burst
     )
+
+
+def test_brand_replies_answer_earlier_posts_of_our_brand() -> None:
+    """Customer care answers our brand's organic posts on the same network, after them, more
+    often the negative ones; replies are in event-time order with the posts, and none falls
+    after the window."""
+    end = START + timedelta(hours=6)
+    stream = generate_social(START, end, seed=3)
+    seconds = stream.event_seconds()
+    assert (np.diff(seconds) >= 0).all() and seconds.max() < end.timestamp()
+    by_id = {e["post_id"]: (e, t) for e, t in zip(stream.events, stream.truth, strict=True)}
+    replies = [e for e in stream.events if e["author_type"] == "brand"]
+    assert len(replies) > 50
+    answered = Counter()
+    for reply in replies:
+        post, truth = by_id[reply["in_reply_to_post_id"]]
+        assert post["author_type"] == "customer" and truth["brand"] == "Lumio"
+        assert truth["kind"] == "organic" and post["source"] == reply["source"]
+        assert reply["ts"] > post["ts"]
+        answered[truth["label"]] += 1
+    ours = Counter(
+        t["label"] for t in stream.truth if t["kind"] == "organic" and t["brand"] == "Lumio"
+    )
+    assert answered["neg"] / ours["neg"] > answered["pos"] / ours["pos"]
+    assert len({e["in_reply_to_post_id"] for e in replies}) == len(replies)  # first reply only

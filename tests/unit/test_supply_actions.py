@@ -35,6 +35,7 @@ def _proposal(store: str, on_hand: int, on_order: int, stockout: date | None) ->
         "on_order": on_order,
         "mu_l": 3.0,
         "safety_stock": 5,
+        "rop": 8,
         "reorder_now": on_order == 0 and on_hand < 20,
         "predicted_stockout_date": stockout,
     }
@@ -71,6 +72,18 @@ def test_transfer_from_a_nearby_store_with_spare_cover() -> None:
     assert t["transfer_cost_eur"] == pytest.approx(25 + 0.4 * 11)
     # no store within reach: nothing proposed
     assert transfer_proposals(props, fc, max_km=100.0).height == 0
+    # Paris' open order is on a truck predicted to arrive tomorrow (eta_risk): its stock-out
+    # (day 2) no longer comes before its receipt, nothing is moved
+    soon = props.with_columns(
+        pl.when(pl.col("store_id") == "s_paris").then(1).alias("next_receipt_in_days")
+    )
+    assert transfer_proposals(soon, fc, max_km=450.0).height == 0
+    # ... while a truck predicted in 5 days makes Paris short of 5 × 5 − 4 = 21 units
+    late = props.with_columns(
+        pl.when(pl.col("store_id") == "s_paris").then(5).alias("next_receipt_in_days")
+    )
+    [t_late] = transfer_proposals(late, fc, max_km=450.0).to_dicts()
+    assert (t_late["from_store"], t_late["qty"]) == ("s_lille", 21)
     km = store_distances_km()
     assert km.filter(pl.col("from_store") == "s_paris")["km"].min() == pytest.approx(204, abs=3)
 
@@ -154,3 +167,84 @@ def test_eta_risk_alerts_the_store_once_through_the_webhook(
     assert stored.height == n and set(stored["kind"]) <= {"eta_risk", "cold_chain"}
     assert set(stored["brand"]) <= set(risk["destination"])
     assert "predicted stock-out" in first[0]["summary"] or first[0]["kind"] == "cold_chain"
+
+
+def _replay_inputs(days: int = 14):  # type: ignore[no-untyped-def]
+    """Two stores of one SKU 204 km apart: Paris sells 6 a day, Lille 1 a day; the forecast
+    is right; lead time 3 days."""
+    from forecasting.replay import ReplayInputs
+
+    demand = np.tile(np.array([6.0, 1.0]), (days, 1))
+    weeks = days // 7
+    return ReplayInputs(
+        series=["A123|s_paris", "A123|s_lille"],
+        first_day=DAY,
+        as_of=DAY + timedelta(days=days - 1),
+        demand=demand,
+        mu_d=demand.copy(),
+        sigma_d=np.full_like(demand, 1.0),
+        lead_days=np.array([3.0, 3.0]),
+        sigma_l=np.zeros(2),
+        unit_cost=np.array([10.0, 10.0]),
+        trailing_mean=np.array([6.0, 1.0]),
+        champions={},
+        holdout_mase=float("nan"),
+        forecasts=np.tile(np.array([6.0, 1.0])[:, None], (weeks, 1, 28)),
+        skus=["A123", "A123"],
+        stores=["s_paris", "s_lille"],
+    )
+
+
+def test_replayed_actions_transfers_cover_a_late_order_and_rerouting_restores_otif() -> None:
+    """Same demand, stock and carrier delays for every scenario: every order from the booked
+    carrier lands 4 days late, on the fastest carrier on time. Transfers from Lille's spare
+    stock cut Paris' stock-outs; re-routing the alerted orders makes them all on time."""
+    from forecasting.inventory import reorder_point
+    from forecasting.replay_actions import transfer_rule
+    from forecasting.simulate import Shipping, simulate_actions
+
+    inputs = _replay_inputs()
+    shape = inputs.demand.shape
+    shipping = Shipping(
+        late_days=np.full(shape, 4),
+        late=np.ones(shape, dtype=bool),
+        late_days_rerouted=np.zeros(shape, dtype=np.int64),
+        late_rerouted=np.zeros(shape, dtype=bool),
+        flagged=np.ones(shape, dtype=bool),
+    )
+    rp = reorder_point(inputs.mu_d, inputs.sigma_d, 3.0, 0.0, 1.65)
+    rule = transfer_rule(inputs, rp.safety_stock, rp.rop, np.array([3, 3]), 450.0)
+    common = {
+        "demand": inputs.demand,
+        "rop": rp.rop,
+        "order_up_to": rp.rop + inputs.mu_d * 7,
+        "lead_days": np.array([3, 3]),
+        "unit_cost": inputs.unit_cost,
+        "initial_on_hand": np.array([20, 45]),  # Lille: more than it needs for 28 days
+        "shipping": shipping,
+    }
+    nothing = simulate_actions("no action", reorder=False, **common)
+    reorder = simulate_actions("reorder only", **common)
+    transfers = simulate_actions("reorder + transfers", transfers=rule, **common)
+    eta = simulate_actions("+ ETA alerts", transfers=rule, reroute=True, **common)
+    # no action: 20 + 14 units sold of 14 days of 6 and 1: Paris runs out on day 4
+    assert nothing.orders_placed == 0 and np.isnan(nothing.otif)
+    assert nothing.fill_rate == pytest.approx((20 + 14) / (14 * 7))
+    # every booked order is late: OTIF 0, and Paris waits 7 days for its first receipt
+    assert reorder.orders_placed > 0 and reorder.otif == 0.0 and reorder.rerouted == 0
+    assert reorder.stockout_rate > 0
+    # Lille's spare covers part of Paris' wait; units leave Lille, the cost is counted
+    assert transfers.transfers > 0 and transfers.transfer_units > 0
+    assert transfers.transfer_cost_eur == pytest.approx(
+        25.0 * transfers.transfers + 0.4 * transfers.transfer_units
+    )
+    assert transfers.stockout_rate < reorder.stockout_rate
+    assert transfers.fill_rate > reorder.fill_rate
+    lost_units = (1 - transfers.fill_rate) * inputs.demand.sum()
+    assert transfers.lost_sales_value == pytest.approx(10.0 * lost_units)  # at 10 € cost
+    assert transfers.lost_sales_value < reorder.lost_sales_value
+    # re-routed orders land on their promised day: all on time, fewer stock-outs again
+    assert eta.rerouted == eta.orders_placed and eta.otif == 1.0
+    assert eta.stockout_rate < transfers.stockout_rate
+    # the same inputs give the same figures
+    assert simulate_actions("reorder + transfers", transfers=rule, **common) == transfers

@@ -5,7 +5,7 @@ with window_sales as (
     select
         o.sku,
         cast(sum(o.qty) as bigint) as units_7d,
-        round(sum(o.qty * o.price), 2) as revenue_7d
+        {{ money_sum("o.qty * o.price") }} as revenue_7d
     from {{ ref('stg_orders') }} as o
     cross join {{ ref('int_sales_window') }} as w
     where o.order_date between w.window_start and w.window_end

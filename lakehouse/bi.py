@@ -1,0 +1,702 @@
+"""The BI layer: Apache Superset over the gold DuckDB file, dashboards as code in `bi/`.
+
+Superset's pins conflict with the project's (numpy, pandas, pyarrow, SQLAlchemy 1.4), so it
+lives in its own virtual environment, `.venv-bi`, built from the lock file
+`bi/superset-lock.txt`; a stamp named after the lock's hash says it is up to date. Everything
+Superset writes stays under `<LAKEHOUSE_HOME>/bi/`: its metadata database (SQLite), the
+generated `superset_config.py`, a secret key and, when LAKEHOUSE_BI_ADMIN_PASSWORD is unset, a
+generated admin password (both created once, mode 0600), its log and the pid file of the
+server `up` started.
+
+`up` builds the environment when missing, migrates the metadata database and creates the
+admin on first use, imports the bundle in `bi/` (database, datasets, charts, dashboards;
+fixed UUIDs, so importing again updates the same objects) when it changed, then starts
+gunicorn on 127.0.0.1:LAKEHOUSE_BI_PORT and waits for /health. The gold file is connected
+read-only with a new connection per query (Superset's default NullPool): the publisher's
+atomic swap (lake/gold.py) is seen by the next query, and no reader holds the writer's lock.
+`export` writes the dashboards as they are in Superset back into `bi/`, normalised
+(placeholders for the gold path, ids numbered by file order), so a UI edit is a reviewable
+diff. Entry-point module: the CLI and the demo import it, nothing below does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lakehouse.config import Settings
+from lakehouse.errors import LakehouseError
+
+REPO = Path(__file__).resolve().parent.parent
+BUNDLE_DIR = REPO / "bi"
+LOCK_FILE = BUNDLE_DIR / "superset-lock.txt"
+VENV_BI = REPO / ".venv-bi"
+# In the bundle, the database URI names the gold file by this placeholder (a path is per home).
+GOLD_PLACEHOLDER = "__GOLD_DB__"
+BUNDLE_FOLDERS = ("databases", "datasets", "charts", "dashboards")
+METADATA = {"version": "1.0.0", "type": "Dashboard", "timestamp": "2026-01-01T00:00:00+00:00"}
+# dashboard slug -> title; the URLs are /superset/dashboard/<slug>/
+DASHBOARDS = {
+    "sales": "Sales Overview",
+    "operations": "Operations",
+    "social": "Social",
+    "fraud": "Fraud",
+    "platform": "Platform",
+}
+HEALTH_TIMEOUT_S = 120.0
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class BiPaths:
+    home: Path
+
+    @property
+    def config(self) -> Path:
+        return self.home / "superset_config.py"
+
+    @property
+    def metadata_db(self) -> Path:
+        return self.home / "superset.db"
+
+    @property
+    def secret_key(self) -> Path:
+        return self.home / "secret_key"
+
+    @property
+    def password_file(self) -> Path:
+        return self.home / "admin_password"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "superset.pid"
+
+    @property
+    def log(self) -> Path:
+        return self.home / "superset.log"
+
+    @property
+    def state(self) -> Path:
+        return self.home / "provisioned.json"
+
+
+def bi_paths(settings: Settings) -> BiPaths:
+    return BiPaths(settings.home / "bi")
+
+
+def lock_hash() -> str:
+    return hashlib.sha1(LOCK_FILE.read_bytes()).hexdigest()[:16]
+
+
+def _stamp() -> Path:
+    return VENV_BI / f".installed-{lock_hash()}"
+
+
+def _bin(name: str) -> Path:
+    return VENV_BI / "bin" / name
+
+
+# ---- environment ---------------------------------------------------------------------------
+
+
+def ensure_environment(progress: Progress = _quiet) -> float:
+    """Build `.venv-bi` from the lock file when it is missing or the lock changed; returns
+    the seconds spent installing (0 when it was up to date)."""
+    if _stamp().exists() and _bin("superset").exists():
+        return 0.0
+    progress(f"installing Superset into {VENV_BI} from {LOCK_FILE.name} (about 2 minutes)")
+    seconds = install_environment(VENV_BI)
+    for old in VENV_BI.glob(".installed-*"):
+        old.unlink()
+    _stamp().touch()
+    return seconds
+
+
+def install_environment(target: Path) -> float:
+    """A virtual environment at `target` with exactly the lock file's packages (what
+    `make venv-bi` does); returns the seconds it took."""
+    started = time.monotonic()
+    base = getattr(sys, "_base_executable", sys.executable)
+    python = str(target / "bin" / "python")
+    steps = [
+        [base, "-m", "venv", str(target)],
+        [python, "-m", "pip", "install", "--quiet", "--no-deps", "-r", str(LOCK_FILE)],
+        [python, "-m", "pip", "check"],
+    ]
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            detail = (done.stderr or done.stdout).strip().splitlines()
+            errors = [line for line in detail if "error" in line.lower()] or detail[-1:]
+            raise LakehouseError(
+                f"installing Superset failed ({' '.join(step[-3:])}: "
+                f"{errors[0] if errors else 'no output'}): check that the package index is "
+                f"reachable, then `rm -rf {target}` and run `make bi` again"
+            )
+    return time.monotonic() - started
+
+
+# ---- secrets and configuration ---------------------------------------------------------------
+
+
+def _secret(path: Path, make: Callable[[], str]) -> str:
+    """The secret kept in `path` (created once with `make`, mode 0600)."""
+    if path.exists():
+        return path.read_text("utf-8").strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = make()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(value + "\n")
+    return value
+
+
+def admin_password(settings: Settings) -> tuple[str, bool]:
+    """(password, generated): LAKEHOUSE_BI_ADMIN_PASSWORD, else the one generated once."""
+    if settings.bi_admin_password:
+        return settings.bi_admin_password, False
+    paths = bi_paths(settings)
+    return _secret(paths.password_file, lambda: secrets.token_urlsafe(18)), True
+
+
+CONFIG_TEMPLATE = '''"""Superset configuration written by `lakehouse bi up` (lakehouse/bi.py): edit that, not this."""
+
+SECRET_KEY = open({secret_key!r}, encoding="utf-8").read().strip()
+SQLALCHEMY_DATABASE_URI = "sqlite:///{metadata_db}"
+# Offline: no example data, no analytics pixel (the CSP below lists no outside host), no
+# thumbnails or reports worker, nothing fetched from a CDN.
+SUPERSET_LOAD_EXAMPLES = False
+FEATURE_FLAGS = {{"THUMBNAILS": False, "ALERT_REPORTS": False, "DASHBOARD_RBAC": False}}
+TALISMAN_ENABLED = True
+TALISMAN_CONFIG = {{
+    "content_security_policy": {{
+        "base-uri": ["'self'"],
+        "default-src": ["'self'"],
+        "img-src": ["'self'", "blob:", "data:"],
+        "worker-src": ["'self'", "blob:"],
+        "connect-src": ["'self'"],
+        "object-src": "'none'",
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "script-src": ["'self'", "'strict-dynamic'"],
+    }},
+    "content_security_policy_nonce_in": ["script-src"],
+    "force_https": False,
+    "session_cookie_secure": False,
+}}
+# Every query reads the gold file as it is now (it is swapped atomically by each dbt build).
+CACHE_CONFIG = {{"CACHE_TYPE": "NullCache"}}
+DATA_CACHE_CONFIG = {{"CACHE_TYPE": "NullCache"}}
+RATELIMIT_ENABLED = False
+SUPERSET_WEBSERVER_TIMEOUT = 120
+ROW_LIMIT = 50000
+'''
+
+
+def write_config(settings: Settings) -> BiPaths:
+    paths = bi_paths(settings)
+    paths.home.mkdir(parents=True, exist_ok=True)
+    _secret(paths.secret_key, lambda: secrets.token_urlsafe(48))
+    paths.config.write_text(
+        CONFIG_TEMPLATE.format(secret_key=str(paths.secret_key), metadata_db=paths.metadata_db),
+        "utf-8",
+    )
+    return paths
+
+
+def superset_env(settings: Settings) -> dict[str, str]:
+    paths = bi_paths(settings)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env |= {
+        "SUPERSET_CONFIG_PATH": str(paths.config),
+        "SUPERSET_HOME": str(paths.home),
+        "FLASK_APP": "superset.app:create_app()",
+        "PATH": f"{VENV_BI / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}",
+        "SCARF_ANALYTICS": "false",
+        "DO_NOT_TRACK": "true",
+    }
+    return env
+
+
+def _superset(settings: Settings, *args: str, fix: str) -> str:
+    done = subprocess.run(
+        [str(_bin("superset")), *args],
+        env=superset_env(settings),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+        errors = [line for line in lines if "Error" in line or "error" in line]
+        detail = (errors or lines or ["no output"])[-1].strip()[:300]
+        raise LakehouseError(f"superset {args[0]} failed ({detail}): {fix}")
+    return done.stdout
+
+
+# ---- the bundle --------------------------------------------------------------------------------
+
+
+def bundle_files(folder: Path = BUNDLE_DIR) -> dict[str, str]:
+    """Relative path -> text of every YAML file of the bundle in `folder`."""
+    out: dict[str, str] = {}
+    for sub in BUNDLE_FOLDERS:
+        for path in sorted((folder / sub).glob("*.yaml")):
+            out[f"{sub}/{path.name}"] = path.read_text("utf-8")
+    if (folder / "metadata.yaml").exists():
+        out["metadata.yaml"] = (folder / "metadata.yaml").read_text("utf-8")
+    return out
+
+
+def bundle_hash(folder: Path = BUNDLE_DIR) -> str:
+    digest = hashlib.sha1()
+    for name, text in bundle_files(folder).items():
+        digest.update(name.encode() + b"\0" + text.encode() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def bundle_zip(settings: Settings, folder: Path = BUNDLE_DIR) -> bytes:
+    """The import zip: the bundle with the gold placeholder replaced by this home's file."""
+    from lake.gold import gold_db_path
+
+    gold = str(gold_db_path(settings))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, text in bundle_files(folder).items():
+            archive.writestr(f"bundle/{name}", text.replace(GOLD_PLACEHOLDER, gold))
+    return buffer.getvalue()
+
+
+def import_bundle(settings: Settings, folder: Path = BUNDLE_DIR) -> None:
+    if not any(name.startswith("dashboards/") for name in bundle_files(folder)):
+        raise LakehouseError(
+            f"{folder} holds no dashboard YAML: restore bi/ from git (`git checkout -- bi`)"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bundle.zip"
+        path.write_bytes(bundle_zip(settings, folder))
+        _superset(
+            settings,
+            "import-dashboards",
+            "-p",
+            str(path),
+            "-u",
+            settings.bi_admin_user,
+            fix=f"fix the YAML under {folder} (see {bi_paths(settings).log}) and run `make bi`",
+        )
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+def normalise_export(files: dict[str, str], gold: str) -> dict[str, str]:
+    """Superset's export (file name -> YAML) as the bundle is kept in the repo: the folder
+    prefix dropped, file names without database ids, the gold path as the placeholder,
+    dataset and chart ids (params, query contexts, dashboard positions) renumbered by the
+    files' sorted order, so an export does not depend on ids of one metadata database."""
+    docs: dict[str, Any] = {}
+    for name, text in files.items():
+        parts = name.split("/")
+        relative = (
+            "/".join(parts[1:]) if parts[0] not in (*BUNDLE_FOLDERS, "metadata.yaml") else name
+        )
+        if relative == "metadata.yaml":
+            continue
+        folder, _, file_name = relative.partition("/")
+        if folder not in BUNDLE_FOLDERS:
+            continue
+        doc = yaml.safe_load(text.replace(gold, GOLD_PLACEHOLDER))
+        title = doc.get("slice_name") or doc.get("dashboard_title") or doc.get("table_name")
+        title = title or doc.get("database_name") or file_name.removesuffix(".yaml")
+        docs[f"{folder}/{_slug(str(title))}.yaml"] = doc
+    dataset_ids = {
+        doc["uuid"]: i
+        for i, (name, doc) in enumerate(sorted(docs.items()), start=1)
+        if name.startswith("datasets/")
+    }
+    chart_ids = {
+        doc["uuid"]: i
+        for i, (name, doc) in enumerate(sorted(docs.items()), start=1)
+        if name.startswith("charts/")
+    }
+    for name, doc in docs.items():
+        if name.startswith("charts/"):
+            _renumber_chart(
+                doc, dataset_ids.get(doc.get("dataset_uuid"), 0), chart_ids[doc["uuid"]]
+            )
+        elif name.startswith("dashboards/"):
+            for node in (doc.get("position") or {}).values():
+                if isinstance(node, dict) and node.get("type") == "CHART":
+                    node["meta"]["chartId"] = chart_ids.get(node["meta"].get("uuid"), 0)
+    out = {
+        name: yaml.safe_dump(doc, sort_keys=True, allow_unicode=True, width=100)
+        for name, doc in sorted(docs.items())
+    }
+    out["metadata.yaml"] = yaml.safe_dump(METADATA, sort_keys=True)
+    return out
+
+
+def _renumber_chart(doc: dict[str, Any], dataset_id: int, chart_id: int) -> None:
+    uid = f"{dataset_id}__table"
+    params = doc.get("params") or {}
+    params["datasource"] = uid
+    for key in ("slice_id", "dashboards"):  # ids of one metadata database; set on import
+        params.pop(key, None)
+    doc["params"] = params
+    context = doc.get("query_context")
+    if context:
+        query = json.loads(context)
+        query["datasource"] = {"id": dataset_id, "type": "table"}
+        form = query.get("form_data") or {}
+        if form:
+            form["datasource"] = uid
+            for key in ("slice_id", "dashboards"):
+                form.pop(key, None)
+        for q in query.get("queries", []):
+            if "datasource" in q:
+                q["datasource"] = query["datasource"]
+        doc["query_context"] = json.dumps(query, sort_keys=True)
+
+
+def export_bundle(settings: Settings, folder: Path = BUNDLE_DIR) -> list[str]:
+    """Write the dashboards (with their charts, datasets and database) as they are in
+    Superset into `folder`, normalised; returns the files written. Files of objects no longer
+    in Superset are removed, so a deleted chart is a deleted file in the diff."""
+    from lake.gold import gold_db_path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "export.zip"
+        _superset(
+            settings,
+            "export-dashboards",
+            "-f",
+            str(path),
+            fix="start Superset with `lakehouse bi up` first (see its log)",
+        )
+        with zipfile.ZipFile(path) as archive:
+            files = {
+                name: archive.read(name).decode("utf-8")
+                for name in archive.namelist()
+                if name.endswith(".yaml")
+            }
+    bundle = normalise_export(files, str(gold_db_path(settings)))
+    for sub in BUNDLE_FOLDERS:
+        for old in (folder / sub).glob("*.yaml"):
+            if f"{sub}/{old.name}" not in bundle:
+                old.unlink()
+    for name, text in bundle.items():
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, "utf-8")
+    return sorted(bundle)
+
+
+# ---- the server ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BiStatus:
+    running: bool
+    pid: int | None
+    url: str
+    healthy: bool
+
+    def describe(self) -> str:
+        if not self.running:
+            return (
+                f"Superset is not running (start it with `make bi`; it would listen on {self.url})"
+            )
+        state = "healthy" if self.healthy else "starting or unhealthy"
+        return f"Superset runs on {self.url} (pid {self.pid}, {state})"
+
+
+def _url(settings: Settings) -> str:
+    return f"http://127.0.0.1:{settings.bi_port}"
+
+
+def dashboard_urls(settings: Settings) -> dict[str, str]:
+    return {slug: f"{_url(settings)}/superset/dashboard/{slug}/" for slug in DASHBOARDS}
+
+
+def _ours(pid: int, settings: Settings) -> bool:
+    """Whether `pid` is the Superset server started for this home (its environment names
+    this home's config), not some other process that reused the pid."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return f"SUPERSET_CONFIG_PATH={bi_paths(settings).config}".encode() in environ
+
+
+def _running_pid(settings: Settings) -> int | None:
+    paths = bi_paths(settings)
+    try:
+        pid = int(json.loads(paths.pid_file.read_text("utf-8"))["pid"])
+    except (OSError, ValueError, KeyError):
+        return None
+    return pid if _ours(pid, settings) else None
+
+
+def _healthy(settings: Settings, timeout: float = 2.0) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{_url(settings)}/health", timeout=timeout).text.strip() == "OK"
+    except httpx.HTTPError:
+        return False
+
+
+def status(settings: Settings) -> BiStatus:
+    pid = _running_pid(settings)
+    return BiStatus(pid is not None, pid, _url(settings), pid is not None and _healthy(settings))
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+@dataclass
+class UpReport:
+    url: str
+    user: str
+    password: str | None  # shown when generated (None when it came from the environment)
+    install_s: float = 0.0
+    provision_s: float = 0.0
+    start_s: float = 0.0
+    imported: bool = False
+    already_running: bool = False
+
+    def lines(self) -> list[str]:
+        out = [
+            f"Superset on {self.url} (user {self.user}"
+            + (
+                f", password {self.password}"
+                if self.password
+                else ", password from LAKEHOUSE_BI_ADMIN_PASSWORD"
+            )
+            + ")"
+        ]
+        if self.already_running:
+            out[0] = "already running: " + out[0]
+        out += [
+            f"  {title}: {self.url}/superset/dashboard/{slug}/"
+            for slug, title in DASHBOARDS.items()
+        ]
+        return out
+
+
+def _state(paths: BiPaths) -> dict[str, str]:
+    try:
+        return json.loads(paths.state.read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _template_db() -> Path:
+    """A metadata database migrated and initialised (roles, permissions) by this install of
+    Superset, with no user and no object: `db upgrade` + `init` take about a minute, so a new
+    home copies it (the admin, the bundle and the secret key stay per home)."""
+    return VENV_BI / "share" / "lakehouse" / f"superset-template-{lock_hash()}.db"
+
+
+def _save_template(metadata_db: Path) -> None:
+    import sqlite3
+
+    target = _template_db()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    shutil.copyfile(metadata_db, partial)
+    with sqlite3.connect(partial) as db:  # the schema, roles and permissions only
+        for table in ("logs", "key_value"):
+            db.execute(f"DELETE FROM {table}")
+    os.replace(partial, target)
+
+
+def provision(settings: Settings, progress: Progress = _quiet) -> bool:
+    """Metadata database, admin and bundle, each only when it changed; True when the bundle
+    was imported."""
+    paths = write_config(settings)
+    state = _state(paths)
+    password, _ = admin_password(settings)
+    fix = f"see {paths.log}; remove {paths.metadata_db} to start from an empty Superset"
+    if state.get("lock") != lock_hash() or not paths.metadata_db.exists():
+        template = _template_db()
+        if template.exists() and not paths.metadata_db.exists():
+            # migrated and initialised once per Superset install: a new home starts from it
+            shutil.copyfile(template, paths.metadata_db)
+            state = {"lock": lock_hash(), "init": "template"}
+        else:
+            progress("migrating the Superset metadata database")
+            _superset(settings, "db", "upgrade", fix=fix)
+            state = {"lock": lock_hash()}
+    if not state.get("init"):
+        progress("initialising roles and permissions")
+        _superset(settings, "init", fix=fix)
+        state["init"] = "done"
+        if not _template_db().exists():
+            _save_template(paths.metadata_db)
+    admin = f"{settings.bi_admin_user}:{hashlib.sha256(password.encode()).hexdigest()}"
+    if state.get("admin") != admin:
+        progress(f"creating the admin user {settings.bi_admin_user}")
+        _superset(
+            settings,
+            "fab",
+            "create-admin",
+            "--username",
+            settings.bi_admin_user,
+            "--firstname",
+            "Lakehouse",
+            "--lastname",
+            "Admin",
+            "--email",
+            f"{settings.bi_admin_user}@lakehouse.local",
+            "--password",
+            password,
+            fix=fix,
+        )  # a no-op for a user that exists: then its password is set below
+        if state.get("admin"):
+            _superset(
+                settings,
+                "fab",
+                "reset-password",
+                "--username",
+                settings.bi_admin_user,
+                "--password",
+                password,
+                fix=fix,
+            )
+        state["admin"] = admin
+    from lake.gold import gold_db_path
+
+    wanted = f"{bundle_hash()}:{gold_db_path(settings)}"
+    imported = False
+    if state.get("bundle") != wanted:
+        progress(f"importing the dashboards from {BUNDLE_DIR}")
+        import_bundle(settings)
+        state["bundle"] = wanted
+        imported = True
+    paths.state.write_text(json.dumps(state, indent=1), "utf-8")
+    return imported
+
+
+def up(settings: Settings, progress: Progress = _quiet) -> UpReport:
+    """Install if needed, provision, start Superset on 127.0.0.1 and wait until healthy."""
+    from lake.gold import gold_db_path
+
+    gold = gold_db_path(settings)
+    if not gold.exists():
+        raise LakehouseError(f"no gold database at {gold}: run `make demo` first")
+    password, generated = admin_password(settings)
+    report = UpReport(_url(settings), settings.bi_admin_user, password if generated else None)
+    if _running_pid(settings) is not None:
+        report.already_running = True
+        report.imported = provision(settings, progress)  # a changed bundle is imported live
+        return report
+    if _port_taken(settings.bi_port):
+        raise LakehouseError(
+            f"port {settings.bi_port} on 127.0.0.1 is taken by another program: set "
+            "LAKEHOUSE_BI_PORT to a free port (or stop that program)"
+        )
+    report.install_s = ensure_environment(progress)
+    started = time.monotonic()
+    report.imported = provision(settings, progress)
+    report.provision_s = time.monotonic() - started
+    started = time.monotonic()
+    _start(settings, progress)
+    report.start_s = time.monotonic() - started
+    return report
+
+
+def _start(settings: Settings, progress: Progress) -> None:
+    paths = bi_paths(settings)
+    progress(f"starting Superset on {_url(settings)}")
+    log = open(paths.log, "ab")  # noqa: SIM115 - handed to the server process
+    command = [
+        str(_bin("gunicorn")),
+        "--bind",
+        f"127.0.0.1:{settings.bi_port}",
+        "--workers",
+        "1",
+        "--worker-class",
+        "gthread",
+        "--threads",
+        "8",
+        "--timeout",
+        "120",
+        "superset.app:create_app()",
+    ]
+    process = subprocess.Popen(
+        command,
+        env=superset_env(settings),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: `down` stops it and its workers
+        cwd=paths.home,
+    )
+    log.close()
+    paths.pid_file.write_text(json.dumps({"pid": process.pid, "port": settings.bi_port}), "utf-8")
+    deadline = time.monotonic() + HEALTH_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            paths.pid_file.unlink(missing_ok=True)
+            tail = paths.log.read_text("utf-8", errors="replace").strip().splitlines()[-1:]
+            raise LakehouseError(
+                f"Superset exited at start ({tail[0][:200] if tail else 'no output'}): see {paths.log}"
+            )
+        if _healthy(settings):
+            return
+        time.sleep(0.5)
+    raise LakehouseError(
+        f"Superset did not answer {_url(settings)}/health within {HEALTH_TIMEOUT_S:.0f} s: "
+        f"see {paths.log}, then `lakehouse bi down` and `make bi`"
+    )
+
+
+def down(settings: Settings) -> bool:
+    """Stop the server `up` started for this home (its process group); False when none runs."""
+    paths = bi_paths(settings)
+    pid = _running_pid(settings)
+    if pid is None:
+        paths.pid_file.unlink(missing_ok=True)
+        return False
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and _ours(pid, settings):
+        with contextlib.suppress(ChildProcessError):  # reap it when `up` ran in this process
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.2)
+    if _ours(pid, settings):
+        os.killpg(pid, signal.SIGKILL)
+    paths.pid_file.unlink(missing_ok=True)
+    return True

@@ -1,0 +1,200 @@
+"""The BI layer end to end: real Superset (its own venv) over the demo's gold, real Chromium.
+
+Superset is started once for the module (`lakehouse bi up` on a free port, on a private copy of
+the session's demo lake) and stopped by the last test (`lakehouse bi down`). The browser check
+saves the README's screenshots, docs/screenshots/bi-<dashboard>.png.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import DemoLake
+from testkit import free_port
+
+from lakehouse import bi
+from lakehouse.bi_check import chart_data_rows, check_dashboards, dashboard_charts, login
+from lakehouse.config import Settings
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO / "docs" / "screenshots"
+CHARTS = len(list((REPO / "bi" / "charts").glob("*.yaml")))
+DATASETS = len(list((REPO / "bi" / "datasets").glob("*.yaml")))
+
+
+def lakehouse(
+    env: dict[str, str], *args: str, timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lakehouse", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@dataclass(frozen=True)
+class RunningBi:
+    env: dict[str, str]
+    settings: Settings
+    up_stdout: str
+
+
+@pytest.fixture(scope="module")
+def running_bi(
+    demo_lake: DemoLake, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningBi]:
+    lake = demo_lake.copy_to(tmp_path_factory.mktemp("bi"))
+    env = lake.env | {"LAKEHOUSE_BI_PORT": str(free_port())}
+    env.pop("LAKEHOUSE_BI_ADMIN_PASSWORD", None)
+    up = lakehouse(env, "bi", "up")
+    assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+    settings = Settings.from_env(env)
+    try:
+        yield RunningBi(env, settings, up.stdout)
+    finally:
+        bi.down(settings)  # the last test checks `bi down` itself; this only cleans up
+
+
+def test_up_prints_url_login_and_every_dashboard(running_bi: RunningBi) -> None:
+    settings = running_bi.settings
+    password = (settings.home / "bi" / "admin_password").read_text().strip()
+    assert oct((settings.home / "bi" / "admin_password").stat().st_mode & 0o777) == "0o600"
+    assert oct((settings.home / "bi" / "secret_key").stat().st_mode & 0o777) == "0o600"
+    assert len(password) >= 16
+    out = running_bi.up_stdout
+    assert f"http://127.0.0.1:{settings.bi_port} (user admin, password {password})" in out
+    for slug in bi.DASHBOARDS:
+        assert f"http://127.0.0.1:{settings.bi_port}/superset/dashboard/{slug}/" in out
+    # the metadata database lives under LAKEHOUSE_HOME, the gold file is connected read-only
+    assert (settings.home / "bi" / "superset.db").exists()
+    status = lakehouse(running_bi.env, "bi", "status")
+    assert "healthy" in status.stdout and str(settings.bi_port) in status.stdout
+
+
+def test_every_dashboard_renders_every_chart_with_data(running_bi: RunningBi) -> None:
+    results = check_dashboards(running_bi.settings, SCREENSHOTS)
+    assert [r.slug for r in results] == list(bi.DASHBOARDS)
+    assert sum(r.expected_charts for r in results) == CHARTS
+    for result in results:
+        assert result.ok, result.problem()
+        assert all(c.state == "ok" for c in result.charts)
+        png = result.screenshot.read_bytes() if result.screenshot else b""
+        assert png.startswith(b"\x89PNG") and len(png) > 20_000, result.slug
+    # every saved chart answers the chart data API with rows (alerts, reports, cache warm-up)
+    client = login(running_bi.settings)
+    charts = [c for items in dashboard_charts(client).values() for c in items]
+    assert len(charts) == CHARTS
+    assert all(chart_data_rows(client, c["id"]) > 0 for c in charts)
+
+
+def _counts(client: httpx.Client) -> dict[str, int]:
+    return {
+        kind: client.get(f"/api/v1/{kind}/", params={"q": "(page_size:100)"}).json()["count"]
+        for kind in ("dashboard", "chart", "dataset", "database")
+    }
+
+
+def test_provisioning_twice_gives_the_same_objects(running_bi: RunningBi) -> None:
+    client = login(running_bi.settings)
+    before = _counts(client)
+    assert before == {"dashboard": 5, "chart": CHARTS, "dataset": DATASETS, "database": 1}
+    ids = {c["slice_name"]: c["id"] for items in dashboard_charts(client).values() for c in items}
+    bi.import_bundle(running_bi.settings)  # the import `bi up` does when the bundle changed
+    again = lakehouse(running_bi.env, "bi", "up")  # running: nothing to redo
+    assert again.returncode == 0 and "already running" in again.stdout, again.stderr
+    assert _counts(client) == before
+    after = {c["slice_name"]: c["id"] for items in dashboard_charts(client).values() for c in items}
+    assert after == ids
+
+
+def test_export_then_import_round_trips_to_the_same_yaml(
+    running_bi: RunningBi, tmp_path: Path
+) -> None:
+    exported = tmp_path / "bundle"
+    done = lakehouse(running_bi.env, "bi", "export", "--folder", str(exported))
+    assert done.returncode == 0, done.stderr
+    assert bi.bundle_files(exported) == bi.bundle_files(bi.BUNDLE_DIR)
+    # and what was exported imports again into the same objects
+    bi.import_bundle(running_bi.settings, exported)
+    assert _counts(login(running_bi.settings))["chart"] == CHARTS
+
+
+def test_errors_are_one_line_naming_the_fix(running_bi: RunningBi, tmp_path: Path) -> None:
+    other = running_bi.env | {"LAKEHOUSE_HOME": str(tmp_path / "home")}
+    no_gold = lakehouse(other, "bi", "up", timeout=60)
+    assert no_gold.returncode == 2
+    assert no_gold.stderr.strip().endswith("run `make demo` first"), no_gold.stderr
+    assert len(no_gold.stderr.strip().splitlines()) == 1
+    taken = other | {
+        "LAKEHOUSE_GOLD_DB": str(running_bi.settings.gold_db_path),
+        "LAKEHOUSE_BI_PORT": str(running_bi.settings.bi_port),  # Superset listens there
+    }
+    busy = lakehouse(taken, "bi", "up", timeout=60)
+    assert busy.returncode == 2 and len(busy.stderr.strip().splitlines()) == 1, busy.stderr
+    assert "is taken" in busy.stderr and "LAKEHOUSE_BI_PORT" in busy.stderr
+
+
+def test_a_published_gold_file_is_read_by_the_next_query_without_restart(
+    running_bi: RunningBi,
+) -> None:
+    """The publisher swaps gold.duckdb (os.replace) while Superset holds it open read-only:
+    the swap is not blocked, and the next chart query reads the new file."""
+    import duckdb
+
+    from lake.gold import gold_build
+
+    client = login(running_bi.settings)
+    (top,) = [
+        c
+        for c in dashboard_charts(client)["sales"]
+        if c["slice_name"] == "Top 10 products, last 7 days"
+    ]
+    assert chart_data_rows(client, top["id"]) == 10
+    with gold_build(running_bi.settings) as build, duckdb.connect(str(build)) as con:
+        con.execute(
+            "CREATE OR REPLACE TABLE top_products_7d AS "
+            "SELECT * FROM top_products_7d WHERE rank_revenue <= 3"
+        )
+    assert chart_data_rows(client, top["id"]) == 3
+
+
+def test_down_stops_only_what_up_started(running_bi: RunningBi, tmp_path: Path) -> None:
+    bystander = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(free_port()), "--bind", "127.0.0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        # another home's `bi down` finds nothing of its own to stop
+        other = running_bi.env | {"LAKEHOUSE_HOME": str(tmp_path / "home")}
+        assert "was not running" in lakehouse(other, "bi", "down").stdout
+        assert bi.status(running_bi.settings).healthy
+        pid = bi.status(running_bi.settings).pid
+        done = lakehouse(running_bi.env, "bi", "down")
+        assert done.returncode == 0 and "stopped Superset" in done.stdout
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.1)
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+        )
+        assert bystander.poll() is None  # the unrelated server still runs
+        assert "not running" in lakehouse(running_bi.env, "bi", "status").stdout
+        assert "was not running" in lakehouse(running_bi.env, "bi", "down").stdout
+    finally:
+        os.kill(bystander.pid, signal.SIGTERM)
+        bystander.wait(timeout=10)

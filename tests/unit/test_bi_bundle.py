@@ -1,0 +1,119 @@
+"""The BI bundle as code: the repo's YAML, its import zip and the export normalisation."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lakehouse import bi
+from lakehouse.config import Settings
+from lakehouse.ownership import owner_of
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings.from_env({"LAKEHOUSE_HOME": str(tmp_path / "home")})
+
+
+def _docs() -> dict[str, dict]:
+    return {name: yaml.safe_load(text) for name, text in bi.bundle_files().items()}
+
+
+def test_bundle_has_five_dashboards_whose_charts_all_exist_with_query_contexts() -> None:
+    docs = _docs()
+    dashboards = {d["slug"]: d for n, d in docs.items() if n.startswith("dashboards/")}
+    assert set(dashboards) == set(bi.DASHBOARDS)
+    charts = {d["uuid"]: d for n, d in docs.items() if n.startswith("charts/")}
+    datasets = {d["uuid"]: d for n, d in docs.items() if n.startswith("datasets/")}
+    databases = [d for n, d in docs.items() if n.startswith("databases/")]
+    assert len(databases) == 1
+    assert (
+        databases[0]["sqlalchemy_uri"] == f"duckdb:///{bi.GOLD_PLACEHOLDER}?access_mode=read_only"
+    )
+    placed = []
+    for dashboard in dashboards.values():
+        for node in dashboard["position"].values():
+            if isinstance(node, dict) and node.get("type") == "CHART":
+                assert node["meta"]["uuid"] in charts and "chartId" in node["meta"]
+                placed.append(node["meta"]["uuid"])
+    assert sorted(placed) == sorted(charts)  # every chart on exactly one dashboard
+    for chart in charts.values():
+        assert chart["dataset_uuid"] in datasets
+        context = json.loads(chart["query_context"])  # saved: the chart data API answers
+        assert context["queries"] and context["form_data"]["viz_type"] == chart["viz_type"]
+        table = datasets[chart["dataset_uuid"]]["table_name"]
+        # the description names the KPI's gold model and links to its dbt docs definition
+        assert f"model.lakehouse.{table}" in chart["description"]
+    uuids = [d["uuid"] for d in docs.values() if "uuid" in d]
+    assert len(uuids) == len(set(uuids))
+
+
+def test_every_dataset_is_a_gold_model_with_an_owner() -> None:
+    manifest = json.loads((bi.REPO / "dbt" / "target" / "manifest.json").read_text())
+    gold = {
+        n["name"]: n
+        for n in manifest["nodes"].values()
+        if n["resource_type"] == "model" and n["original_file_path"].startswith("models/gold")
+    }
+    for name, doc in _docs().items():
+        if not name.startswith("datasets/"):
+            continue
+        model = gold[doc["table_name"]]
+        assert model["config"]["contract"]["enforced"]
+        assert {c["column_name"] for c in doc["columns"]} == set(model["columns"])
+        assert model["config"]["meta"]["team"] == owner_of(doc["table_name"]).team
+
+
+def test_import_zip_names_this_homes_gold_file(settings: Settings) -> None:
+    archive = zipfile.ZipFile(io.BytesIO(bi.bundle_zip(settings)))
+    names = archive.namelist()
+    assert all(n.startswith("bundle/") for n in names) and "bundle/metadata.yaml" in names
+    database = next(n for n in names if n.startswith("bundle/databases/"))
+    uri = yaml.safe_load(archive.read(database))["sqlalchemy_uri"]
+    assert uri == f"duckdb:///{settings.gold_db_path}?access_mode=read_only"
+    assert bi.GOLD_PLACEHOLDER not in b"".join(archive.read(n) for n in names).decode()
+
+
+def test_export_normalisation_restores_the_repo_bundle_from_any_ids(settings: Settings) -> None:
+    """What Superset exports (folder prefix, ids of its own database in file names, params,
+    query contexts and positions, the home's gold path) normalises back to the repo's YAML."""
+    gold = str(settings.gold_db_path)
+    exported: dict[str, str] = {}
+    for name, text in bi.bundle_files().items():
+        doc = yaml.safe_load(text.replace(bi.GOLD_PLACEHOLDER, gold))
+        if name.startswith("charts/"):
+            doc["params"]["datasource"] = "917__table"
+            doc["params"]["slice_id"] = 4242
+            context = json.loads(doc["query_context"])
+            context["datasource"]["id"] = 917
+            context["form_data"]["datasource"] = "917__table"
+            doc["query_context"] = json.dumps(context)
+        if name.startswith("dashboards/"):
+            for node in doc["position"].values():
+                if isinstance(node, dict) and node.get("type") == "CHART":
+                    node["meta"]["chartId"] = 9000 + node["meta"]["chartId"]
+        folder, _, file_name = name.partition("/")
+        exported[f"dashboard_export_20260101T000000/{folder}/{file_name[:-5]}_17.yaml"] = (
+            yaml.safe_dump(doc)
+        )
+    assert bi.normalise_export(exported, gold) == bi.bundle_files()
+
+
+def test_secrets_are_created_once_with_mode_0600(settings: Settings) -> None:
+    password, generated = bi.admin_password(settings)
+    assert generated and len(password) >= 16
+    assert bi.admin_password(settings) == (password, True)
+    paths = bi.write_config(settings)
+    for secret in (paths.password_file, paths.secret_key):
+        assert secret.stat().st_mode & 0o777 == 0o600
+    key = paths.secret_key.read_text()
+    bi.write_config(settings)
+    assert paths.secret_key.read_text() == key
+    config = paths.config.read_text()
+    assert str(paths.metadata_db) in config and "SUPERSET_LOAD_EXAMPLES = False" in config
+    assert "scarf" not in config  # no analytics host allowed by the content-security policy
