@@ -1,5 +1,7 @@
 -- Every alert fired (sentiment spikes and the supply chain's store alerts share the table),
--- newest first; delivery_status says whether the webhook took it.
+-- newest first; delivery_status says whether the webhook took it. The operational alerts
+-- that share the table too (monitoring/alerts.py KINDS: freshness, null rates, orphan
+-- files, failed runs and checks) are the platform's, not the business's: left out.
 select
     alert_id,
     kind,
@@ -15,3 +17,7 @@ select
     delivery_status,
     created_at
 from {{ source('sentiment', 'alerts') }}
+where kind not in (
+    'stream_freshness', 'gold_freshness', 'null_rate', 'orphan_files', 'run_failure',
+    'check_failure'
+)
