@@ -575,7 +575,8 @@ def main() -> None:
         }
     )
     print(
-        f"fraud benchmarks, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores shared with other agents' work"
+        f"fraud benchmarks, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
+        f"load average {' / '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
     try:
         if args.what in ("quality", "all"):
