@@ -6,7 +6,10 @@ Delta (deltalake); dbt reads silver through dbt-duckdb's delta plugin.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
@@ -285,6 +288,19 @@ def open_table(uri: str, settings: Settings, version: int | None = None) -> Delt
         return DeltaTable(uri, version=version, storage_options=settings.storage_options or None)
     except TableNotFoundError:
         return None
+
+
+def stats_max(table: DeltaTable, column: str) -> object | None:
+    """Largest value of `column` over the table's files, from the statistics in the Delta log
+    (no data file is read); None when the table is empty or holds no statistics for it."""
+    actions = pa.table(table.get_add_actions(flatten=True))
+    name = f"max.{column}"
+    if actions.num_rows == 0 or name not in actions.column_names:
+        return None
+    newest = pc.max(actions[name]).as_py()
+    if isinstance(newest, datetime) and newest.tzinfo is None:
+        return newest.replace(tzinfo=UTC)
+    return newest
 
 
 def insert_new_rows(

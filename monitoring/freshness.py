@@ -20,13 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
 from ingestion import kafka_client
 from ingestion.contracts import contract
 from ingestion.raw import lake_offsets
-from lake.tables import open_table, raw_uri
+from lake.tables import open_table, raw_uri, stats_max
 from lakehouse.config import Settings
 from monitoring.alerts import GOLD_FRESHNESS, STREAM_FRESHNESS, Condition
 
@@ -56,16 +53,8 @@ class StreamFreshness:
 def newest_raw_timestamp(settings: Settings, topic: str) -> datetime | None:
     """Newest `kafka_timestamp` in raw_<topic>, from the file statistics in the Delta log."""
     table = open_table(raw_uri(settings, topic), settings)
-    if table is None:
-        return None
-    actions = pa.table(table.get_add_actions(flatten=True))
-    column = "max.kafka_timestamp"
-    if actions.num_rows == 0 or column not in actions.column_names:
-        return None
-    newest = pc.max(actions[column]).as_py()
-    if newest is None:
-        return None
-    return newest if newest.tzinfo else newest.replace(tzinfo=UTC)
+    newest = stats_max(table, "kafka_timestamp") if table is not None else None
+    return newest if isinstance(newest, datetime) else None
 
 
 def oldest_pending_timestamp(
