@@ -8,10 +8,12 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg2
 import pytest
 
 # Offline and quiet, whatever the caller's environment says.
@@ -127,3 +129,16 @@ DEMO_SECRETS = {
     "LAKEHOUSE_PII_KEY": "pii-" + secrets.token_urlsafe(24),
     "LAKEHOUSE_MASTER_KEY": secrets.token_hex(32),
 }
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the PostgreSQL at 127.0.0.1:5432 (trust, user postgres), dropped
+    after the test."""
+    name = f"lakehouse_test_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE DATABASE {name}")
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    admin.cursor().execute(f"DROP DATABASE {name} WITH (FORCE)")
+    admin.close()

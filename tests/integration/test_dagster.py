@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -187,17 +186,6 @@ def test_small_graph_materializes_with_checks_and_lineage(
     assert set(daily.column("domain").to_pylist()) >= {"retail", "platform"}
     cpu = sum(r["cpu_seconds"] for r in usage)
     assert abs(sum(daily.column("cpu_seconds").to_pylist()) - cpu) < 1e-6
-
-
-@pytest.fixture
-def postgres_url() -> str:
-    name = f"lakehouse_test_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-    admin.autocommit = True
-    admin.cursor().execute(f"CREATE DATABASE {name}")
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    admin.cursor().execute(f"DROP DATABASE {name} WITH (FORCE)")
-    admin.close()
 
 
 def test_production_profile_stores_dagster_runs_in_postgres(
