@@ -295,12 +295,23 @@ def _gold_tables(home: Path) -> dict[str, pa.Table]:
         return {n: con.sql(f'SELECT * FROM "{n}"').to_arrow_table() for n in names}
 
 
+# Gold models that measure the platform's own runs (CPU seconds, snapshot times, file counts),
+# not the data: they differ between any two runs, whatever the engine.
+RUN_MEASURES = {
+    "finops_usage_daily",
+    "platform_table_rows",
+    "platform_freshness",
+    "platform_kafka_lag",
+    "platform_quality_results",
+}
+
+
 def test_dbt_gold_is_identical_on_both_engines(lakes: dict[str, Path]) -> None:
     expected, actual = _gold_tables(lakes["duckdb"]), _gold_tables(lakes["spark"])
     assert sorted(actual) == sorted(expected)
     assert {"daily_sales", "top_sku_7d", "stock_cover_days"} <= set(expected)
     assert expected["daily_sales"].num_rows > 0
-    for name in expected:
+    for name in set(expected) - RUN_MEASURES:
         _assert_same(expected[name], actual[name], f"gold.{name}")
 
 
