@@ -24,7 +24,7 @@ from typing import Protocol
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from lakehouse.config import Settings
+from lakehouse.config import Settings, create_secret_file
 from lakehouse.errors import ConfigError
 
 KEY_BYTES = 32
@@ -57,11 +57,7 @@ def master_key_bytes(settings: Settings) -> bytes:
     text = settings.master_key
     if text is None:
         path = settings.key_store_path.with_suffix(".master")
-        if not path.exists():
-            _private_dir(path.parent)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as out:
-                out.write(base64.b64encode(os.urandom(KEY_BYTES)).decode())
+        create_secret_file(path, lambda: base64.b64encode(os.urandom(KEY_BYTES)).decode())
         _check_private(path)
         text = path.read_text().strip()
     if len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text):

@@ -43,7 +43,7 @@ from typing import Any
 
 import yaml
 
-from lakehouse.config import Settings
+from lakehouse.config import Settings, create_secret_file
 from lakehouse.errors import LakehouseError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -165,14 +165,8 @@ def install_environment(target: Path) -> float:
 
 def _secret(path: Path, make: Callable[[], str]) -> str:
     """The secret kept in `path` (created once with `make`, mode 0600)."""
-    if path.exists():
-        return path.read_text("utf-8").strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    value = make()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(value + "\n")
-    return value
+    create_secret_file(path, lambda: make() + "\n")
+    return path.read_text("utf-8").strip()
 
 
 def admin_password(settings: Settings) -> tuple[str, bool]:

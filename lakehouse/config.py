@@ -7,8 +7,10 @@ naming the variable and the fix; the CLI prints exactly that line.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -23,20 +25,31 @@ PII_KEY_FILE = "pii.key"  # beside the subject key store when LAKEHOUSE_PII_KEY 
 _generated_pii_keys: dict[Path, str] = {}
 
 
+def create_secret_file(path: Path, make: Callable[[], str]) -> None:
+    """Create `path` holding `make()` unless it exists (file 0600, folder 0700). Atomic across
+    processes: the secret is written to a private temporary file and hard-linked into place, so
+    a reader sees no file or the whole secret, and of two creators the first link wins."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(make())
+        # another process created it first: theirs is the secret
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, path)
+    finally:
+        os.unlink(temporary)
+
+
 def _generated_secret(path: Path) -> str:
     """The secret in `path`, created once (32 random bytes, hex; folder 0700, file 0600) so a
     fresh clone runs without a secret in the repository; production sets the variable."""
     if path in _generated_pii_keys:
         return _generated_pii_keys[path]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process created it first: use theirs
-        pass
-    else:
-        with os.fdopen(fd, "w") as out:
-            out.write(os.urandom(32).hex())
+    create_secret_file(path, lambda: os.urandom(32).hex())
     if os.stat(path).st_mode & 0o077:
         raise ConfigError(f"{path} is readable by others: run chmod 600 {path} (it is a secret)")
     secret = path.read_text().strip()

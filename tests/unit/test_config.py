@@ -1,8 +1,9 @@
+import os
 from pathlib import Path
 
 import pytest
 
-from lakehouse.config import Settings
+from lakehouse.config import Settings, create_secret_file
 from lakehouse.errors import ConfigError
 
 
@@ -127,3 +128,20 @@ def test_s3_commit_modes() -> None:
     with pytest.raises(ConfigError) as info:
         Settings.from_env(s3 | {"LAKEHOUSE_S3_COMMIT": "dynamodb"})  # gone from delta-rs 1.6
     assert "conditional-put" in str(info.value)
+
+
+def test_a_secret_file_created_by_racing_processes_is_one_whole_secret(tmp_path: Path) -> None:
+    from concurrent.futures import ProcessPoolExecutor
+
+    path = tmp_path / "keys" / "pii.key"
+    with ProcessPoolExecutor(4) as pool:
+        seen = set(pool.map(_create_and_read, [path] * 32))
+    assert len(seen) == 1 and len(seen.pop()) == 64  # every process reads the same whole key
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
+    assert [p.name for p in path.parent.iterdir()] == ["pii.key"]  # no temporary file left
+
+
+def _create_and_read(path: Path) -> str:
+    create_secret_file(path, lambda: os.urandom(32).hex())
+    return path.read_text()
