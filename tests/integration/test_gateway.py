@@ -22,6 +22,7 @@ from testkit import free_port
 
 from governance.gateway import RunningGateway, start_gateway
 from governance.tokens import hash_token, new_token
+from ingestion.broker import EmbeddedBroker
 from lakehouse.config import Settings
 from lakehouse.errors import ConfigError
 
@@ -204,6 +205,8 @@ def test_lakehouse_ui_beyond_loopback_serves_dagster_through_the_gateway(
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         log.close()
+        # the embedded broker the UI's sensors started outlives the UI by design
+        EmbeddedBroker(Settings.from_env(env)).stop()
 
 
 def test_lakehouse_ui_beyond_loopback_needs_tokens(tmp_path: Path) -> None:
