@@ -23,8 +23,9 @@ Intervals: split-conformal per horizon step h = 1..horizon on **held-out** error
 errors, on window w, of the model picked on the windows before w: never the errors that chose
 it). Errors are scaled by the series' naive MAE and pooled across series; the half-width at
 step h is scale × the finite-sample conformal quantile ⌈(n+1)p⌉/n of the scaled |errors| at
-steps h−3..h+3, made non-decreasing in h. Coverage is measured on the last window with the
-quantiles calibrated on the windows before it; the nightly forecast uses all held-out windows.
+steps h−3..h+3, made non-decreasing in h by an isotonic fit. Coverage is measured on the
+last window with the quantiles calibrated on the windows before it; the nightly forecast uses
+all held-out windows.
 σ_d (safety stock) = RMSE of the held-out errors over the first `lead_days` steps.
 """
 
@@ -216,22 +217,38 @@ def conformal_quantile(values: np.ndarray, level: float) -> float:
     return float(np.partition(values, rank - 1)[rank - 1])
 
 
+def isotonic(values: np.ndarray) -> np.ndarray:
+    """The non-decreasing sequence closest to `values` in least squares (pool adjacent
+    violators). Unlike a running maximum, one noisy early step does not raise every later
+    one: a running maximum of noisy quantiles is biased upward and over-covers."""
+    blocks: list[list[float]] = []  # [mean, count]
+    for v in values.astype(float):
+        blocks.append([v, 1.0])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            mean, count = blocks.pop()
+            prev = blocks[-1]
+            prev[0] = (prev[0] * prev[1] + mean * count) / (prev[1] + count)
+            prev[1] += count
+    return np.concatenate([np.full(int(count), mean) for mean, count in blocks])
+
+
 def calibrate_steps(errors: pl.DataFrame, horizon: int, neighbours: int = 3) -> pl.DataFrame:
     """h, q80, q95: conformal quantiles of |e| / scale at each horizon step, pooled over series
     (series with a zero naive scale, always-constant demand, are left out) and over the steps
-    h − neighbours .. h + neighbours, non-decreasing in h."""
+    h − neighbours .. h + neighbours, then made non-decreasing in h (`isotonic`)."""
     usable = errors.filter(pl.col("scale") > 0).with_columns(
         (pl.col("e").abs() / pl.col("scale")).alias("score")
     )
     scores_h = usable["h"].to_numpy()
     scores = usable["score"].to_numpy()
-    rows = []
+    quantiles = {lv: np.empty(horizon) for lv in LEVELS}
     for h in range(1, horizon + 1):
         near = scores[np.abs(scores_h - h) <= neighbours]
-        rows.append((h, *(conformal_quantile(near, lv / 100) for lv in LEVELS)))
-    out = pl.DataFrame(rows, schema=["h", "q80", "q95"], orient="row")
-    return out.with_columns(
-        pl.col("h").cast(pl.Int32), pl.col("q80").cum_max(), pl.col("q95").cum_max()
+        for lv in LEVELS:
+            quantiles[lv][h - 1] = conformal_quantile(near, lv / 100)
+    return pl.DataFrame(
+        {"h": pl.Series(range(1, horizon + 1), dtype=pl.Int32)}
+        | {f"q{lv}": isotonic(q) for lv, q in quantiles.items()}
     )
 
 

@@ -149,6 +149,18 @@ def test_conformal_quantile_is_finite_sample_corrected() -> None:
     assert bt.conformal_quantile(np.arange(1.0, 101.0), 0.95) == 96.0
 
 
+def test_isotonic_steps_do_not_let_one_noisy_step_raise_the_rest() -> None:
+    """A high first step (as the held-out quantiles show right after a cutoff) is pooled with
+    its neighbours instead of lifting every later step to its level (a running maximum)."""
+    noisy = np.array([1.4, 1.3, 1.2, 1.2, 1.25, 1.3, 1.35])
+    fit = bt.isotonic(noisy)
+    assert (np.diff(fit) >= 0).all()
+    assert fit[0] < 1.4 and fit[-1] == pytest.approx(1.35)
+    assert fit.sum() == pytest.approx(noisy.sum())  # least squares keeps the mean
+    already = np.array([1.0, 1.0, 2.0, 3.5])
+    assert bt.isotonic(already).tolist() == already.tolist()
+
+
 def test_intervals_cover_their_level_on_generated_demand() -> None:
     """Stationary Poisson demand with a weekly season, 120 series × 260 days (exchangeable
     windows, the conformal premise): quantiles calibrated on the held-out errors of the
