@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import os
 from binascii import b2a_base64
+from collections.abc import Callable
 
 import duckdb
 import pyarrow as pa
@@ -66,19 +67,40 @@ def _extract(values: pa.Array, paths: list[str]) -> dict[str, pa.Array]:
         con.close()
 
 
-def _patch(values: pa.Array, replacements: dict[str, pa.Array]) -> pa.Array:
-    """Payloads with field `p` replaced by `replacements[p]` where that is not null."""
+def _patch(values: pa.Array, replacements: dict[str, tuple[pa.Array, pa.Array]]) -> pa.Array:
+    """Payloads with top-level field `p`'s value `old` replaced by `new`, for
+    `replacements[p] = (old, new)`, where `new` is not null.
+
+    A payload holding `"p":<old as JSON>` exactly once has that text replaced (a string
+    operation, half the cost of parsing), kept when its top-level `p` then reads `new`; any
+    other payload (other spellings, the pair also nested) is rewritten by `json_merge_patch`."""
     con = duckdb.connect()
     try:
-        columns = {"value": values} | {f"r{i}": r for i, r in enumerate(replacements.values())}
+        columns: dict[str, pa.Array] = {"value": values}
+        for i, (old, new) in enumerate(replacements.values()):
+            columns |= {f"o{i}": old, f"r{i}": new}
         con.register("t", pa.table(columns))
-        expr = "value::VARCHAR"
-        for i, path in enumerate(replacements):
-            expr = (
-                f"CASE WHEN r{i} IS NULL THEN {expr} "
-                f"ELSE json_merge_patch({expr}, json_object('{path}', r{i}))::VARCHAR END"
+        query = "SELECT * REPLACE (value::VARCHAR AS value) FROM t"
+        for i, path in enumerate(replacements):  # one field per level: `value` read once each
+            key = f"'\"{path}\":'"
+            needle = f"({key} || to_json(o{i})::VARCHAR)"
+            # the text replaced where it occurs once and the result reads the new value at the
+            # top level; anything else (other spellings, the pair also nested) parsed and patched
+            replaced = (
+                f"CASE WHEN r{i} IS NOT NULL AND strpos(value, {needle}) > 0 "
+                f"AND strpos(substr(value, strpos(value, {needle}) + 1), {needle}) = 0 "
+                f"THEN replace(value, {needle}, {key} || to_json(r{i})::VARCHAR) END"
             )
-        out = con.sql(f"SELECT {expr} AS value FROM t").to_arrow_table()
+            step = (
+                f"CASE WHEN r{i} IS NULL THEN value "
+                f"WHEN json_extract_string(replaced, '$.{path}') = r{i} THEN replaced "
+                f"ELSE json_merge_patch(value, json_object('{path}', r{i}))::VARCHAR END"
+            )
+            query = (
+                f"SELECT * EXCLUDE (replaced) REPLACE ({step} AS value) "
+                f"FROM (SELECT *, {replaced} AS replaced FROM ({query}))"
+            )
+        out = con.sql(f"SELECT value FROM ({query})").to_arrow_table()
         return out["value"].combine_chunks().cast(pa.large_string())
     finally:
         con.close()
@@ -107,6 +129,22 @@ def _token_cache(settings: Settings, store: KeyStore) -> dict[str, dict[str, str
     return held[1]
 
 
+def _sealer(subject_values: dict[str, str]) -> Callable[[list[str], list[bytes]], list[str]]:
+    """Tokens of key ids from their data keys: each id's value sealed under its key (the key
+    id is the associated data, so a token cannot be moved to another key)."""
+
+    def seal(ids: list[str], keys: list[bytes]) -> list[str]:
+        nonces = os.urandom(len(ids) * NONCE_BYTES)  # one read for the batch's nonces
+        made = []
+        for j, (kid, key) in enumerate(zip(ids, keys, strict=True)):
+            nonce = nonces[j * NONCE_BYTES : (j + 1) * NONCE_BYTES]
+            sealed = AESGCM(key).encrypt(nonce, subject_values[kid].encode(), kid.encode())
+            made.append(f"{TOKEN_PREFIX}{kid}.{b2a_base64(nonce + sealed, newline=False).decode()}")
+        return made
+
+    return seal
+
+
 def encrypt_values(
     settings: Settings, topic: str, values: pa.Array, store: KeyStore | None = None
 ) -> pa.Array:
@@ -119,28 +157,22 @@ def encrypt_values(
     store = store or open_key_store(settings)
     try:
         cache = _token_cache(settings, store)
-        replacements: dict[str, pa.Array] = {}
+        replacements: dict[str, tuple[pa.Array, pa.Array]] = {}
         for f in fields:
             column = columns[f.path]
             distinct = pc.unique(column.drop_null())
             known = cache.setdefault(str(f.subject), {})
             plain = distinct.to_pylist()
             tokens = [known.get(value) for value in plain]
-            new = [i for i, token in enumerate(tokens) if token is None]
+            new = [value for value, token in zip(plain, tokens, strict=True) if token is None]
             if new:
-                fresh = pa.array([plain[i] for i in new], pa.string())
-                ids = _key_ids(str(f.subject), fresh, settings.pii_hash_key)
-                keys = store.get_or_create(ids)
-                nonces = os.urandom(len(ids) * NONCE_BYTES)  # one read for the batch's nonces
-                for j, (i, kid) in enumerate(zip(new, ids, strict=True)):
-                    nonce = nonces[j * NONCE_BYTES : (j + 1) * NONCE_BYTES]
-                    sealed = AESGCM(keys[kid]).encrypt(nonce, plain[i].encode(), kid.encode())
-                    token = (
-                        f"{TOKEN_PREFIX}{kid}.{b2a_base64(nonce + sealed, newline=False).decode()}"
-                    )
-                    tokens[i] = known[plain[i]] = token
-            replacements[f.path] = pc.take(
-                pa.array(tokens, pa.string()), pc.index_in(column, value_set=distinct)
+                ids = _key_ids(str(f.subject), pa.array(new, pa.string()), settings.pii_hash_key)
+                made = store.tokens(ids, _sealer(dict(zip(ids, new, strict=True))))
+                known.update((value, made[kid]) for value, kid in zip(new, ids, strict=True))
+                tokens = [known[value] for value in plain]
+            replacements[f.path] = (
+                column,
+                pc.take(pa.array(tokens, pa.string()), pc.index_in(column, value_set=distinct)),
             )
     finally:
         if owned:
@@ -159,7 +191,7 @@ def decrypt_raw_values(
     values = raw["value"].combine_chunks()
     columns = _extract(values, [f.path for f in fields])
     keep = pa.array([True] * raw.num_rows)
-    replacements: dict[str, pa.Array] = {}
+    replacements: dict[str, tuple[pa.Array, pa.Array]] = {}
     owned = store is None
     try:
         for f in fields:
@@ -190,7 +222,7 @@ def decrypt_raw_values(
                 plain.append(opened.decode())
             mapped = pc.take(pa.array(plain, pa.string()), pc.index_in(column, value_set=distinct))
             keep = pc.and_(keep, pc.invert(pc.and_(is_token, pc.is_null(mapped))))
-            replacements[f.path] = mapped
+            replacements[f.path] = (column, mapped)
     finally:
         if owned and store is not None:
             store.close()  # type: ignore[attr-defined]

@@ -5,6 +5,12 @@ key store keeps it wrapped (AES-GCM) under the master key, addressed by a key id
 keyed hash of the subject, so the store itself names nobody. Destroying a subject's key makes
 every raw value encrypted under it unreadable (crypto-shredding).
 
+A key id names one value of one subject, so each data key seals exactly one value: its token
+(what raw stores) is kept beside it. A process meeting a known subject then reads the token
+instead of unwrapping the key and sealing again — which is what every Dagster run, a fresh
+process, would otherwise pay per distinct subject of its batch. The token adds nothing to what
+the row holds (it opens only with the row's key) and goes with it when the key is destroyed.
+
 `FileKeyStore` is a SQLite file under LAKEHOUSE_HOME (mode 0600, folder 0700, `secure_delete`
 on, so a destroyed key's bytes are overwritten, not left in a free page). The master key
 comes from LAKEHOUSE_MASTER_KEY; unset, one is generated once into `<key store>.master`
@@ -18,7 +24,7 @@ import hashlib
 import os
 import sqlite3
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -31,9 +37,14 @@ KEY_BYTES = 32
 NONCE_BYTES = 12
 
 
+# Makes the tokens of key ids from their data keys (the values sealed are the caller's).
+Sealer = Callable[[list[str], list[bytes]], list[str]]
+
+
 class KeyStore(Protocol):
-    def get_or_create(self, key_ids: Iterable[str]) -> dict[str, bytes]:
-        """Data keys of `key_ids`, creating the missing ones (ingestion)."""
+    def tokens(self, key_ids: Sequence[str], seal: Sealer) -> dict[str, str]:
+        """The token of each key id (ingestion): the one kept with its data key, else made by
+        `seal` — with a new data key for an id that has none — and kept with it."""
         ...
 
     def get(self, key_ids: Iterable[str]) -> dict[str, bytes]:
@@ -98,8 +109,10 @@ class FileKeyStore:
         self._con.execute("PRAGMA journal_mode = DELETE")  # no WAL file keeping old pages
         self._con.execute(
             "CREATE TABLE IF NOT EXISTS subject_keys (key_id TEXT PRIMARY KEY, wrapped BLOB NOT "
-            "NULL, created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP) WITHOUT ROWID"
+            "NULL, created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, token TEXT) WITHOUT ROWID"
         )
+        if "token" not in {row[1] for row in self._con.execute("PRAGMA table_info(subject_keys)")}:
+            self._con.execute("ALTER TABLE subject_keys ADD COLUMN token TEXT")  # older stores
         self._con.execute(
             "CREATE TABLE IF NOT EXISTS store_generation (one INTEGER PRIMARY KEY CHECK (one = 1), "
             "store_id TEXT NOT NULL, generation INTEGER NOT NULL)"
@@ -117,46 +130,71 @@ class FileKeyStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _lookup(self, key_ids: list[str]) -> dict[str, bytes]:
-        found: dict[str, bytes] = {}
+    def _rows(self, key_ids: Sequence[str]) -> list[tuple[str, bytes, str | None]]:
+        rows: list[tuple[str, bytes, str | None]] = []
         for start in range(0, len(key_ids), 900):  # SQLite's bound-parameter limit
             chunk = key_ids[start : start + 900]
             marks = ",".join("?" * len(chunk))
-            for key_id, wrapped in self._con.execute(
-                f"SELECT key_id, wrapped FROM subject_keys WHERE key_id IN ({marks})", chunk
-            ):
-                found[key_id] = self._wrap.decrypt(
-                    wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], key_id.encode()
-                )
-        return found
+            rows += self._con.execute(
+                f"SELECT key_id, wrapped, token FROM subject_keys WHERE key_id IN ({marks})", chunk
+            ).fetchall()
+        return rows
+
+    def _unwrap(self, key_id: str, wrapped: bytes) -> bytes:
+        return self._wrap.decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], key_id.encode())
 
     def get(self, key_ids: Iterable[str]) -> dict[str, bytes]:
-        return self._lookup(sorted(set(key_ids)))
+        return {k: self._unwrap(k, w) for k, w, _ in self._rows(sorted(set(key_ids)))}
 
-    def get_or_create(self, key_ids: Iterable[str]) -> dict[str, bytes]:
+    def _kept_tokens(self, key_ids: Sequence[str], seal: Sealer) -> dict[str, str]:
+        """Tokens of the ids that have a key, made (and kept) for keys stored without one."""
+        found: dict[str, str] = {}
+        untokened: list[tuple[str, bytes]] = []
+        for key_id, wrapped, token in self._rows(key_ids):
+            if token is None:
+                untokened.append((key_id, self._unwrap(key_id, wrapped)))
+            else:
+                found[key_id] = token
+        if untokened:
+            ids = [k for k, _ in untokened]
+            made = seal(ids, [key for _, key in untokened])
+            self._con.execute("BEGIN IMMEDIATE")
+            self._con.executemany(
+                "UPDATE subject_keys SET token = ? WHERE key_id = ? AND token IS NULL",
+                list(zip(made, ids, strict=True)),
+            )
+            self._con.execute("COMMIT")
+            found.update(zip(ids, made, strict=True))
+        return found
+
+    def tokens(self, key_ids: Sequence[str], seal: Sealer) -> dict[str, str]:
         wanted = sorted(set(key_ids))
-        found = self._lookup(wanted)
+        found = self._kept_tokens(wanted, seal)
         missing = [k for k in wanted if k not in found]
         if missing:
-            # one read of the random source for every new key and nonce of the batch
+            # one read of the random source for every new key and its wrapping nonce
             step = KEY_BYTES + NONCE_BYTES
             material = os.urandom(len(missing) * step)
-            rows, created = [], {}
-            for i, key_id in enumerate(missing):
-                key = material[i * step : i * step + KEY_BYTES]
+            keys = [material[i * step : i * step + KEY_BYTES] for i in range(len(missing))]
+            made = seal(missing, keys)
+            rows = []
+            for i, (key_id, key) in enumerate(zip(missing, keys, strict=True)):
                 nonce = material[i * step + KEY_BYTES : (i + 1) * step]
-                rows.append((key_id, nonce + self._wrap.encrypt(nonce, key, key_id.encode())))
-                created[key_id] = key
-            # two writers may create the same subject at once: the first key wins
+                wrapped = nonce + self._wrap.encrypt(nonce, key, key_id.encode())
+                rows.append((key_id, wrapped, made[i]))
+            # two writers may create the same subject at once: the first key (and token) wins
             self._con.execute("BEGIN IMMEDIATE")
             before = self._con.total_changes
             self._con.executemany(
-                "INSERT OR IGNORE INTO subject_keys (key_id, wrapped) VALUES (?, ?)", rows
+                "INSERT OR IGNORE INTO subject_keys (key_id, wrapped, token) VALUES (?, ?, ?)",
+                rows,
             )
             inserted = self._con.total_changes - before
             self._con.execute("COMMIT")
-            # read back only when another writer got there first for some of them
-            found.update(created if inserted == len(rows) else self._lookup(missing))
+            if inserted == len(rows):
+                found.update(zip(missing, made, strict=True))
+            else:  # read back only when another writer got there first for some of them
+                found.update(self._kept_tokens(missing, seal))
         return found
 
     def destroy(self, key_ids: Iterable[str]) -> int:

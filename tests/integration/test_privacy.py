@@ -182,3 +182,60 @@ def test_a_subject_erased_between_batches_gets_a_new_key_not_its_cached_token(
     assert not second.equals(first)
     opened = decrypt_raw_values(settings, "transactions", pa.table({"value": second}))
     assert json.loads(opened["value"][0].as_py())["account_id"] == "acc_cached"
+
+
+def test_a_fresh_process_reads_known_subjects_tokens_from_the_key_store(
+    settings: Settings,
+) -> None:
+    """The token kept with a subject's key serves every later process (each Dagster run is
+    one); a store written before tokens were kept gains them on first use, still readable."""
+    import sqlite3
+
+    import pyarrow as pa
+
+    from governance import crypto
+
+    values = pa.array(
+        [json.dumps({**SEED_TRANSACTION, "account_id": f"acc_{i}"}) for i in range(3)],
+        pa.large_string(),
+    )
+    first = crypto.encrypt_values(settings, "transactions", values)
+    crypto._token_caches.clear()  # a new process: nothing made in memory yet
+    assert crypto.encrypt_values(settings, "transactions", values).equals(first)
+
+    with sqlite3.connect(settings.key_store_path) as con:  # as an older store holds it
+        con.execute("UPDATE subject_keys SET token = NULL")
+    crypto._token_caches.clear()
+    again = crypto.encrypt_values(settings, "transactions", values)
+    opened = decrypt_raw_values(settings, "transactions", pa.table({"value": again}))
+    assert [json.loads(v)["account_id"] for v in opened["value"].to_pylist()] == [
+        "acc_0",
+        "acc_1",
+        "acc_2",
+    ]
+    with sqlite3.connect(settings.key_store_path) as con:
+        assert (
+            con.execute("SELECT count(*) FROM subject_keys WHERE token IS NULL").fetchone()[0] == 0
+        )
+
+
+def test_identifiers_are_sealed_whatever_the_payload_spelling(settings: Settings) -> None:
+    """Spaces, escapes and the same pair nested again take the parsing path: the top-level
+    identifier is sealed, the nested object is left as received, and silver reads it back."""
+    import pyarrow as pa
+
+    from governance.crypto import encrypt_values
+
+    payloads = [
+        '{"customer_id": "c_1", "x": {"customer_id":"c_1"}}',
+        '{"x":{"customer_id":"c_2"},"customer_id":"c_2"}',
+        '{"customer_id":"c_\\u0033"}',
+        '{"customer_id":"c_4","note":"\\"customer_id\\":\\"c_4\\""}',
+    ]
+    sealed = encrypt_values(settings, "orders", pa.array(payloads, pa.large_string()))
+    docs = [json.loads(v) for v in sealed.to_pylist()]
+    assert all(d["customer_id"].startswith(TOKEN_PREFIX) for d in docs)
+    assert [d.get("x") for d in docs[:2]] == [{"customer_id": "c_1"}, {"customer_id": "c_2"}]
+    assert docs[3]["note"] == '"customer_id":"c_4"'
+    opened = decrypt_raw_values(settings, "orders", pa.table({"value": sealed}))
+    assert [json.loads(v) for v in opened["value"].to_pylist()] == [json.loads(p) for p in payloads]
