@@ -1,6 +1,6 @@
-"""Declarative automation of the gold layer (docs/architecture.md, "Gold refresh").
+"""Declarative automation of the gold layer (docs/architecture.md, "Orchestration").
 
-The dbt gold models (with their staging models and seeds) and the platform snapshot carry
+The dbt gold models and seeds, and the platform snapshot, carry
 `gold_refresh()`; the `gold_automation` sensor (running by default) evaluates it and requests
 one run for every key that is due. Supply-chain models and nightly training keep their
 schedules (dagster_project/forecasting.py, fraud.py, sentiment.py)."""
@@ -16,13 +16,9 @@ GOLD_AUTOMATION_SENSOR = "gold_automation"
 
 def gold_refresh() -> dg.AutomationCondition:
     """Once per quarter-hour tick (or as soon as a model is new), never while its previous
-    build runs.
-
-    Not `eager()`: silver materializes on every micro-batch (seconds apart), so eager would
-    queue a dbt build per batch behind the single gold DuckDB writer. Not `on_cron()`: it
-    waits until *every* parent updated since the tick, so a model over an idle topic, or over
-    tables Dagster never sees written (`_usage`, `_dead_letter`, quality results), would never
-    rebuild and would breach its freshness policy, which measures the age of the last build."""
+    build runs. Not `eager()`: silver updates on every micro-batch, eager would rebuild gold
+    each time. Not `on_cron()`: it waits for *every* parent to update, and some never do
+    (idle topics, tables Dagster does not see written). Details: docs/architecture.md."""
     return (
         dg.AutomationCondition.in_latest_time_window()
         & (
