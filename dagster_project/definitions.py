@@ -78,8 +78,8 @@ _defs = dg.Definitions.merge(
 
 
 def _gold_freshness() -> dg.FreshnessPolicy | None:
-    """Native freshness policy of the gold models `gold_refresh` rebuilds (the UI shows fresh / stale); the
-    `stream_freshness` sensor alerts on the same age (dagster_project/monitoring.py)."""
+    """Native freshness policy of the gold models `gold_refresh` rebuilds (the UI shows fresh
+    / stale); the `stream_freshness` sensor alerts on the same age (dagster_project/monitoring.py)."""
     try:
         minutes = Settings.from_env().gold_max_age_minutes
     except LakehouseError:  # a bad setting is reported by the first run, in one line

@@ -30,12 +30,15 @@ def _topic(settings: Settings, topic: str) -> Dataset:
     return kafka_dataset(settings, topic, json_schema=load_schema(f"{topic}.v1.json"))
 
 
-def _served_head(settings: Settings, encoder: str) -> Dataset:
-    """The head file the classifier serves (LAKEHOUSE_HOME/models/sentiment/<encoder>/)."""
+def _served_head(settings: Settings, encoder: str) -> Dataset | None:
+    """The head file the classifier serves (LAKEHOUSE_HOME/models/sentiment/<encoder>/), if
+    there is one."""
     from lakehouse.lineage import file_dataset
     from sentiment.classifier import head_dir
 
     path = head_dir(settings.models_dir, encoder) / "head.joblib"
+    if not path.exists():
+        return None
     return file_dataset(settings, f"sentiment_head_{encoder}", path, HEAD_FIELDS)
 
 
@@ -147,7 +150,8 @@ def silver_social_sentiment(
         result = build_social_sentiment(settings, settings.sentiment_encoder)
         h.set_output_stats("silver_social_sentiment", result.rows_written)
         # the head that classified the batch (trained by the nightly job, or on first need)
-        h.add_input(_served_head(settings, settings.sentiment_encoder))
+        if (head := _served_head(settings, settings.sentiment_encoder)) is not None:
+            h.add_input(head)
         published = publish_new_rows(
             settings, lakehouse.bootstrap(), SENTIMENT_TOPIC, uri, sentiment_message
         )
@@ -234,8 +238,8 @@ def train_sentiment_head(context: dg.OpExecutionContext, lakehouse: LakehouseRes
         handle.add_output(
             mlflow_model_dataset(settings, promotion.model_name, promotion.version, HEAD_FIELDS)
         )
-        if registration.served:
-            handle.add_output(_served_head(settings, encoder))
+        if registration.served and (head := _served_head(settings, encoder)) is not None:
+            handle.add_output(head)
     context.log.info(registration.promotion.describe())
     for evaluation in registration.evaluations:
         context.log.info(evaluation.table())

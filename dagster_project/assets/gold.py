@@ -52,7 +52,7 @@ class LakehouseDbtTranslator(DagsterDbtTranslator):
     declared (silver tables, the supply-chain gold tables written by the forecasting assets),
     else `silver_<table>`. Models keep their names; the supply-chain models join the
     `supply_chain` group (they are built by the nightly job, see dagster_project/forecasting.py);
-    every other model, staging model and seed refreshes by `gold_refresh`
+    every other model and seed refreshes by `gold_refresh`
     (dagster_project/automation.py)."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
