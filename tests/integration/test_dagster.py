@@ -187,7 +187,7 @@ def test_gold_refresh_requests_the_dbt_build_once_per_quarter_hour_after_new_sil
         assert requested == set(refresh)
         assert dg.AssetKey("daily_sales") in requested
         assert dg.AssetKey("sc_reorder_proposals") not in requested
-        # requested once per tick: more silver data in the same quarter requests nothing ...
+        # requested once per tick: another silver micro-batch in the same quarter, nothing ...
         materialize_selection(settings, "key:raw_orders or key:silver_orders")
         later = evaluate_at(22, tick.cursor)
         assert later.total_requested == 0
