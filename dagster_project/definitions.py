@@ -3,7 +3,8 @@
 # `context` type hints of asset and sensor functions.
 
 raw_<topic> (Kafka → Delta, exactly-once) → silver_* (MERGE) → dbt gold KPIs, with Great
-Expectations checks, a sensor per topic, a gold refresh schedule and OpenLineage events.
+Expectations checks, a sensor per topic, declarative automation of gold (`gold_refresh`,
+dagster_project/automation.py) and OpenLineage events.
 Nothing heavy is imported at module level (run launch cost, see docs/operations.md).
 """
 
@@ -18,6 +19,7 @@ from dagster_project import forecasting, fraud, maintenance, monitoring, platfor
 from dagster_project.assets.gold import dbt_resource, gold_dbt
 from dagster_project.assets.raw import RAW_ASSETS
 from dagster_project.assets.silver import SILVER_ASSETS, pyspark_resource
+from dagster_project.automation import gold_automation_sensor
 from dagster_project.checks import QUALITY_CHECKS
 from dagster_project.resources import LakehouseResource
 from dagster_project.sensors import INGEST_JOBS, NIGHTLY_TAG, SENSORS
@@ -25,8 +27,9 @@ from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError
 from lakehouse.ownership import owner_of
 
-# dbt models over tables written by nightly assets (the supply-chain gold, ...) only change
-# when those run: their nightly job rebuilds them, the 15-minute refresh leaves them alone.
+# What the `gold_refresh` automation condition keeps fresh, as a job to run by hand (UI,
+# `lakehouse materialize`). dbt models over tables written by nightly assets (the
+# supply-chain gold, ...) only change when those run: their nightly job rebuilds them.
 gold_job = dg.define_asset_job(
     name="refresh_gold",
     selection=dg.AssetSelection.assets(gold_dbt, platform.platform_snapshot)
@@ -39,13 +42,6 @@ everything_job = dg.define_asset_job(
     selection=dg.AssetSelection.all() - dg.AssetSelection.tag(NIGHTLY_TAG, "nightly").downstream(),
     description="raw → silver → gold for every topic, up to the current high-water marks "
     "(nightly training/forecast assets run in their own jobs).",
-)
-
-gold_schedule = dg.ScheduleDefinition(
-    name="refresh_gold_every_15_minutes",
-    job=gold_job,
-    cron_schedule="*/15 * * * *",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 
 
@@ -73,8 +69,7 @@ _defs = dg.Definitions.merge(
         assets=[*RAW_ASSETS, *SILVER_ASSETS, gold_dbt],
         asset_checks=QUALITY_CHECKS,
         jobs=[*INGEST_JOBS.values(), gold_job, everything_job],
-        sensors=SENSORS,
-        schedules=[gold_schedule],
+        sensors=[*SENSORS, gold_automation_sensor],
         resources={"lakehouse": LakehouseResource(), "dbt": dbt_resource(), **_engine_resources()},
         executor=dg.in_process_executor,
     ),
@@ -83,8 +78,8 @@ _defs = dg.Definitions.merge(
 
 
 def _gold_freshness() -> dg.FreshnessPolicy | None:
-    """Native freshness policy of the 15-minute gold models (the UI shows fresh / stale); the
-    `stream_freshness` sensor alerts on the same age (dagster_project/monitoring.py)."""
+    """Native freshness policy of the gold models `gold_refresh` rebuilds (the UI shows fresh
+    / stale); the `stream_freshness` sensor alerts on the same age (dagster_project/monitoring.py)."""
     try:
         minutes = Settings.from_env().gold_max_age_minutes
     except LakehouseError:  # a bad setting is reported by the first run, in one line
@@ -98,7 +93,7 @@ _GOLD_FRESHNESS = _gold_freshness()
 def _owner_tags(spec: dg.AssetSpec) -> dg.AssetSpec:
     """FinOps: every asset carries its domain, team and cost_center (lakehouse/ownership.py);
     a run's tags come from its job's selection (the sensors' ingest jobs tag theirs). Gold
-    models rebuilt every 15 minutes also carry the gold freshness policy."""
+    models refreshed by `gold_refresh` also carry the gold freshness policy."""
     owner = owner_of(spec.key.path[-1])
     spec = spec.replace_attributes(tags={**spec.tags, **owner.tags()})
     if spec.group_name == "gold" and _GOLD_FRESHNESS is not None:

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import dagster as dg
+from openlineage.client.event_v2 import Dataset
 
-from dagster_project.lineage import DatasetRef, lineage_run
+from dagster_project.lineage import DatasetRef, as_dataset, lineage_run
 from dagster_project.resources import LakehouseResource
 from dagster_project.sensors import NIGHTLY_TAG
 from lakehouse.config import Settings
@@ -24,6 +25,15 @@ def _silver(settings: Settings, name: str) -> DatasetRef:
     from lake.tables import SILVER_TABLES, silver_uri
 
     return name, silver_uri(settings, name), SILVER_TABLES[name][1]
+
+
+def _model(settings: Settings, version: str) -> Dataset:
+    """The registered fraud model version as a lineage dataset (features it scores)."""
+    from fraud.features import FEATURES
+    from fraud.training import MODEL_NAME
+    from lakehouse.lineage import mlflow_model_dataset
+
+    return mlflow_model_dataset(settings, MODEL_NAME, version, [(f, "double") for f in FEATURES])
 
 
 def _metadata(result: "StepResult", path: str) -> dict[str, object]:
@@ -88,6 +98,7 @@ def fraud_features(
 def fraud_decisions(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource
 ) -> dg.MaterializeResult:
+    from fraud.champion import TRAINED_ON_LAKE
     from fraud.pipeline import (
         DECISIONS_SCHEMA,
         FEATURES_SCHEMA,
@@ -95,6 +106,7 @@ def fraud_decisions(
         decisions_uri,
         features_uri,
     )
+    from fraud.scoring import RULES_ONLY
 
     settings = lakehouse.settings()
     uri = decisions_uri(settings)
@@ -105,8 +117,15 @@ def fraud_decisions(
     with lineage_run(settings, context, inputs, [("fraud_decisions", uri, DECISIONS_SCHEMA)]) as h:
         result = build_decisions(settings)
         h.set_output_stats("fraud_decisions", result.rows_written)
+        version = str(result.extra.get("model_version", RULES_ONLY))
+        if version != RULES_ONLY:  # the champion that scored this batch ...
+            h.add_input(_model(settings, version))
+        if TRAINED_ON_LAKE in str(result.extra.get("model_status", "")):
+            # ... trained by this step on a fresh registry (fraud/champion.py)
+            h.add_input(as_dataset(settings, _silver(settings, "silver_fraud_labels")))
+            h.add_output(_model(settings, version))
     context.log.info(result.summary())
-    if result.extra.get("model_version") == "rules-only":
+    if result.extra.get("model_version") == RULES_ONLY:
         context.log.warning(str(result.extra["model_status"]))
     return dg.MaterializeResult(metadata=_metadata(result, uri))
 
@@ -160,10 +179,10 @@ def fraud_model(
     from lakehouse.errors import ConfigError, PromotionRefused
 
     settings = lakehouse.settings()
-    # The output is a model version in the MLflow registry, not a lake table: no output dataset.
     inputs = [_silver(settings, "silver_transactions"), _silver(settings, "silver_fraud_labels")]
     source = "lake"  # never simulated data here: `lakehouse fraud train --source simulated` asks
-    with lineage_run(settings, context, inputs, []):
+    # the output, the registered model version, is known once registered (none if skipped)
+    with lineage_run(settings, context, inputs, []) as handle:
         tx, labels = load_lake_history(settings)
         reason = lake_training_blocker(settings, tx, labels)
         if reason is None:
@@ -173,6 +192,8 @@ def fraud_model(
                 )
             except (ConfigError, PromotionRefused) as exc:  # e.g. no fraud in a window
                 reason = str(exc)
+            else:
+                handle.add_output(_model(settings, str(result.model.version)))
     if reason is not None:
         context.log.info(f"no retraining: {reason}")
         return dg.MaterializeResult(metadata={"skipped": reason})
@@ -234,13 +255,15 @@ def _severity_result(name: str, value: float, metadata: dict[str, object]) -> dg
 )
 def fraud_drift(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
     import polars as pl
+    from deltalake import write_deltalake
 
-    from fraud.drift import drift_report
+    from fraud.drift import DRIFT_PSI_COLUMNS, drift_psi_rows, drift_report
     from fraud.features import FEATURES
     from fraud.pipeline import (
         DECISIONS_SCHEMA,
         FEATURES_SCHEMA,
         decisions_uri,
+        drift_psi_uri,
         features_uri,
         read_table,
     )
@@ -254,7 +277,9 @@ def fraud_drift(context: dg.AssetExecutionContext, lakehouse: LakehouseResource)
     ]
     # The report is asset metadata and check results, and its PSI rows are appended to
     # fraud_drift_psi (the Fraud dashboard).
-    with lineage_run(settings, context, inputs, []):
+    psi_schema = pl.DataFrame(schema=DRIFT_PSI_COLUMNS).to_arrow().schema
+    outputs = [("fraud_drift_psi", drift_psi_uri(settings), psi_schema)]
+    with lineage_run(settings, context, inputs, outputs) as handle:
         features = read_table(settings, features_uri(settings), ["transaction_id", "ts", *FEATURES])
         report = None
         if features is not None and features.height > 0:
@@ -267,23 +292,21 @@ def fraud_drift(context: dg.AssetExecutionContext, lakehouse: LakehouseResource)
                 ["transaction_id", "is_fraud"],
             )
             report = drift_report(features, decisions, labels, _training_window(settings))
+        if report is not None:
+            rows = drift_psi_rows(report, datetime.now(UTC))
+            write_deltalake(
+                drift_psi_uri(settings),
+                rows.to_arrow(),
+                mode="append",
+                storage_options=settings.storage_options or None,
+            )
+            handle.set_output_stats("fraud_drift_psi", rows.height)
     if report is None:
         yield dg.MaterializeResult(metadata={"rows": 0})
         for spec in DRIFT_CHECKS:
             yield dg.AssetCheckResult(check_name=spec.name, passed=True, metadata={"rows": 0})
         return
     worst, worst_value = report.worst
-    from deltalake import write_deltalake
-
-    from fraud.drift import drift_psi_rows
-    from fraud.pipeline import drift_psi_uri
-
-    write_deltalake(
-        drift_psi_uri(settings),
-        drift_psi_rows(report, datetime.now(UTC)).to_arrow(),
-        mode="append",
-        storage_options=settings.storage_options or None,
-    )
     table = pl.DataFrame(
         {"feature": list(report.feature_psi), "psi": list(report.feature_psi.values())}
     )

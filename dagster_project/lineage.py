@@ -34,11 +34,13 @@ def emitter(settings: Settings) -> LineageEmitter:
 @contextmanager
 def lineage_run(
     settings: Settings,
-    context: dg.AssetExecutionContext,
+    context: dg.AssetExecutionContext | dg.OpExecutionContext,
     inputs: list[DatasetRef | Dataset],
     outputs: list[DatasetRef | Dataset],
-) -> Iterator[object]:
-    job = context.asset_key.to_user_string()
+    job: str | None = None,
+) -> Iterator[LineageRun]:
+    """`job`: the OpenLineage job name, by default the asset's key (an op names its own)."""
+    job = job or context.asset_key.to_user_string()
     meter = UsageMeter()
     handle: LineageRun | None = None
     succeeded = False
@@ -47,8 +49,8 @@ def lineage_run(
             meter,
             emitter(settings).run(
                 job,
-                [_dataset(settings, d) for d in inputs],
-                [_dataset(settings, d) for d in outputs],
+                [as_dataset(settings, d) for d in inputs],
+                [as_dataset(settings, d) for d in outputs],
                 parent=dagster_parent(context),
             ) as handle,
         ):
@@ -76,11 +78,11 @@ def record_step_usage(
         log.warning("usage of %s not recorded (%s: %s)", asset, type(exc).__name__, exc)
 
 
-def dagster_parent(context: dg.AssetExecutionContext) -> ParentRun:
+def dagster_parent(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> ParentRun:
     return ParentRun(f"dagster.{context.job_name}", context.run_id)
 
 
-def _dataset(settings: Settings, ref: DatasetRef | Dataset) -> Dataset:
+def as_dataset(settings: Settings, ref: DatasetRef | Dataset) -> Dataset:
     if isinstance(ref, Dataset):
         return ref
     name, uri, schema = ref

@@ -1,7 +1,7 @@
 """Annex A alerts as Dagster sensors and checks (the logic is monitoring/, plain Python).
 
 - `stream_freshness` (sensor, every 15 s): latency of every topic (newest event in the lake,
-  Kafka lag in time) and age of every gold model the 15-minute refresh rebuilds.
+  Kafka lag in time) and age of every gold model the `gold_refresh` automation rebuilds.
 - `raw_<topic>_null_rates` (asset checks, after each micro-batch): null rate per field
   against the contract's `x-max-null-rate`.
 - `orphan_files` (sensor, hourly): data files no Delta log version references.
@@ -52,7 +52,7 @@ def deliver(settings: Settings, conditions: Sequence[Condition]) -> list[dict[st
 
 
 def _gold_models(context: dg.SensorEvaluationContext) -> list[dg.AssetKey]:
-    """Gold models the 15-minute refresh rebuilds (nightly ones have their own cadence)."""
+    """Gold models `gold_refresh` rebuilds (nightly ones have their own cadence)."""
     if context.repository_def is None:
         return []
     selection = dg.AssetSelection.groups("gold") - (

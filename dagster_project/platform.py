@@ -6,6 +6,7 @@ import dagster as dg
 
 from dagster_project.assets.raw import RAW_ASSETS
 from dagster_project.assets.silver import SILVER_ASSETS
+from dagster_project.automation import GOLD_REFRESH
 from dagster_project.resources import LakehouseResource
 
 # one asset per _platform table (the gold dbt sources map to them one to one)
@@ -20,6 +21,7 @@ SNAPSHOT_TABLES = ("table_rows", "freshness", "kafka_lag")
             f"_platform_{table}",
             deps=[*(a.key for a in RAW_ASSETS), *(key for a in SILVER_ASSETS for key in a.keys)],
             description=f"<lake>/_platform/{table}: lake/platform.py, one snapshot appended per run",
+            automation_condition=GOLD_REFRESH,  # snapshotted with each gold refresh
         )
         for table in SNAPSHOT_TABLES
     ],

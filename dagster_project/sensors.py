@@ -102,7 +102,7 @@ def topic_sensor(topic: str, job: UnresolvedAssetJobDefinition) -> dg.SensorDefi
 def ingest_job(topic: str) -> UnresolvedAssetJobDefinition:
     """raw_<topic> and the streaming assets built from it.
 
-    Gold (dbt) is refreshed by its schedule; assets tagged `lakehouse/cadence: nightly`
+    Gold (dbt) is refreshed by its automation condition (dagster_project/automation.py); assets tagged `lakehouse/cadence: nightly`
     (model training, forecasts) by theirs: a micro-batch never waits for a retraining."""
     selection = (
         dg.AssetSelection.assets(f"raw_{topic}").downstream()

@@ -9,9 +9,52 @@ Nothing heavy is imported at module level.
 """
 
 import dagster as dg
+from openlineage.client.event_v2 import Dataset
 
 from dagster_project.lineage import lineage_run
 from dagster_project.resources import LakehouseResource
+from lakehouse.config import Settings
+
+# the shipped labelled posts the head is trained and evaluated on (sentiment/datasets.py)
+TRAINING_FILES = ("vader_tweets.tsv", "vader_amazon.tsv", "train_en.tsv", "train_fr.tsv")
+EVALUATION_FILES = ("eval_en.tsv", "eval_fr.tsv")
+# what a head classifies (sentiment/classifier.py): a post's text in its language
+HEAD_FIELDS = [("text", "string"), ("lang", "string")]
+
+
+def _topic(settings: Settings, topic: str) -> Dataset:
+    """A topic the sentiment assets publish to, with its JSON Schema (ingestion/schemas/)."""
+    from ingestion.contracts import load_schema
+    from lakehouse.lineage import kafka_dataset
+
+    return kafka_dataset(settings, topic, json_schema=load_schema(f"{topic}.v1.json"))
+
+
+def _served_head(settings: Settings, encoder: str) -> Dataset | None:
+    """The head file the classifier serves (LAKEHOUSE_HOME/models/sentiment/<encoder>/), if
+    there is one."""
+    from lakehouse.lineage import file_dataset
+    from sentiment.classifier import head_dir
+
+    path = head_dir(settings.models_dir, encoder) / "head.joblib"
+    if not path.exists():
+        return None
+    return file_dataset(settings, f"sentiment_head_{encoder}", path, HEAD_FIELDS)
+
+
+def _labelled_files(settings: Settings, names: tuple[str, ...]) -> list[Dataset]:
+    from importlib import resources
+
+    from lakehouse.lineage import file_dataset
+
+    folder = resources.files("sentiment").joinpath("data")
+    datasets = []
+    for name in names:
+        path = folder.joinpath(name)
+        header = path.read_text("utf-8").split("\n", 1)[0].split("\t")  # TSV: text columns
+        columns = [(column, "string") for column in header]
+        datasets.append(file_dataset(settings, f"sentiment/data/{name}", str(path), columns))
+    return datasets
 
 
 def _metadata(result: object, uri: str) -> dict[str, object]:
@@ -57,12 +100,13 @@ def silver_social(
     settings = lakehouse.settings()
     uri = silver_social_uri(settings)
     inputs = [("raw_social_raw", raw_uri(settings, "social_raw"), RAW_SCHEMA)]
-    with lineage_run(
-        settings, context, inputs, [("silver_social", uri, SILVER_SOCIAL_SCHEMA)]
-    ) as h:
+    outputs = [("silver_social", uri, SILVER_SOCIAL_SCHEMA), _topic(settings, CLEAN_TOPIC)]
+    with lineage_run(settings, context, inputs, outputs) as h:
         result = build_silver_social(settings)
         h.set_output_stats("silver_social", result.rows_written)
-    published = publish_new_rows(settings, lakehouse.bootstrap(), CLEAN_TOPIC, uri, clean_message)
+        bootstrap = lakehouse.bootstrap()
+        published = publish_new_rows(settings, bootstrap, CLEAN_TOPIC, uri, clean_message)
+        h.set_output_stats(CLEAN_TOPIC, published)
     context.log.info(result.summary() + f"; {published} messages to {CLEAN_TOPIC}")
     return dg.MaterializeResult(metadata={**_metadata(result, uri), "published": published})
 
@@ -98,13 +142,20 @@ def silver_social_sentiment(
     settings = lakehouse.settings()
     uri = social_sentiment_uri(settings)
     inputs = [("silver_social", silver_social_uri(settings), SILVER_SOCIAL_SCHEMA)]
-    outputs = [("silver_social_sentiment", uri, SOCIAL_SENTIMENT_SCHEMA)]
+    outputs = [
+        ("silver_social_sentiment", uri, SOCIAL_SENTIMENT_SCHEMA),
+        _topic(settings, SENTIMENT_TOPIC),
+    ]
     with lineage_run(settings, context, inputs, outputs) as h:
         result = build_social_sentiment(settings, settings.sentiment_encoder)
         h.set_output_stats("silver_social_sentiment", result.rows_written)
-    published = publish_new_rows(
-        settings, lakehouse.bootstrap(), SENTIMENT_TOPIC, uri, sentiment_message
-    )
+        # the head that classified the batch (trained by the nightly job, or on first need)
+        if (head := _served_head(settings, settings.sentiment_encoder)) is not None:
+            h.add_input(head)
+        published = publish_new_rows(
+            settings, lakehouse.bootstrap(), SENTIMENT_TOPIC, uri, sentiment_message
+        )
+        h.set_output_stats(SENTIMENT_TOPIC, published)
     context.log.info(result.summary() + f"; {published} messages to {SENTIMENT_TOPIC}")
     return dg.MaterializeResult(metadata={**_metadata(result, uri), "published": published})
 
@@ -171,10 +222,24 @@ def silver_sentiment_index(
     )
 )
 def train_sentiment_head(context: dg.OpExecutionContext, lakehouse: LakehouseResource) -> None:
+    from lakehouse.lineage import mlflow_model_dataset
     from sentiment.model_registry import train_and_register
 
     settings = lakehouse.settings()
-    registration = train_and_register(settings, settings.sentiment_encoder)
+    encoder = settings.sentiment_encoder
+    inputs = [
+        *_labelled_files(settings, TRAINING_FILES),
+        *_labelled_files(settings, EVALUATION_FILES),
+    ]
+    # outputs, known once registered: the model version, and the served head if it changed
+    with lineage_run(settings, context, inputs, [], job="train_sentiment_model") as handle:
+        registration = train_and_register(settings, encoder)
+        promotion = registration.promotion
+        handle.add_output(
+            mlflow_model_dataset(settings, promotion.model_name, promotion.version, HEAD_FIELDS)
+        )
+        if registration.served and (head := _served_head(settings, encoder)) is not None:
+            handle.add_output(head)
     context.log.info(registration.promotion.describe())
     for evaluation in registration.evaluations:
         context.log.info(evaluation.table())

@@ -22,6 +22,7 @@ from lakehouse.config import Settings
 from lakehouse.errors import ConfigError, PromotionRefused
 
 MIN_LAKE_FRAUDS = 20  # fewer fraud labels than this in the lake: no (re)training on it
+TRAINED_ON_LAKE = "(trained on the lake)"  # in the status of a first champion trained here
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def resolve_champion(settings: Settings, say: Callable[[str], object] = print) -
             blocker = str(exc)
         model = champion_model(settings)
         if model is not None:
-            return Champion(model, f"champion {MODEL_NAME} v{model.version} (trained on the lake)")
+            return Champion(model, f"champion {MODEL_NAME} v{model.version} {TRAINED_ON_LAKE}")
     status = f"rules only, no fraud model: {blocker}"
     say(status)
     return Champion(None, status)

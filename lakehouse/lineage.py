@@ -210,6 +210,44 @@ def kafka_dataset(
     return Dataset(namespace=f"kafka://{server}", name=topic, facets=facets)
 
 
+def mlflow_model_dataset(
+    settings: Settings,
+    model_name: str,
+    version: str,
+    features: Sequence[tuple[str, str]] = (),
+) -> Dataset:
+    """A registered MLflow model version: namespace the tracking URI (the registry holding
+    it), name `models/<name>/<version>` (as in a `models:/` URI); its schema facet lists the
+    features it scores, (name, type). OpenLineage defines no MLflow naming; this one is
+    unique per registry and readable."""
+    namespace = settings.mlflow_tracking_uri
+    facets: dict[str, DatasetFacet] = {
+        "dataSource": datasource_dataset.DatasourceDatasetFacet(name=namespace, uri=namespace),
+        "symlinks": symlinks_dataset.SymlinksDatasetFacet(
+            identifiers=[
+                symlinks_dataset.Identifier(
+                    namespace=LOGICAL_NAMESPACE, name=f"{model_name}/{version}", type="MODEL"
+                )
+            ]
+        ),
+    }
+    if features:
+        facets["schema"] = typed_schema_facet(features)
+    return Dataset(namespace=namespace, name=f"models/{model_name}/{version}", facets=facets)
+
+
+def file_dataset(
+    settings: Settings, name: str, path: str | Path, columns: Sequence[tuple[str, str]] = ()
+) -> Dataset:
+    """A plain file (labelled training data, a served model file): namespace `file` +
+    absolute path, per the naming spec; `name` is its logical name (symlinks facet)."""
+    namespace, location = _location(settings, str(Path(path).expanduser().resolve()))
+    facets: dict[str, DatasetFacet] = {"symlinks": _symlink(name)}
+    if columns:
+        facets["schema"] = typed_schema_facet(columns)
+    return Dataset(namespace=namespace, name=location, facets=facets)
+
+
 def json_schema_facet(json_schema: Mapping[str, Any]) -> schema_dataset.SchemaDatasetFacet:
     """Schema facet of a JSON Schema object: each property with its JSON type(s)."""
     fields = []
@@ -317,7 +355,18 @@ class LineageRun:
         field(default_factory=dict)
     )
     run_facets: dict[str, RunFacet] = field(default_factory=dict)
+    inputs: tuple[Dataset, ...] = ()
     outputs: tuple[Dataset, ...] = ()
+
+    def add_input(self, dataset: Dataset) -> None:
+        """An input known only once the job ran (e.g. the model version it scored with):
+        sent with the final event (COMPLETE / FAIL / ABORT)."""
+        self.inputs = (*self.inputs, dataset)
+
+    def add_output(self, dataset: Dataset) -> None:
+        """An output known only once the job ran (e.g. the model version it registered):
+        sent with the final event; `set_output_stats` may then name it."""
+        self.outputs = (*self.outputs, dataset)
 
     def set_output_stats(
         self, name: str, rows: int, *, size_bytes: int | None = None, files: int | None = None
@@ -492,6 +541,7 @@ class LineageEmitter:
             namespace=self.namespace,
             parent=parent_ref,
             root=root,
+            inputs=tuple(inputs),
             outputs=tuple(outputs),
         )
         job = {
@@ -509,12 +559,22 @@ class LineageEmitter:
                 programmingLanguage="python",
                 stackTrace=traceback.format_exc()[-_MAX_STACK_CHARS:],
             )
-            self._safe_emit(RunState.FAIL, handle, inputs, outputs, job, {"errorMessage": error})
+            self._final(RunState.FAIL, handle, job, {"errorMessage": error})
             raise
         except BaseException:
-            self._safe_emit(RunState.ABORT, handle, inputs, outputs, job, {})
+            self._final(RunState.ABORT, handle, job, {})
             raise
-        self._safe_emit(RunState.COMPLETE, handle, inputs, outputs, job, {})
+        self._final(RunState.COMPLETE, handle, job, {})
+
+    def _final(
+        self,
+        state: RunState,
+        handle: LineageRun,
+        job_facets: Mapping[str, JobFacet],
+        run_facets: Mapping[str, RunFacet],
+    ) -> None:
+        """The final event, with the datasets the job added while it ran."""
+        self._safe_emit(state, handle, handle.inputs, handle.outputs, job_facets, run_facets)
 
     def _safe_emit(
         self,

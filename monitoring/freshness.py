@@ -158,7 +158,7 @@ def gold_condition(
         f"(threshold {max_age.total_seconds() / 60:.0f} min)"
     )
     if firing:
-        summary += ": the refresh_gold schedule is off or its runs fail"
+        summary += ": the gold_automation sensor is off or its runs fail"
     return Condition(
         kind=GOLD_FRESHNESS,
         subject=model,

@@ -14,6 +14,7 @@ from dagster_dbt import (
     dbt_assets,
 )
 
+from dagster_project.automation import GOLD_REFRESH
 from dagster_project.lineage import dagster_parent, emitter, record_step_usage
 from dagster_project.monitoring import deliver
 from dagster_project.resources import LakehouseResource
@@ -50,7 +51,9 @@ class LakehouseDbtTranslator(DagsterDbtTranslator):
     """A dbt source is the asset that writes its Delta table: `meta.dagster.asset_key` when
     declared (silver tables, the supply-chain gold tables written by the forecasting assets),
     else `silver_<table>`. Models keep their names; the supply-chain models join the
-    `supply_chain` group (they are built by the nightly job, see dagster_project/forecasting.py)."""
+    `supply_chain` group (they are built by the nightly job, see dagster_project/forecasting.py);
+    every other model and seed refreshes by `gold_refresh`
+    (dagster_project/automation.py)."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         if dbt_resource_props["resource_type"] == "source":
@@ -65,6 +68,14 @@ class LakehouseDbtTranslator(DagsterDbtTranslator):
         if "gold" in fqn and "supply_chain" in fqn:
             return "supply_chain"
         return "gold" if "gold" in fqn else "gold_staging"
+
+    def get_automation_condition(
+        self, dbt_resource_props: Mapping[str, Any]
+    ) -> dg.AutomationCondition | None:
+        # supply-chain models are rebuilt by the nightly job, right after the assets they read
+        if self.get_group_name(dbt_resource_props) == "supply_chain":
+            return None
+        return GOLD_REFRESH
 
     def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
         return ["team:analytics"]

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import psycopg2
@@ -65,7 +65,7 @@ def test_definitions_cover_the_whole_graph() -> None:
         "sc_supply_chain_kpis": "supply_chain_kpis",
     }.items():
         assert graph.get(dg.AssetKey(model)).parent_keys == {dg.AssetKey(source)}
-    # ... and are rebuilt by the nightly job, not by the 15-minute refresh
+    # ... and are rebuilt by the nightly job, not by the gold_refresh automation
     refresh = defs.resolve_job_def("refresh_gold").asset_layer.selected_asset_keys
     nightly = defs.resolve_job_def("nightly_supply_chain").asset_layer.selected_asset_keys
     assert dg.AssetKey("daily_sales") in refresh
@@ -74,16 +74,22 @@ def test_definitions_cover_the_whole_graph() -> None:
     checks = {c.name for c in graph.asset_check_keys}
     assert {"silver_orders_expectations", "daily_sales_expectations"} <= checks
     assert {s.name for s in defs.sensors} == {f"{t}_new_offsets" for t in TOPICS} | {
+        "gold_automation",
         "stream_freshness",
         "orphan_files",
         "run_failure_alerts",
         "run_success_resolves",
     }
     assert {"raw_transactions_null_rates", "raw_social_raw_null_rates"} <= checks
-    # gold models rebuilt every 15 minutes carry the native freshness policy
+    # what refresh_gold selects is exactly what the gold_refresh condition keeps fresh, with
+    # its native freshness policy; the sensor evaluating it runs by default
+    automated = {k for k in graph.get_all_asset_keys() if graph.get(k).automation_condition}
+    assert automated == set(refresh)
+    assert {graph.get(k).automation_condition.get_label() for k in automated} == {"gold_refresh"}
     assert graph.get(dg.AssetKey("daily_sales")).freshness_policy is not None
+    sensor = defs.get_sensor_def("gold_automation")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     assert {s.name for s in defs.schedules} >= {
-        "refresh_gold_every_15_minutes",
         "nightly_supply_chain_at_2am",
         "fraud_nightly_retraining",
     }
@@ -142,6 +148,51 @@ def test_sensor_after_broker_restart_asks_for_a_new_epoch_then_restarts_at_zero(
     assert request.run_key.startswith("orders@1:")
     ends = request.run_config["ops"]["raw_orders"]["config"]["end_offsets"]
     assert sum(ends.values()) == 6
+
+
+def test_gold_refresh_requests_the_dbt_build_once_per_quarter_hour_after_new_silver_data(
+    settings: Settings, broker: EmbeddedBroker
+) -> None:
+    """Declarative automation on the lakehouse's own instance: silver micro-batches alone
+    request nothing; the next quarter-hour tick requests the dbt gold build, once."""
+    from dagster_project.definitions import defs
+
+    backfill(broker.bootstrap, 1, seed=5, scale=0.005, end=END)
+    materialize_selection(settings, "group:raw or group:silver")
+    refresh = defs.resolve_job_def("refresh_gold").asset_layer.selected_asset_keys
+    base = (datetime.now(UTC) + timedelta(hours=1)).replace(minute=1, second=0, microsecond=0)
+    with dg.DagsterInstance.get() as instance:
+
+        def evaluate_at(
+            minute: int, cursor: object = None
+        ) -> dg.EvaluateAutomationConditionsResult:
+            return dg.evaluate_automation_conditions(
+                defs, instance, evaluation_time=base + timedelta(minutes=minute), cursor=cursor
+            )
+
+        first = evaluate_at(0)  # the sensor's first tick only starts the clock
+        assert first.total_requested == 0
+        # a new silver micro-batch between two ticks of the same quarter hour: no rebuild
+        silver = dg.AssetKey("silver_orders")
+        before = instance.get_latest_materialization_event(silver)
+        backfill(broker.bootstrap, 0.2, seed=6, scale=0.005, end=END + timedelta(hours=1))
+        materialize_selection(settings, "key:raw_orders or key:silver_orders")
+        after = instance.get_latest_materialization_event(silver)
+        assert before is not None and after is not None and after.timestamp > before.timestamp
+        same_quarter = evaluate_at(9, first.cursor)
+        assert same_quarter.total_requested == 0
+        # the HH:15 tick: every gold model, the platform snapshot, nothing nightly
+        tick = evaluate_at(16, same_quarter.cursor)
+        requested = {k for k in refresh if tick.get_requested_partitions(k)}
+        assert requested == set(refresh)
+        assert dg.AssetKey("daily_sales") in requested
+        assert dg.AssetKey("sc_reorder_proposals") not in requested
+        # requested once per tick: another silver micro-batch in the same quarter, nothing ...
+        materialize_selection(settings, "key:raw_orders or key:silver_orders")
+        later = evaluate_at(22, tick.cursor)
+        assert later.total_requested == 0
+        # ... and the next tick requests the build again
+        assert evaluate_at(31, later.cursor).total_requested == len(refresh)
 
 
 def test_small_graph_materializes_with_checks_and_lineage(

@@ -127,15 +127,18 @@ def test_chain_materializes_and_decides_every_transaction(
     labels = read_table(settings, silver_uri(settings, "silver_fraud_labels"))
     assert labels is not None and "ext_2" in labels["transaction_id"].to_list()
 
-    # OpenLineage: START + COMPLETE per fraud asset, its inputs and outputs, the rows written
-    for job, inputs, rows in (
-        ("fraud_features", ["silver_transactions", "silver_fraud_labels"], features),
-        ("fraud_decisions", ["fraud_features", "silver_transactions"], decisions),
+    # OpenLineage: START + COMPLETE per fraud asset, its inputs and outputs, the rows written;
+    # the decisions' COMPLETE adds the model version that scored them (known once loaded)
+    champion = f"fraud_gbdt/{first.model.version}"
+    for job, inputs, scored_with, rows in (
+        ("fraud_features", ["silver_transactions", "silver_fraud_labels"], [], features),
+        ("fraud_decisions", ["fraud_features", "silver_transactions"], [champion], decisions),
     ):
         events = _lineage(settings, job)
         assert [e["eventType"] for e in events] == ["START", "COMPLETE"], job
+        assert _names(events[0]["inputs"]) == inputs
+        assert _names(events[1]["inputs"]) == inputs + scored_with
         for event in events:
-            assert _names(event["inputs"]) == inputs
             assert _names(event["outputs"]) == [job]
             assert event["outputs"][0]["name"].endswith(f"/silver/{job}")
             assert event["outputs"][0]["facets"]["schema"]["fields"]
@@ -168,17 +171,22 @@ def test_chain_materializes_and_decides_every_transaction(
     # nightly: too few lake labels and a champion exists → no retraining; drift checks run
     nightly = materialize_selection(settings, "key:fraud_model or key:fraud_drift")
     assert "2 assets materialized" in nightly
-    # the re-run emitted its own START/COMPLETE (0 rows); the nightly assets read, write no table
+    # the re-run emitted its own START/COMPLETE (0 rows); no retraining: no model version out;
+    # the drift report appends its PSI rows
     assert [e["eventType"] for e in _lineage(settings, "fraud_decisions")] == [
         "START",
         "COMPLETE",
     ] * 2
     rerun = _lineage(settings, "fraud_decisions")[3]["outputs"][0]["outputFacets"]
     assert rerun["outputStatistics"]["rowCount"] == 0
-    for job, inputs in (
-        ("fraud_model", ["silver_transactions", "silver_fraud_labels"]),
-        ("fraud_drift", ["fraud_features", "fraud_decisions", "silver_fraud_labels"]),
+    for job, inputs, outputs in (
+        ("fraud_model", ["silver_transactions", "silver_fraud_labels"], []),
+        (
+            "fraud_drift",
+            ["fraud_features", "fraud_decisions", "silver_fraud_labels"],
+            ["fraud_drift_psi"],
+        ),
     ):
         events = _lineage(settings, job)
         assert [e["eventType"] for e in events] == ["START", "COMPLETE"], job
-        assert _names(events[1]["inputs"]) == inputs and events[1]["outputs"] == []
+        assert _names(events[1]["inputs"]) == inputs and _names(events[1]["outputs"]) == outputs

@@ -1,22 +1,28 @@
 """Lineage end to end, from the emitted OpenLineage events alone: the upstream graph of gold
 `daily_sales` reaches Kafka topic `orders`, and that of `fraud_decisions` reaches topics
-`transactions` and `fraud_labels`; every dbt model run is its own job with its refs and
+`transactions` and `fraud_labels`, as do the fraud model's; the sentiment topics and tables
+reach `social_raw`, the sentiment head its labelled files; every dbt model run is its own job with its refs and
 sources as inputs, the contract's schema and its dbt tests as data-quality assertions."""
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import dagster as dg
 import pytest
 from openlineage_schema import validate_event
+from sentiment_kit import install_models
 from testkit import SEED_TRANSACTION, check_counts, order_message
 
 from ingestion import kafka_client
 from ingestion.broker import EmbeddedBroker
 from lakehouse.config import Settings
+from lakehouse.generate import backfill
 from lakehouse.runner import materialize_selection
+from sentiment.generator import generate_social
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +46,7 @@ SELECTION = " or ".join(
 )
 
 Node = tuple[str, str]  # (namespace, name) of a dataset
+END = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 
 
 def upstream(events: list[dict[str, Any]], start: Node) -> set[Node]:
@@ -152,3 +159,80 @@ def test_upstream_graphs_from_the_events_alone(settings: Settings, broker: Embed
     (topic,) = raw_complete["inputs"]
     topic_fields = [f["name"] for f in topic["facets"]["schema"]["fields"]]
     assert topic["namespace"] == kafka and "three_ds_status" in topic_fields
+
+
+def test_model_lineage_reaches_the_topics(
+    settings: Settings, broker: EmbeddedBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fraud model trained by its asset, the decisions it scores, the sentiment head and
+    the topics the sentiment assets publish: each one's upstream graph reaches its topics."""
+    # a temporal split (validation, gap, label maturity) a week of lake history can fill
+    for name in ("LAKEHOUSE_FRAUD_VAL_DAYS", "LAKEHOUSE_FRAUD_GAP_DAYS"):
+        monkeypatch.setenv(name, "2")
+    monkeypatch.setenv("LAKEHOUSE_FRAUD_MATURITY_DAYS", "1")
+    backfill(
+        broker.bootstrap, 8, 7, 0.05, ("transactions", "fraud_labels"), end=END, fraud_rate=0.02
+    )
+    install_models(settings.models_dir)  # the served head, as the classifier trains on first need
+    social = generate_social(END - timedelta(hours=1), END, seed=5, scale=0.05)
+    kafka_client.produce(broker.bootstrap, "social_raw", social.messages())
+    for selection in (
+        "key:raw_transactions or key:raw_fraud_labels or key:silver_transactions or "
+        "key:silver_fraud_labels",
+        "key:fraud_model",  # the nightly retraining, on the lake's labels
+        "key:fraud_features or key:fraud_decisions",
+        "key:raw_social_raw or key:silver_social or key:silver_social_sentiment or "
+        "key:silver_sentiment_index",
+    ):
+        summary = materialize_selection(settings, selection)
+        assert check_counts(summary)[1] == 0, summary
+    from dagster_project.definitions import defs
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert (
+            defs.resolve_job_def("train_sentiment_model")
+            .execute_in_process(instance=instance)
+            .success
+        )
+
+    events = [json.loads(line) for line in settings.lineage_file.read_text().splitlines()]
+    assert sum(validate_event(e) for e in events) > 5 * len(events)
+    kafka = f"kafka://{settings.bootstrap}"
+
+    # fraud: the registered model version is the training's output, named in its registry
+    (trained,) = [
+        e for e in events if e["job"]["name"] == "fraud_model" and e["eventType"] == "COMPLETE"
+    ]
+    (model,) = trained["outputs"]
+    assert model["namespace"] == settings.mlflow_tracking_uri
+    assert model["name"] == "models/fraud_gbdt/1"
+    assert {"amount", "km_per_min"} <= {f["name"] for f in model["facets"]["schema"]["fields"]}
+    model_node = (model["namespace"], model["name"])
+    assert {(kafka, "transactions"), (kafka, "fraud_labels")} <= upstream(events, model_node)
+    # ... and an input of the decisions it scored
+    decisions_up = upstream(events, _by_symlink(events, "fraud_decisions"))
+    assert model_node in decisions_up
+    assert {(kafka, "transactions"), (kafka, "fraud_labels")} <= decisions_up
+
+    # sentiment: the topics it publishes come from topic social_raw through the served head
+    head = _by_symlink(events, "sentiment_head_static")  # written by the retraining
+    for topic in ("social_clean", "social_sentiment"):
+        assert (kafka, "social_raw") in upstream(events, (kafka, topic)), topic
+    sentiment_up = upstream(events, (kafka, "social_sentiment"))
+    assert head in sentiment_up and head[0] == "file"
+    assert (kafka, "social_raw") in upstream(events, _by_symlink(events, "silver_sentiment_index"))
+    # the retraining: the shipped labelled files in, the registered head (and its file) out
+    (retrained,) = [
+        e
+        for e in events
+        if e["job"]["name"] == "train_sentiment_model" and e["eventType"] == "COMPLETE"
+    ]
+    outputs = {(d["namespace"], d["name"]) for d in retrained["outputs"]}
+    assert outputs == {(settings.mlflow_tracking_uri, "models/sentiment_head_static/1"), head}
+    files = {d["name"].rsplit("/", 1)[-1] for d in retrained["inputs"]}
+    assert files == {"vader_tweets.tsv", "vader_amazon.tsv", "train_en.tsv", "train_fr.tsv"} | {
+        "eval_en.tsv",
+        "eval_fr.tsv",
+    }
+    assert all(d["facets"]["schema"]["fields"] for d in retrained["inputs"])
+    assert {(d["namespace"], d["name"]) for d in retrained["inputs"]} <= upstream(events, head)

@@ -319,3 +319,38 @@ def test_every_event_kind_validates_against_the_openlineage_schemas(settings: Se
     broken = {**events[1], "run": {**events[1]["run"], "runId": "not-a-uuid"}}
     with pytest.raises(AssertionError, match="uuid"):
         validate_event(broken)
+
+
+def test_datasets_known_once_the_job_ran_go_with_the_final_event(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A registered model version (and the file a model is served from) as datasets added by
+    the run: absent from START, in COMPLETE and in FAIL, with their schema facets."""
+    from openlineage_schema import validate_event
+
+    from lakehouse.lineage import file_dataset, mlflow_model_dataset
+
+    _, silver = datasets(settings)
+    served = tmp_path / "head.joblib"
+    emitter = LineageEmitter(settings)
+    with emitter.run("fraud_model", [silver], []) as run:
+        model = mlflow_model_dataset(settings, "fraud_gbdt", "3", [("amount", "double")])
+        run.add_output(model)
+        run.add_output(file_dataset(settings, "head", served, [("text", "string")]))
+        run.set_output_stats("fraud_gbdt/3", 1)
+    with pytest.raises(ValueError), emitter.run("fraud_decisions", [silver], []) as run:
+        run.add_input(mlflow_model_dataset(settings, "fraud_gbdt", "3"))
+        raise ValueError("scoring failed")
+    start, complete, fail_start, fail = read_events(settings.lineage_file)
+    assert start["outputs"] == [] and fail_start["inputs"][1:] == []
+    registered, head = complete["outputs"]
+    assert (registered["namespace"], registered["name"]) == (
+        settings.mlflow_tracking_uri,
+        "models/fraud_gbdt/3",
+    )
+    [field] = registered["facets"]["schema"]["fields"]
+    assert (field["name"], field["type"]) == ("amount", "double")
+    assert registered["outputFacets"]["outputStatistics"]["rowCount"] == 1
+    assert (head["namespace"], head["name"]) == ("file", str(served.resolve()))
+    assert [d["name"] for d in fail["inputs"]] == [silver.name, "models/fraud_gbdt/3"]
+    assert sum(validate_event(e) for e in (start, complete, fail_start, fail)) >= 10
