@@ -393,7 +393,9 @@ def serve_workers(
     it (the kernel spreads connections over them), each with its own engine and uvicorn
     server on the shared Redis store. SIGTERM or SIGINT stops every worker gracefully
     (in-flight requests finish); a worker that stops when idle is not replaced, the service
-    ends with the last one; a worker that fails stops the others. Returns the exit status."""
+    ends with the last one; a worker that fails stops the others. Returns the exit status
+    (stopped by SIGTERM, the process ends by that signal once every worker has, as uvicorn
+    does for one)."""
     import multiprocessing
     import signal
     import socket
@@ -414,10 +416,10 @@ def serve_workers(
         )
         for i in range(workers)
     ]
-    stopping = [False]
+    stopping: list[int] = []  # the signal that stops the service (0: a worker failed)
 
-    def stop_all(*_: object) -> None:
-        stopping[0] = True
+    def stop_all(sig: int = 0, _frame: object = None) -> None:
+        stopping.append(sig)
         for proc in procs:
             if proc.is_alive():
                 os.kill(proc.pid, signal.SIGTERM)  # type: ignore[arg-type]
@@ -433,7 +435,7 @@ def serve_workers(
             for sentinel in wait(list(running), timeout=1.0):
                 proc = running.pop(sentinel)  # type: ignore[call-overload]
                 proc.join()
-                if proc.exitcode and not stopping[0]:
+                if proc.exitcode and not stopping:
                     print(f"{proc.name} (pid {proc.pid}) failed with status {proc.exitcode}")
                     status = 1
                     stop_all()
@@ -445,6 +447,9 @@ def serve_workers(
                 proc.kill()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if stopping and stopping[0] == signal.SIGTERM:  # as uvicorn does, once drained
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _run_worker(
