@@ -637,7 +637,7 @@ def main() -> None:
     parser.add_argument("--no-redis", action="store_true")
     parser.add_argument(
         "--rates",
-        default="100,150,200,250,300,350,400,500,600",
+        default="25,50,100,150,200,250,300,400,500,600",
         help="workers: the open-loop steps (req/s)",
     )
     args = parser.parse_args()
