@@ -5,8 +5,9 @@ label times and the device ↔ account ↔ IP graph, behind one interface.
 `LAKEHOUSE_REDIS_URL`) hold the same data; `snapshot` reads everything one transaction's
 features need (one Redis round trip, pipelined) and `record` adds the transaction (one
 more); the decision service does both in one atomic round trip (`snapshot_and_record`), so
-that several service processes can share one Redis. Keys are the pseudonymised silver identifiers, so no raw PII sits in
-Redis, and the service and the batch path see the same identifiers.
+that several service processes can share one Redis. Keys are the pseudonymised silver
+identifiers, so no raw PII sits in Redis, and the service and the batch path see the same
+identifiers.
 """
 
 from __future__ import annotations
@@ -397,12 +398,13 @@ class RedisStore:
         self._shas = {lua: self.client.script_load(lua) for lua in (_ROOTS_LUA, _UNION_LUA)}
 
     def _execute_with_script(self, pipe: Any, lua: str | None, nodes: list[str]) -> list[Any]:
-        """Execute the pipeline whose last command is the union-find script `lua` (if any) on
-        `nodes`, queued as EVALSHA, and return its replies. If Redis lost its script cache
-        (restart, SCRIPT FLUSH) the script runs again with EVAL, which reloads it: the other
-        commands ran anyway."""
+        """Queue the union-find script `lua` (if any) on `nodes` last, execute the pipeline
+        and return its replies. If Redis lost its script cache (restart, SCRIPT FLUSH) the
+        script runs again with EVAL, which reloads it: the other commands ran anyway."""
         import redis
 
+        if lua is not None:
+            pipe.evalsha(self._shas[lua], len(self._uf_keys), *self._uf_keys, *nodes)
         replies = pipe.execute(raise_on_error=False)
         if lua is not None and isinstance(replies[-1], redis.exceptions.NoScriptError):
             replies[-1] = self.client.eval(lua, len(self._uf_keys), *self._uf_keys, *nodes)
@@ -418,8 +420,6 @@ class RedisStore:
         pipe = self.client.pipeline(transaction=False)
         parse = self._queue_snapshot(pipe, tx, ts_us)
         nodes = graph_nodes(tx)
-        if nodes:
-            pipe.evalsha(self._shas[_ROOTS_LUA], len(self._uf_keys), *self._uf_keys, *nodes)
         return parse(self._execute_with_script(pipe, _ROOTS_LUA if nodes else None, nodes))
 
     def snapshot_and_record(self, tx: Mapping[str, object], ts_us: int) -> EntityHistory:
@@ -526,8 +526,6 @@ class RedisStore:
         pipe = self.client.pipeline(transaction=False)
         self._queue_record(pipe, tx, ts_us)
         nodes = graph_nodes(tx)
-        if len(nodes) > 1:
-            pipe.evalsha(self._shas[_UNION_LUA], len(self._uf_keys), *self._uf_keys, *nodes)
         self._execute_with_script(pipe, _UNION_LUA if len(nodes) > 1 else None, nodes)
 
     def _queue_record(self, pipe: Any, tx: Mapping[str, object], ts_us: int) -> None:
