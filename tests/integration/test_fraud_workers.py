@@ -6,7 +6,8 @@ sequentially per lane and concurrently across lanes (each lane its own cards, me
 devices, IPs and category, so the order between lanes cannot change a feature), each request
 on a new connection so that one card's payments are spread over both workers. A burst of
 identical payments fired at once at one card gets, as a set, exactly the decisions one worker
-gives them one after the other: no two workers decided on the same prior state."""
+gives them one after the other: no two workers decided on the same prior state. Every request
+carries a service token (LAKEHOUSE_API_TOKENS): the workers check it as one process does."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from testkit import SEED_TRANSACTION, free_port
 
 from fraud.champion import train_simulated_champion
 from fraud.store import RedisStore
+from governance.tokens import hash_token, new_token
 from lakehouse.config import Settings
 
 pytestmark = pytest.mark.integration
@@ -35,14 +37,21 @@ REDIS_URL = "redis://127.0.0.1:6379/11"  # this test's own database
 END = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 LAKEHOUSE = str(Path(sys.executable).with_name("lakehouse"))
 FIELDS = ("transaction_id", "decision", "score", "reasons", "rule_ids", "anomaly_score")
+TOKEN = new_token("fraud-ops-user", "fraud_ops")[0]
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """A home whose registry holds a champion trained on simulated data (asked for)."""
+    """A home whose registry holds a champion trained on simulated data (asked for), and a
+    service token that every request carries."""
     home = Path(tmp_path_factory.mktemp("fraud-workers"))
     environment = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")}
-    environment |= {"LAKEHOUSE_HOME": str(home), "LAKEHOUSE_REDIS_URL": REDIS_URL}
+    environment |= {
+        "LAKEHOUSE_HOME": str(home),
+        "LAKEHOUSE_REDIS_URL": REDIS_URL,
+        "LAKEHOUSE_API_TOKENS": f"{hash_token(TOKEN)}=fraud-ops-user:fraud_ops",
+    }
     train_simulated_champion(
         Settings.from_env(environment), lambda _: None, days=21, scale=0.04, end=END
     )
@@ -95,7 +104,7 @@ def _service(env: dict[str, str], workers: int) -> Iterator[tuple[str, subproces
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
             try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{url}/healthz", headers=AUTH, timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(0.2)
@@ -169,7 +178,9 @@ def _lanes() -> list[list[dict]]:
 
 
 def _decide(url: str, event: dict) -> dict:
-    reply = httpx.post(f"{url}/v1/decisions", json=event, timeout=30)  # a new connection each
+    reply = httpx.post(
+        f"{url}/v1/decisions", json=event, headers=AUTH, timeout=30
+    )  # new connection
     assert reply.status_code == 200, reply.text
     body = reply.json()
     return {k: body[k] for k in FIELDS}
@@ -229,8 +240,14 @@ def test_two_workers_decide_as_one(env: dict[str, str]) -> None:
         both = _concurrently(lanes, lambda lane: [_decide(url, event) for event in lane])
         cpu_used = [_cpu_seconds(pid) - s for pid, s in zip(workers, cpu_before, strict=True)]
         both_race = _concurrently(race, lambda event: _decide(url, event))
+        # token auth in every worker: without the token, every connection gets 401
+        refused = [
+            httpx.post(f"{url}/v1/decisions", json=SEED_TRANSACTION, timeout=30).status_code
+            for _ in range(10)
+        ]
 
     assert both == single  # every decision, score, reason, rule and anomaly score
+    assert refused == [401] * 10
     # both workers decided part of the stream (an idle worker uses no measurable CPU)
     assert all(seconds >= 0.05 for seconds in cpu_used), cpu_used
     seed, burst = single[0][0], single[0][1:]
