@@ -441,7 +441,7 @@ def serve_workers(
                     stop_all()
         return status
     finally:
-        for proc in procs:
+        for proc in (p for p in procs if p.pid is not None):  # started
             proc.join(stop_timeout)
             if proc.is_alive():
                 proc.kill()
