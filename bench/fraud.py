@@ -210,6 +210,32 @@ def _tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def _store_round_trips(bodies: list[dict[str, object]]) -> None:
+    """Peer of the workers' store path: `snapshot` + `record` (two pipelines, not atomic
+    between processes) vs `snapshot_and_record` (one MULTI/EXEC), client CPU and wall time
+    per transaction on the same rows, alternated twice."""
+    from fraud.store import RedisStore, to_silver
+
+    store = RedisStore(REDIS_URL, prefix=f"bench:store:{uuid.uuid4().hex}:")
+    rows = [to_silver(b, "k" * 32) for b in bodies[:1000]]
+
+    def two_trips(row: dict[str, object], ts_us: int) -> None:
+        store.snapshot(row, ts_us)
+        store.record(row, ts_us)
+
+    print("\nRedis store per transaction (client CPU / wall), 1,000 rows:")
+    for name, step in [("snapshot + record", two_trips), ("snapshot_and_record", None)] * 2:
+        step = step or store.snapshot_and_record
+        store.clear()
+        cpu, wall = time.process_time(), time.perf_counter()
+        for i, row in enumerate(rows):
+            step(row, 1_000_000 * (i + 1))
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        print(f"  {name:22s} {cpu / len(rows) * 1e3:6.3f} ms CPU  {wall / len(rows) * 1e3:6.3f} ms")
+    store.clear()
+    store.close()
+
+
 def bench_workers(env: dict[str, str], seconds: float, rates: list[float]) -> None:
     """`lakehouse fraud serve --workers 1|2` on the Redis store: open-loop steps of rising
     rate; the sustainable rate is the highest step with every reply and P99 < 10 ms. The load
@@ -221,6 +247,7 @@ def bench_workers(env: dict[str, str], seconds: float, rates: list[float]) -> No
     bodies = _events(int(max(rates) * seconds) + 10)
     for i, b in enumerate(bodies):
         b["transaction_id"] = f"bench_{uuid.uuid4().hex[:6]}_{i}"
+    _store_round_trips(bodies)
     lakehouse = str(Path(sys.executable).with_name("lakehouse"))
     print(f"\nfraud serve --workers N, Redis store, open loop {seconds:g} s per step, loopback")
     print("  workers  rate/s  replies      P50 ms  P99 ms  service CPU  generator CPU")
