@@ -259,3 +259,36 @@ def test_two_workers_decide_as_one(env: dict[str, str]) -> None:
     outcomes = sorted(_outcome(r) for r in both_race)
     assert outcomes == sorted(_outcome(r) for r in single_race)
     assert sum("R005_card_payments_per_minute" in r["rule_ids"] for r in single_race) == 16
+
+
+def test_each_worker_stops_when_idle_and_the_service_with_the_last(env: dict[str, str]) -> None:
+    _clear_redis()
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            LAKEHOUSE,
+            "fraud",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--reload-seconds",
+            "0",
+            "--exit-when-idle",
+        ],
+        env=env | {"LAKEHOUSE_IDLE_EXIT_SECONDS": "4"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _clear_redis()
+    assert proc.returncode == 0, output
+    assert output.count("no request for 4 s (LAKEHOUSE_IDLE_EXIT_SECONDS): exiting") == 2
+    assert "2 workers" in output
