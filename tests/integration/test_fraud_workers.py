@@ -7,7 +7,8 @@ devices, IPs and category, so the order between lanes cannot change a feature), 
 on a new connection so that one card's payments are spread over both workers. A burst of
 identical payments fired at once at one card gets, as a set, exactly the decisions one worker
 gives them one after the other: no two workers decided on the same prior state. Every request
-carries a service token (LAKEHOUSE_API_TOKENS): the workers check it as one process does."""
+carries a service token (LAKEHOUSE_API_TOKENS): the workers check it as one process does.
+Each worker stops when idle (`--exit-when-idle`) and follows the champion alias."""
 
 from __future__ import annotations
 
@@ -83,13 +84,23 @@ def _cpu_seconds(pid: int) -> float:
 
 
 @contextmanager
-def _service(env: dict[str, str], workers: int) -> Iterator[tuple[str, subprocess.Popen]]:
+def _service(
+    env: dict[str, str], workers: int, reload_seconds: int = 0
+) -> Iterator[tuple[str, subprocess.Popen]]:
     """`lakehouse fraud serve --workers N` on a free port and an empty Redis database; on exit
     SIGTERM, which must end every worker, then the service by that signal (as uvicorn does
     once its requests are finished)."""
     _clear_redis()
     port = free_port()
-    cmd = [LAKEHOUSE, "fraud", "serve", "--port", str(port), "--reload-seconds", "0"]
+    cmd = [
+        LAKEHOUSE,
+        "fraud",
+        "serve",
+        "--port",
+        str(port),
+        "--reload-seconds",
+        str(reload_seconds),
+    ]
     proc = subprocess.Popen(
         [*cmd, "--workers", str(workers)],
         env=env,
@@ -292,3 +303,35 @@ def test_each_worker_stops_when_idle_and_the_service_with_the_last(env: dict[str
     assert proc.returncode == 0, output
     assert output.count("no request for 4 s (LAKEHOUSE_IDLE_EXIT_SECONDS): exiting") == 2
     assert "2 workers" in output
+
+
+def test_every_worker_reloads_the_champion_when_the_alias_moves(env: dict[str, str]) -> None:
+    from mlflow import MlflowClient
+
+    from fraud.training import (
+        MODEL_NAME,
+        configure_registry,
+        simulated_history,
+        train_and_register,
+    )
+
+    settings = Settings.from_env(env)
+    configure_registry(settings)
+
+    def served_versions(n: int) -> set[str]:  # n new connections, spread over the workers
+        return {
+            httpx.get(f"{url}/healthz", headers=AUTH, timeout=10).json()["model_version"]
+            for _ in range(n)
+        }
+
+    with _service(env, 2, reload_seconds=1) as (url, _):
+        before = served_versions(10)
+        assert len(before) == 1
+        tx, labels, end = simulated_history(settings, days=21, scale=0.04, seed=8, end=END)
+        moved = train_and_register(settings, tx, labels, end, source="simulated").model.version
+        MlflowClient().set_registered_model_alias(MODEL_NAME, "champion", moved)
+        assert {moved} != before
+        deadline = time.monotonic() + 60
+        while served_versions(20) != {moved} and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert served_versions(20) == {moved}  # every worker's watcher moved
