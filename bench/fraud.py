@@ -15,6 +15,8 @@ latency is measured from each request's due time to its reply (no coordinated om
 Peers measured in the same run:
   latency: the same champion model behind a bare FastAPI endpoint (no feature store, no
            rules, no SHAP: `score only`), and the full service with the Redis store;
+  workers: `--workers 1` and `2` on the same rates, and the Redis store's two round trips
+           (snapshot + record) against its one MULTI/EXEC on the same rows;
   batch:   the per-row online path (store + features + score) over the same rows;
   quality: rules-only and IsolationForest-only on the same validation window.
 """
