@@ -3,6 +3,7 @@ and model quality on the simulator.
 
     .venv/bin/python bench/fraud.py all                 # everything (≈ 6 min)
     .venv/bin/python bench/fraud.py latency --seconds 60 --rate 200
+    .venv/bin/python bench/fraud.py workers --seconds 20   # --workers 1 vs 2, rising rate
     .venv/bin/python bench/fraud.py batch | lag | quality
     .venv/bin/python bench/fraud.py families   # AUC/AP/CP@100 per feature family, 2 simulators
 
@@ -14,6 +15,8 @@ latency is measured from each request's due time to its reply (no coordinated om
 Peers measured in the same run:
   latency: the same champion model behind a bare FastAPI endpoint (no feature store, no
            rules, no SHAP: `score only`), and the full service with the Redis store;
+  workers: `--workers 1` and `2` on the same rates, and the Redis store's two round trips
+           (snapshot + record) against its one MULTI/EXEC on the same rows;
   batch:   the per-row online path (store + features + score) over the same rows;
   quality: rules-only and IsolationForest-only on the same validation window.
 """
@@ -193,6 +196,103 @@ def bench_latency(env: dict[str, str], seconds: float, rate: float, redis: bool)
             from fraud.store import RedisStore
 
             RedisStore(extra["LAKEHOUSE_REDIS_URL"]).clear()
+
+
+def _tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of `pid` and its live children (the service's workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(stat.parent.name) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def _store_round_trips(bodies: list[dict[str, object]]) -> None:
+    """Peer of the workers' store path: `snapshot` + `record` (two pipelines, not atomic
+    between processes) vs `snapshot_and_record` (one MULTI/EXEC), client CPU and wall time
+    per transaction on the same rows, alternated twice."""
+    from fraud.store import RedisStore, to_silver
+
+    store = RedisStore(REDIS_URL, prefix=f"bench:store:{uuid.uuid4().hex}:")
+    rows = [to_silver(b, "k" * 32) for b in bodies[:1000]]
+
+    def two_trips(row: dict[str, object], ts_us: int) -> None:
+        store.snapshot(row, ts_us)
+        store.record(row, ts_us)
+
+    print("\nRedis store per transaction (client CPU / wall), 1,000 rows:")
+    for name, step in [("snapshot + record", two_trips), ("snapshot_and_record", None)] * 2:
+        step = step or store.snapshot_and_record
+        store.clear()
+        cpu, wall = time.process_time(), time.perf_counter()
+        for i, row in enumerate(rows):
+            step(row, 1_000_000 * (i + 1))
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        print(f"  {name:22s} {cpu / len(rows) * 1e3:6.3f} ms CPU  {wall / len(rows) * 1e3:6.3f} ms")
+    store.clear()
+    store.close()
+
+
+def bench_workers(env: dict[str, str], seconds: float, rates: list[float]) -> None:
+    """`lakehouse fraud serve --workers 1|2` on the Redis store: open-loop steps of rising
+    rate; the sustainable rate is the highest step with every reply and P99 < 10 ms. The load
+    generator (this process) runs on the same cores: its CPU is reported beside the service's."""
+    from fraud.store import RedisStore
+    from lakehouse.config import Settings
+
+    _champion(Settings.from_env(env))
+    bodies = _events(int(max(rates) * seconds) + 10)
+    for i, b in enumerate(bodies):
+        b["transaction_id"] = f"bench_{uuid.uuid4().hex[:6]}_{i}"
+    _store_round_trips(bodies)
+    lakehouse = str(Path(sys.executable).with_name("lakehouse"))
+    print(f"\nfraud serve --workers N, Redis store, open loop {seconds:g} s per step, loopback")
+    print("  workers  rate/s  replies      P50 ms  P99 ms  service CPU  generator CPU")
+    for workers in (1, 2):
+        RedisStore(REDIS_URL).clear()
+        port = _free_port()
+        cmd = [lakehouse, "fraud", "serve", "--port", str(port), "--reload-seconds", "0"]
+        proc = subprocess.Popen(
+            [*cmd, "--workers", str(workers)],
+            env={**env, "LAKEHOUSE_REDIS_URL": REDIS_URL},
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        sustained = 0.0
+        try:
+            _wait_http(f"http://127.0.0.1:{port}/healthz")
+            url = f"http://127.0.0.1:{port}/v1/decisions"
+            _open_loop(url, bodies[:400], 100, 4)  # warm-up: every worker loaded and hit
+            for rate in rates:
+                service0, own0, wall0 = (
+                    _tree_cpu_seconds(proc.pid),
+                    time.process_time(),
+                    time.perf_counter(),
+                )
+                ms = _open_loop(url, bodies, rate, seconds)
+                wall = time.perf_counter() - wall0
+                service = (_tree_cpu_seconds(proc.pid) - service0) / wall
+                own = (time.process_time() - own0) / wall
+                ok = ms[~np.isnan(ms)]
+                p50, p99 = np.percentile(ok, [50, 99]) if ok.size else (np.nan, np.nan)
+                print(
+                    f"  {workers:7d}  {rate:6.0f}  {ok.size:5d}/{ms.size:<5d}  {p50:6.2f}  "
+                    f"{p99:6.2f}  {service:5.2f} cores   {own:5.2f} cores"
+                )
+                if ok.size < ms.size or p99 >= 10:
+                    break
+                sustained = rate
+        finally:
+            proc.terminate()
+            proc.wait(60)
+        print(f"  → {workers} worker(s): sustainable {sustained:.0f} req/s at P99 < 10 ms")
+    RedisStore(REDIS_URL).clear()
 
 
 def bench_batch(env: dict[str, str], days: float, scale: float, redis_url: str | None) -> None:
@@ -558,10 +658,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=["latency", "batch", "lag", "quality", "families", "all"])
+    parser.add_argument(
+        "what", choices=["latency", "workers", "batch", "lag", "quality", "families", "all"]
+    )
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--no-redis", action="store_true")
+    parser.add_argument(
+        "--rates",
+        default="25,50,100,150,200,250,300,400,500,600",
+        help="workers: the open-loop steps (req/s)",
+    )
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="bench-fraud-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")}
@@ -587,6 +694,8 @@ def main() -> None:
             bench_batch(env, 45, 0.35, None if args.no_redis else REDIS_URL)
         if args.what in ("latency", "all"):
             bench_latency(env, args.seconds, args.rate, not args.no_redis)
+        if args.what in ("workers", "all"):
+            bench_workers(env, min(args.seconds, 20), [float(r) for r in args.rates.split(",")])
         if args.what in ("lag", "all"):
             bench_lag(env, 20_000)
     finally:

@@ -184,9 +184,17 @@ def serve(
             help="stop after LAKEHOUSE_IDLE_EXIT_SECONDS without any request",
         ),
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="worker processes sharing the port and the Redis feature store "
+            "(more than 1 needs LAKEHOUSE_REDIS_URL)",
+        ),
+    ] = 1,
 ) -> None:
     """Online decision service: POST /v1/decisions, /healthz, /metrics (FastAPI + uvicorn)."""
     from fraud.service import serve as run
     from lakehouse.config import Settings
 
-    run(Settings.from_env(), host, port, reload_seconds, warm, exit_when_idle)
+    run(Settings.from_env(), host, port, reload_seconds, warm, exit_when_idle, workers)

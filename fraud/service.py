@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -112,7 +113,9 @@ class DecisionEngine:
         row = to_silver(event, self.settings.pii_hash_key)
         with self.lock:
             model = self.model
-            features = online_features(row, ts_us, self.store.snapshot(row, ts_us))
+            # read and record in one atomic step: workers sharing Redis cannot both decide on
+            # the same prior state of a card (the transaction is recorded whatever is decided)
+            features = online_features(row, ts_us, self.store.snapshot_and_record(row, ts_us))
             columns = {
                 name: np.array([np.nan if v is None else v], dtype=np.float64)
                 for name, v in features.items()
@@ -122,7 +125,6 @@ class DecisionEngine:
             # transactions v2's 3DS result (None for a v1 event): R004 reads it
             columns["three_ds_status"] = np.array([row.get("three_ds_status")], dtype=object)
             scored = score_columns(model, self.config, columns, 1, explain_all=True)
-            self.store.record(row, ts_us)
         decision = str(scored.decision[0])
         elapsed = time.perf_counter() - started
         self.metrics.observe(decision, elapsed)
@@ -336,9 +338,15 @@ def serve(
     reload_seconds: float,
     warm: bool,
     exit_when_idle: bool = False,
+    workers: int = 1,
 ) -> None:
     import uvicorn
 
+    if workers > 1 and not settings.redis_url:
+        raise ConfigError(
+            f"--workers {workers} needs the Redis feature store the workers share: set "
+            "LAKEHOUSE_REDIS_URL=redis://host:port/db, or serve with --workers 1"
+        )
     if exit_when_idle and not settings.idle_exit_seconds:
         raise ConfigError(
             "--exit-when-idle needs LAKEHOUSE_IDLE_EXIT_SECONDS: set it to the idle time in "
@@ -347,17 +355,129 @@ def serve(
 
     require_tokens_to_bind(settings, host, "the fraud decision service")
     check_port_free(host, port)
+    # once, before any worker starts: a first champion trained on the lake, the warm store
     engine = build_engine(settings, warm=warm)
+    store = "redis" if settings.redis_url else "in-process"
     print(
-        f"fraud decision service on http://{host}:{port} ({engine.model_status}, "
-        f"store {'redis' if settings.redis_url else 'in-process'}); POST /v1/decisions"
+        f"fraud decision service on http://{host}:{port} ({engine.model_status}, store {store}"
+        f"{f', {workers} workers' if workers > 1 else ''}); POST /v1/decisions"
     )
+    idle = settings.idle_exit_seconds if exit_when_idle else 0
+    if workers > 1:
+        engine.store.close()
+        del engine  # each worker loads its own
+        status = serve_workers(settings, host, port, workers, reload_seconds, idle)
+        if status:
+            raise SystemExit(status)
+        return
     server: Any = None
 
     def stop() -> None:
         server.should_exit = True
 
-    idle = settings.idle_exit_seconds if exit_when_idle else 0
     app = create_app(engine, reload_seconds, idle, stop)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     server.run()
+
+
+def serve_workers(
+    settings: Settings,
+    host: str,
+    port: int,
+    workers: int,
+    reload_seconds: float,
+    idle_exit_seconds: float,
+    stop_timeout: float = 30.0,
+) -> int:
+    """Pre-fork: this process binds the socket, then starts `workers` processes that accept on
+    it (the kernel spreads connections over them), each with its own engine and uvicorn
+    server on the shared Redis store. SIGTERM or SIGINT stops every worker gracefully
+    (in-flight requests finish); a worker that stops when idle is not replaced, the service
+    ends with the last one; a worker that fails stops the others. Returns the exit status
+    (stopped by SIGTERM, the process ends by that signal once every worker has, as uvicorn
+    does for one)."""
+    import multiprocessing
+    import signal
+    import socket
+    from multiprocessing.connection import wait
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    # spawn, not fork: each worker starts a clean interpreter (no thread pools of numpy,
+    # Polars or LightGBM copied mid-state); the socket travels as a duplicated descriptor
+    context = multiprocessing.get_context("spawn")
+    procs = [
+        context.Process(
+            target=_run_worker,
+            args=(settings, sock, reload_seconds, idle_exit_seconds),
+            name=f"fraud-worker-{i}",
+        )
+        for i in range(workers)
+    ]
+    stopping: list[int] = []  # the signal that stops the service (0: a worker failed)
+
+    def stop_all(sig: int = 0, _frame: object = None) -> None:
+        stopping.append(sig)
+        for proc in procs:
+            if proc.is_alive():
+                os.kill(proc.pid, signal.SIGTERM)  # type: ignore[arg-type]
+
+    previous = {sig: signal.signal(sig, stop_all) for sig in (signal.SIGTERM, signal.SIGINT)}
+    status = 0
+    try:
+        for proc in procs:
+            proc.start()
+        sock.close()  # the workers hold it
+        running = {proc.sentinel: proc for proc in procs}
+        while running:
+            for sentinel in wait(list(running), timeout=1.0):
+                proc = running.pop(sentinel)  # type: ignore[call-overload]
+                proc.join()
+                if proc.exitcode and not stopping:
+                    print(f"{proc.name} (pid {proc.pid}) failed with status {proc.exitcode}")
+                    status = 1
+                    stop_all()
+        return status
+    finally:
+        for proc in (p for p in procs if p.pid is not None):  # started
+            proc.join(stop_timeout)
+            if proc.is_alive():
+                proc.kill()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if stopping and stopping[0] == signal.SIGTERM:  # as uvicorn does, once drained
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _run_worker(
+    settings: Settings, sock: Any, reload_seconds: float, idle_exit_seconds: float
+) -> None:
+    """One worker of `serve_workers`: its engine (champion, Redis store) and uvicorn server
+    on the inherited socket; the idle exit and the registry watcher are its own."""
+    import uvicorn
+
+    _stop_with_parent()
+    engine = build_engine(settings, say=log.info)
+    server: Any = None
+
+    def stop() -> None:
+        server.should_exit = True
+
+    app = create_app(engine, reload_seconds, idle_exit_seconds, stop)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server.run(sockets=[sock])
+
+
+def _stop_with_parent() -> None:
+    """Linux: receive SIGTERM when the supervising process dies (even by SIGKILL), so that no
+    worker outlives the service."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)

@@ -3,16 +3,18 @@ label times and the device ↔ account ↔ IP graph, behind one interface.
 
 `InMemoryStore` (default, one process) and `RedisStore` (production profile,
 `LAKEHOUSE_REDIS_URL`) hold the same data; `snapshot` reads everything one transaction's
-features need (one Redis round trip, pipelined) and `record` adds the transaction after its
-decision (one more). Keys are the pseudonymised silver identifiers, so no raw PII sits in
-Redis, and the service and the batch path see the same identifiers.
+features need (one Redis round trip, pipelined) and `record` adds the transaction (one
+more); the decision service does both in one atomic round trip (`snapshot_and_record`), so
+that several service processes can share one Redis. Keys are the pseudonymised silver
+identifiers, so no raw PII sits in Redis, and the service and the batch path see the same
+identifiers.
 """
 
 from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -106,6 +108,10 @@ class FeatureStore(Protocol):
     def snapshot(self, tx: Mapping[str, object], ts_us: int) -> EntityHistory: ...
 
     def record(self, tx: Mapping[str, object], ts_us: int) -> None: ...
+
+    def snapshot_and_record(self, tx: Mapping[str, object], ts_us: int) -> EntityHistory:
+        """`snapshot` then `record`, as one atomic step (the decision service's path)."""
+        ...
 
     def record_label(self, transaction_id: str, is_fraud: bool, reported_us: int) -> None: ...
 
@@ -249,6 +255,11 @@ class InMemoryStore:
         nodes = graph_nodes(tx)
         for other in nodes[1:]:
             self._union(nodes[0], other)
+
+    def snapshot_and_record(self, tx: Mapping[str, object], ts_us: int) -> EntityHistory:
+        history = self.snapshot(tx, ts_us)  # copies: `record` does not change it
+        self.record(tx, ts_us)
+        return history
 
     def _union(self, a: str, b: str) -> None:
         root_a, root_b = self._root(a), self._root(b)
@@ -407,6 +418,32 @@ class RedisStore:
 
     def snapshot(self, tx: Mapping[str, object], ts_us: int) -> EntityHistory:
         pipe = self.client.pipeline(transaction=False)
+        parse = self._queue_snapshot(pipe, tx, ts_us)
+        nodes = graph_nodes(tx)
+        return parse(self._execute_with_script(pipe, _ROOTS_LUA if nodes else None, nodes))
+
+    def snapshot_and_record(self, tx: Mapping[str, object], ts_us: int) -> EntityHistory:
+        """`snapshot` then `record` in one MULTI/EXEC: no other client's command runs between
+        the read and the write, so decisions on one card in several processes are those of one
+        process in the order Redis executed them (no two see the same prior state). The
+        union-find scripts go as EVAL here, cached by Redis, so that a lost script cache
+        cannot split the transaction."""
+        pipe = self.client.pipeline(transaction=True)
+        parse = self._queue_snapshot(pipe, tx, ts_us)
+        nodes = graph_nodes(tx)
+        if nodes:
+            pipe.eval(_ROOTS_LUA, len(self._uf_keys), *self._uf_keys, *nodes)
+        read = len(pipe)
+        self._queue_record(pipe, tx, ts_us)
+        if len(nodes) > 1:
+            pipe.eval(_UNION_LUA, len(self._uf_keys), *self._uf_keys, *nodes)
+        return parse(pipe.execute()[:read])
+
+    def _queue_snapshot(
+        self, pipe: Any, tx: Mapping[str, object], ts_us: int
+    ) -> Callable[[list[Any]], EntityHistory]:
+        """Queue the reads of `snapshot` (the components script excepted, queued last by the
+        caller) and return the function that turns their replies into the history."""
         entities = [(e, c) for e, c in ENTITIES.items() if tx.get(c) is not None]
         for entity, column in entities:
             since = ts_us - _horizon(entity)
@@ -433,8 +470,15 @@ class RedisStore:
             pipe.zcount(self._k("mt", merchant), f"({ts_us - width}", ts_us)
             pipe.zcount(self._k("lab", "m", merchant), f"({ts_us - width}", f"({ts_us}")
         pipe.get(self._k("amt", "m", merchant))
-        nodes = graph_nodes(tx)
-        replies = self._execute_with_script(pipe, _ROOTS_LUA if nodes else None, nodes)
+        return lambda replies: self._history(replies, entities, pairs, bool(graph_nodes(tx)))
+
+    def _history(
+        self,
+        replies: list[Any],
+        entities: list[tuple[str, str]],
+        pairs: list[tuple[str, str, str]],
+        nodes: bool,
+    ) -> EntityHistory:
         events: dict[str, list[tuple[int, float, str]]] = {}
         for (entity, _), members in zip(entities, replies, strict=False):
             rows = []
@@ -480,6 +524,12 @@ class RedisStore:
 
     def record(self, tx: Mapping[str, object], ts_us: int) -> None:
         pipe = self.client.pipeline(transaction=False)
+        self._queue_record(pipe, tx, ts_us)
+        nodes = graph_nodes(tx)
+        self._execute_with_script(pipe, _UNION_LUA if len(nodes) > 1 else None, nodes)
+
+    def _queue_record(self, pipe: Any, tx: Mapping[str, object], ts_us: int) -> None:
+        """Queue the writes of `record` but the union-find script (queued last by the caller)."""
         txid, merchant = str(tx["transaction_id"]), str(tx["merchant_id"])
         category = str(tx["merchant_category"])
         for entity, column in ENTITIES.items():
@@ -515,8 +565,6 @@ class RedisStore:
         for feature, (node, neighbour) in GRAPH_PAIRS.items():
             if tx.get(node) is not None and tx.get(neighbour) is not None:
                 pipe.sadd(self._k("g", feature, str(tx[node])), str(tx[neighbour]))
-        nodes = graph_nodes(tx)
-        self._execute_with_script(pipe, _UNION_LUA if len(nodes) > 1 else None, nodes)
 
     def record_label(self, transaction_id: str, is_fraud: bool, reported_us: int) -> None:
         if not is_fraud:

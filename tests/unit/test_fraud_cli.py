@@ -1,4 +1,4 @@
-"""`lakehouse fraud serve` on a taken port, the label-delay settings, promotion's NaN guard."""
+"""`lakehouse fraud serve` on a taken port or with workers but no Redis, the label-delay settings, promotion's NaN guard."""
 
 from __future__ import annotations
 
@@ -35,6 +35,23 @@ def test_serve_on_a_taken_port_fails_first_with_one_line(tmp_path: Path) -> None
     assert done.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}")
     assert "--port P" in done.stderr
     assert not (tmp_path / "home" / "mlflow").exists()  # nothing loaded or trained first
+
+
+def test_serve_workers_without_redis_fails_with_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")}
+    env |= {"LAKEHOUSE_HOME": str(tmp_path / "home"), "PYTHONPATH": os.getcwd()}
+    done = subprocess.run(
+        [sys.executable, "-m", "lakehouse", "fraud", "serve", "--workers", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and done.stdout == ""
+    assert done.stderr.startswith("error: --workers 2 needs the Redis feature store")
+    assert "LAKEHOUSE_REDIS_URL=redis://" in done.stderr
+    assert not (tmp_path / "home" / "mlflow").exists()  # refused before anything loads
 
 
 def test_label_delay_windows_are_settings() -> None:
