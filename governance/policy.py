@@ -362,7 +362,11 @@ def publish_role_gold(
     settings: Settings, role_name: str, who: str | None = None
 ) -> tuple[Path, dict[str, int]]:
     """The role's own DuckDB file: every gold table it may read, masked and filtered, as plain
-    tables (a BI connection to this file reaches nothing else). Swapped in atomically."""
+    tables (a BI connection to this file reaches nothing else). Swapped in atomically; an
+    OpenLineage run (job `governance.publish.<role>`) records gold tables in, the role's
+    tables out."""
+    from lakehouse.lineage import LineageEmitter, duckdb_dataset
+
     role = role_of(settings, role_name)
     session = open_session(settings, role)
     path = role_gold_path(settings, role_name)
@@ -370,20 +374,36 @@ def publish_role_gold(
     build = path.with_suffix(".build")
     build.unlink(missing_ok=True)
     counts: dict[str, int] = {}
+    emitter = LineageEmitter(settings)
     try:
-        with duckdb.connect(str(build)) as out:
-            for name in sorted(session.tables):
-                if not name.startswith("gold."):
-                    continue
-                rows = session.con.sql(f'SELECT * FROM gold."{name[5:]}"').to_arrow_table()
+        queries = {
+            name[5:]: session.con.sql(f'SELECT * FROM gold."{name[5:]}"')
+            for name in sorted(session.tables)
+            if name.startswith("gold.")
+        }
+        columns = {
+            table: [(c, str(t).lower()) for c, t in zip(q.columns, q.types, strict=True)]
+            for table, q in queries.items()
+        }
+        inputs = [duckdb_dataset(settings, t) for t in queries]
+        outputs = [duckdb_dataset(settings, t, path=path, columns=columns[t]) for t in queries]
+        with (
+            emitter.run(f"governance.publish.{role.name}", inputs, outputs) as lineage,
+            duckdb.connect(str(build)) as out,
+        ):
+            for output, (table, query) in zip(outputs, queries.items(), strict=True):
+                rows = query.to_arrow_table()
                 out.register("rows", rows)
-                out.execute(f'CREATE TABLE "{name[5:]}" AS SELECT * FROM rows')
+                out.execute(f'CREATE TABLE "{table}" AS SELECT * FROM rows')
                 out.unregister("rows")
-                counts[name] = rows.num_rows
+                counts[f"gold.{table}"] = rows.num_rows
+                lineage.set_output_stats(output.name, rows.num_rows)
             out.execute("CHECKPOINT")
-        os.replace(build, path)
+            out.close()
+            os.replace(build, path)
     finally:
         session.con.close()
+        emitter.close()
         build.unlink(missing_ok=True)
     record(
         settings,
