@@ -117,3 +117,78 @@ def test_secrets_are_created_once_with_mode_0600(settings: Settings) -> None:
     config = paths.config.read_text()
     assert str(paths.metadata_db) in config and "SUPERSET_LOAD_EXAMPLES = False" in config
     assert "scarf" not in config  # no analytics host allowed by the content-security policy
+
+
+def test_platform_dashboard_shows_alerts_and_finops_usage() -> None:
+    platform = bi.dashboard_tables()["platform"]
+    assert {"platform_alerts_daily", "finops_usage_daily"} <= set(platform)
+    assert ("fired", "bigint") in platform["platform_alerts_daily"]
+    assert ("cpu_seconds", "double") in platform["finops_usage_daily"]
+
+
+def _events(settings: Settings) -> list[dict]:
+    return [json.loads(line) for line in settings.lineage_file.read_text().splitlines()]
+
+
+def test_publish_lineage_reads_gold_tables_and_writes_dashboards(settings: Settings) -> None:
+    from openlineage_schema import validate_event
+
+    gold = settings.gold_db_path
+    with bi.publish_lineage(settings, gold, "127.0.0.1:8088"):
+        pass
+    start, complete = _events(settings)
+    assert [start["eventType"], complete["eventType"]] == ["START", "COMPLETE"]
+    assert all(validate_event(e) > 0 for e in (start, complete))
+    assert complete["job"]["name"] == "superset.publish"
+    outputs = {(o["namespace"], o["name"]): o for o in complete["outputs"]}
+    assert set(outputs) == {("superset://127.0.0.1:8088", slug) for slug in bi.DASHBOARDS}
+    sales = outputs[("superset://127.0.0.1:8088", "sales")]["facets"]["schema"]["fields"]
+    assert {"name": "top_products_7d.revenue_7d", "type": "double"} in [
+        {"name": f["name"], "type": f["type"]} for f in sales
+    ]
+    inputs = {i["name"] for i in complete["inputs"]}
+    namespace = {i["namespace"] for i in complete["inputs"]}
+    # named as the dbt gold models' outputs are (lakehouse.lineage.duckdb_dataset)
+    assert namespace == {f"duckdb://{gold.resolve()}"}
+    assert {"gold.main.sales_daily_channel", "gold.main.platform_alerts_daily"} <= inputs
+
+
+def test_a_failed_import_emits_fail(settings: Settings) -> None:
+    with pytest.raises(RuntimeError), bi.publish_lineage(settings, settings.gold_db_path, "h:1"):
+        raise RuntimeError("import failed")
+    _, fail = _events(settings)
+    assert fail["eventType"] == "FAIL"
+    assert "import failed" in fail["run"]["facets"]["errorMessage"]["message"]
+
+
+def test_gateway_roles_never_reach_more_than_the_connection_holds(settings: Settings) -> None:
+    from lakehouse.errors import ConfigError, LakehouseError
+
+    # the whole gold file: only roles that may read every table the dashboards read
+    assert bi.gateway_roles(settings, None) == ["data_engineer"]
+    assert bi.gateway_roles(settings, "analyst") == ["analyst"]
+    with pytest.raises(ConfigError, match="unknown role 'nobody'"):
+        bi.gateway_roles(settings, "nobody")
+    policy = settings.home / "policy.yaml"
+    policy.parent.mkdir(parents=True, exist_ok=True)
+    text = (bi.REPO / "governance" / "policy.yaml").read_text()
+    policy.write_text(
+        text.replace("bi: [analyst, fraud_ops, supply_planner, data_engineer]", "bi: [analyst]")
+    )
+    narrow = Settings.from_env(
+        {"LAKEHOUSE_HOME": str(settings.home), "LAKEHOUSE_POLICY": str(policy)}
+    )
+    with pytest.raises(LakehouseError, match="role fraud_ops may not use the BI server"):
+        bi.gateway_roles(narrow, "fraud_ops")
+    with pytest.raises(LakehouseError, match="--role ROLE"):
+        bi.gateway_roles(narrow, None)
+
+
+def test_bi_beyond_loopback_without_tokens_is_refused_before_any_work(settings: Settings) -> None:
+    from lakehouse.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="LAKEHOUSE_API_TOKENS"):
+        bi.up(settings, host="0.0.0.0")
+    assert not bi.bi_paths(settings).home.exists()
+    with pytest.raises(ConfigError, match="LAKEHOUSE_BI_HOST"):
+        Settings.from_env({"LAKEHOUSE_BI_HOST": "http://example.org:80"})
