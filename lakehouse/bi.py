@@ -377,14 +377,21 @@ def publish_lineage(
     settings: Settings, gold: Path, instance: str, folder: Path = BUNDLE_DIR
 ) -> Iterator[None]:
     """The OpenLineage run of one import: START now, COMPLETE or FAIL when the block ends.
-    Inputs: the tables of `gold` the dashboards read (named as the dbt gold models are);
-    outputs: the dashboards, namespace `superset://<instance>`, names their slugs, with the
-    columns they read (`<table>.<column>`) as schema facet."""
+    Inputs: the tables of `gold` the dashboards read (named as the dbt gold models are; a
+    role's file holds only the tables the role may read); outputs: the dashboards, namespace
+    `superset://<instance>`, names their slugs, with the columns they read
+    (`<table>.<column>`) as schema facet."""
+    import duckdb
     from openlineage.client.event_v2 import Dataset
 
     from lakehouse.lineage import LineageEmitter, duckdb_dataset, typed_schema_facet
 
-    per_dashboard = dashboard_tables(folder)
+    with duckdb.connect(str(gold), read_only=True) as con:
+        present = {row[0] for row in con.execute("SHOW TABLES").fetchall()}
+    per_dashboard = {
+        slug: {t: cols for t, cols in used.items() if t in present}
+        for slug, used in dashboard_tables(folder).items()
+    }
     tables = {t: cols for used in per_dashboard.values() for t, cols in used.items()}
     inputs = [
         duckdb_dataset(settings, table, path=gold, columns=cols)

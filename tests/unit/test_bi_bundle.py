@@ -126,6 +126,19 @@ def test_platform_dashboard_shows_alerts_and_finops_usage() -> None:
     assert ("cpu_seconds", "double") in platform["finops_usage_daily"]
 
 
+def _gold_file(settings: Settings, *tables: str) -> Path:
+    """A gold file holding `tables` (empty, with the columns the bundle's datasets read)."""
+    import duckdb
+
+    columns = {t: c for used in bi.dashboard_tables().values() for t, c in used.items()}
+    settings.gold_db_path.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(settings.gold_db_path)) as con:
+        for table in tables:
+            spec = ", ".join(f'"{name}" {kind}' for name, kind in columns[table])
+            con.execute(f'CREATE TABLE "{table}" ({spec})')
+    return settings.gold_db_path
+
+
 def _events(settings: Settings) -> list[dict]:
     return [json.loads(line) for line in settings.lineage_file.read_text().splitlines()]
 
@@ -133,7 +146,7 @@ def _events(settings: Settings) -> list[dict]:
 def test_publish_lineage_reads_gold_tables_and_writes_dashboards(settings: Settings) -> None:
     from openlineage_schema import validate_event
 
-    gold = settings.gold_db_path
+    gold = _gold_file(settings, "sales_daily_channel", "top_products_7d", "platform_alerts_daily")
     with bi.publish_lineage(settings, gold, "127.0.0.1:8088"):
         pass
     start, complete = _events(settings)
@@ -150,11 +163,16 @@ def test_publish_lineage_reads_gold_tables_and_writes_dashboards(settings: Setti
     namespace = {i["namespace"] for i in complete["inputs"]}
     # named as the dbt gold models' outputs are (lakehouse.lineage.duckdb_dataset)
     assert namespace == {f"duckdb://{gold.resolve()}"}
-    assert {"gold.main.sales_daily_channel", "gold.main.platform_alerts_daily"} <= inputs
+    assert inputs == {
+        "gold.main.sales_daily_channel",
+        "gold.main.top_products_7d",
+        "gold.main.platform_alerts_daily",
+    }  # only the tables the connected file holds
 
 
 def test_a_failed_import_emits_fail(settings: Settings) -> None:
-    with pytest.raises(RuntimeError), bi.publish_lineage(settings, settings.gold_db_path, "h:1"):
+    gold = _gold_file(settings, "top_products_7d")
+    with pytest.raises(RuntimeError), bi.publish_lineage(settings, gold, "h:1"):
         raise RuntimeError("import failed")
     _, fail = _events(settings)
     assert fail["eventType"] == "FAIL"
