@@ -113,6 +113,8 @@ def build_app(
             return web.json_response({"detail": exc.reason}, status=exc.status, headers=headers)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROP_REQUEST}
         headers |= {"X-Forwarded-User": caller.subject, "X-Forwarded-Role": caller.role}
+        # the client library would ask for gzip on its own: ask for what the caller accepts
+        headers.setdefault("Accept-Encoding", "identity")
         headers["X-Forwarded-For"] = request.remote or ""
         headers["X-Forwarded-Host"] = request.host
         headers["X-Forwarded-Proto"] = request.scheme
