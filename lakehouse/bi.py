@@ -376,11 +376,12 @@ def dashboard_tables(folder: Path = BUNDLE_DIR) -> dict[str, dict[str, list[tupl
 def publish_lineage(
     settings: Settings, gold: Path, instance: str, folder: Path = BUNDLE_DIR
 ) -> Iterator[None]:
-    """The OpenLineage run of one import: START now, COMPLETE or FAIL when the block ends.
-    Inputs: the tables of `gold` the dashboards read (named as the dbt gold models are; a
-    role's file holds only the tables the role may read); outputs: the dashboards, namespace
-    `superset://<instance>`, names their slugs, with the columns they read
-    (`<table>.<column>`) as schema facet."""
+    """The OpenLineage runs of one import: START now, COMPLETE or FAIL when the block ends.
+    Job `superset.publish` is the import; each dashboard is a job of its own under it,
+    `superset.publish.<slug>` (as each dbt model is), whose inputs are the tables of `gold` its
+    charts read (named as the dbt gold models' outputs; a role's file holds only the tables
+    the role may read) and whose output is the dashboard: namespace `superset://<instance>`,
+    name its slug, the columns it reads (`<table>.<column>`) as schema facet."""
     import duckdb
     from openlineage.client.event_v2 import Dataset
 
@@ -388,30 +389,24 @@ def publish_lineage(
 
     with duckdb.connect(str(gold), read_only=True) as con:
         present = {row[0] for row in con.execute("SHOW TABLES").fetchall()}
-    per_dashboard = {
-        slug: {t: cols for t, cols in used.items() if t in present}
-        for slug, used in dashboard_tables(folder).items()
-    }
-    tables = {t: cols for used in per_dashboard.values() for t, cols in used.items()}
-    inputs = [
-        duckdb_dataset(settings, table, path=gold, columns=cols)
-        for table, cols in sorted(tables.items())
-    ]
-    outputs = [
-        Dataset(
-            namespace=f"superset://{instance}",
-            name=slug,
-            facets={
-                "schema": typed_schema_facet(
-                    sorted({(f"{t}.{c}", k) for t, cols in used.items() for c, k in cols})
-                )
-            },
-        )
-        for slug, used in per_dashboard.items()
-    ]
     emitter = LineageEmitter(settings)
     try:
-        with emitter.run("superset.publish", inputs, outputs):
+        with contextlib.ExitStack() as runs:
+            parent = runs.enter_context(emitter.run("superset.publish", [], []))
+            for slug, used in dashboard_tables(folder).items():
+                tables = {t: cols for t, cols in used.items() if t in present}
+                fields = sorted({(f"{t}.{c}", k) for t, cols in tables.items() for c, k in cols})
+                dashboard = Dataset(
+                    namespace=f"superset://{instance}",
+                    name=slug,
+                    facets={"schema": typed_schema_facet(fields)},
+                )
+                inputs = [
+                    duckdb_dataset(settings, t, path=gold, columns=c) for t, c in tables.items()
+                ]
+                runs.enter_context(
+                    emitter.run(f"superset.publish.{slug}", inputs, [dashboard], parent=parent)
+                )
             yield
     finally:
         emitter.close()

@@ -149,34 +149,38 @@ def test_publish_lineage_reads_gold_tables_and_writes_dashboards(settings: Setti
     gold = _gold_file(settings, "sales_daily_channel", "top_products_7d", "platform_alerts_daily")
     with bi.publish_lineage(settings, gold, "127.0.0.1:8088"):
         pass
-    start, complete = _events(settings)
-    assert [start["eventType"], complete["eventType"]] == ["START", "COMPLETE"]
-    assert all(validate_event(e) > 0 for e in (start, complete))
-    assert complete["job"]["name"] == "superset.publish"
-    outputs = {(o["namespace"], o["name"]): o for o in complete["outputs"]}
-    assert set(outputs) == {("superset://127.0.0.1:8088", slug) for slug in bi.DASHBOARDS}
-    sales = outputs[("superset://127.0.0.1:8088", "sales")]["facets"]["schema"]["fields"]
-    assert {"name": "top_products_7d.revenue_7d", "type": "double"} in [
-        {"name": f["name"], "type": f["type"]} for f in sales
-    ]
-    inputs = {i["name"] for i in complete["inputs"]}
-    namespace = {i["namespace"] for i in complete["inputs"]}
-    # named as the dbt gold models' outputs are (lakehouse.lineage.duckdb_dataset)
-    assert namespace == {f"duckdb://{gold.resolve()}"}
-    assert inputs == {
-        "gold.main.sales_daily_channel",
-        "gold.main.top_products_7d",
-        "gold.main.platform_alerts_daily",
-    }  # only the tables the connected file holds
+    events = _events(settings)
+    assert all(validate_event(e) > 0 for e in events)
+    runs = {(e["job"]["name"], e["eventType"]): e for e in events}
+    jobs = {"superset.publish", *(f"superset.publish.{slug}" for slug in bi.DASHBOARDS)}
+    assert set(runs) == {(job, state) for job in jobs for state in ("START", "COMPLETE")}
+    parent = runs[("superset.publish", "COMPLETE")]["run"]["runId"]
+    sales = runs[("superset.publish.sales", "COMPLETE")]
+    assert sales["run"]["facets"]["parent"]["run"]["runId"] == parent
+    (output,) = sales["outputs"]
+    assert (output["namespace"], output["name"]) == ("superset://127.0.0.1:8088", "sales")
+    fields = {(f["name"], f["type"]) for f in output["facets"]["schema"]["fields"]}
+    assert ("top_products_7d.revenue_7d", "double") in fields
+    # named as the dbt gold models' outputs are (lakehouse.lineage.duckdb_dataset); only the
+    # tables the connected file holds, only those the dashboard reads
+    assert {(i["namespace"], i["name"]) for i in sales["inputs"]} == {
+        (f"duckdb://{gold.resolve()}", "gold.main.sales_daily_channel"),
+        (f"duckdb://{gold.resolve()}", "gold.main.top_products_7d"),
+    }
+    platform = runs[("superset.publish.platform", "COMPLETE")]
+    assert [i["name"] for i in platform["inputs"]] == ["gold.main.platform_alerts_daily"]
 
 
 def test_a_failed_import_emits_fail(settings: Settings) -> None:
     gold = _gold_file(settings, "top_products_7d")
     with pytest.raises(RuntimeError), bi.publish_lineage(settings, gold, "h:1"):
         raise RuntimeError("import failed")
-    _, fail = _events(settings)
-    assert fail["eventType"] == "FAIL"
-    assert "import failed" in fail["run"]["facets"]["errorMessage"]["message"]
+    failed = [e for e in _events(settings) if e["eventType"] == "FAIL"]
+    assert {e["job"]["name"] for e in failed} == {
+        "superset.publish",
+        *(f"superset.publish.{slug}" for slug in bi.DASHBOARDS),
+    }
+    assert all("import failed" in e["run"]["facets"]["errorMessage"]["message"] for e in failed)
 
 
 def test_gateway_roles_never_reach_more_than_the_connection_holds(settings: Settings) -> None:
