@@ -12,6 +12,7 @@ first (tables it names, no table functions, no file access), run, and audited.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import json
@@ -363,8 +364,8 @@ def publish_role_gold(
 ) -> tuple[Path, dict[str, int]]:
     """The role's own DuckDB file: every gold table it may read, masked and filtered, as plain
     tables (a BI connection to this file reaches nothing else). Swapped in atomically; an
-    OpenLineage run (job `governance.publish.<role>`) records gold tables in, the role's
-    tables out."""
+    OpenLineage run (job `governance.publish.<role>`, a child job per table,
+    `governance.publish.<role>.<table>`) records each gold table in, the role's table out."""
     from lakehouse.lineage import LineageEmitter, duckdb_dataset
 
     role = role_of(settings, role_name)
@@ -381,23 +382,28 @@ def publish_role_gold(
             for name in sorted(session.tables)
             if name.startswith("gold.")
         }
-        columns = {
-            table: [(c, str(t).lower()) for c, t in zip(q.columns, q.types, strict=True)]
-            for table, q in queries.items()
-        }
-        inputs = [duckdb_dataset(settings, t) for t in queries]
-        outputs = [duckdb_dataset(settings, t, path=path, columns=columns[t]) for t in queries]
-        with (
-            emitter.run(f"governance.publish.{role.name}", inputs, outputs) as lineage,
-            duckdb.connect(str(build)) as out,
-        ):
-            for output, (table, query) in zip(outputs, queries.items(), strict=True):
+        with contextlib.ExitStack() as runs, duckdb.connect(str(build)) as out:
+            parent = runs.enter_context(emitter.run(f"governance.publish.{role.name}", [], []))
+            for table, query in queries.items():
+                # one job per table, as each dbt model is: the graph stays per table
+                columns = [
+                    (c, str(t).lower()) for c, t in zip(query.columns, query.types, strict=True)
+                ]
+                published = duckdb_dataset(settings, table, path=path, columns=columns)
+                lineage = runs.enter_context(
+                    emitter.run(
+                        f"governance.publish.{role.name}.{table}",
+                        [duckdb_dataset(settings, table)],
+                        [published],
+                        parent=parent,
+                    )
+                )
                 rows = query.to_arrow_table()
                 out.register("rows", rows)
                 out.execute(f'CREATE TABLE "{table}" AS SELECT * FROM rows')
                 out.unregister("rows")
                 counts[f"gold.{table}"] = rows.num_rows
-                lineage.set_output_stats(output.name, rows.num_rows)
+                lineage.set_output_stats(published.name, rows.num_rows)
             out.execute("CHECKPOINT")
             out.close()
             os.replace(build, path)
