@@ -160,6 +160,7 @@ def test_per_role_gold_files_hold_only_what_the_role_sees(lake: Settings) -> Non
         {"name": f["name"], "type": f["type"]} for f in output["facets"]["schema"]["fields"]
     ]
     assert output["outputFacets"]["outputStatistics"]["rowCount"] == 1
+    assert [i["name"] for i in output["facets"]["symlinks"]["identifiers"]] == ["analyst.sales"]
 
 
 def test_query_cli_prints_one_line_on_denial(lake: Settings) -> None:
