@@ -13,8 +13,8 @@ Basic authentication (browsers: a 401 carries a Basic challenge, so the browser 
 and resends it on every request; the user name is free).
 
 `start_gateway` runs it in a background thread (tests, or a server started in-process);
-`serve_gateway` runs it in the foreground until interrupted (`lakehouse ui --host`, and the
-BI server's `lakehouse bi up --host`, call it).
+`serve_gateway` runs it in the foreground until interrupted (`lakehouse ui --host` calls it;
+`lakehouse bi up --host` runs it as its own process, `python -m governance.gateway`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import binascii
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 
 from aiohttp import ClientConnectionError, ClientSession, ClientTimeout, WSMsgType, web
@@ -73,9 +73,15 @@ def check_request(check: TokenCheck, authorization: str | None) -> Caller:
     return check.caller(f"Bearer {token}" if token else None)
 
 
-def build_app(settings: Settings, service: str, upstream: str) -> web.Application:
-    """The proxy as an aiohttp application: every request checked, then forwarded."""
+def build_app(
+    settings: Settings, service: str, upstream: str, roles: Collection[str] | None = None
+) -> web.Application:
+    """The proxy as an aiohttp application: every request checked, then forwarded. `roles`
+    narrows the roles the policy allows for the service (e.g. the one role whose data a BI
+    server shows)."""
     check = TokenCheck(settings, service)
+    if roles is not None:
+        check.roles &= set(roles)
     upstream = upstream.rstrip("/")
     app = web.Application(client_max_size=64 << 20)
 
@@ -107,8 +113,11 @@ def build_app(settings: Settings, service: str, upstream: str) -> web.Applicatio
             return web.json_response({"detail": exc.reason}, status=exc.status, headers=headers)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROP_REQUEST}
         headers |= {"X-Forwarded-User": caller.subject, "X-Forwarded-Role": caller.role}
+        # the client library would ask for gzip on its own: ask for what the caller accepts
+        headers.setdefault("Accept-Encoding", "identity")
         headers["X-Forwarded-For"] = request.remote or ""
         headers["X-Forwarded-Host"] = request.host
+        headers["X-Forwarded-Proto"] = request.scheme
         target = upstream + request.rel_url.raw_path_qs
         client: ClientSession = app[_CLIENT]
         try:
@@ -219,15 +228,50 @@ def start_gateway(
     return RunningGateway(f"http://{host}:{port}", runner, loop, thread)
 
 
-def serve_gateway(settings: Settings, service: str, host: str, port: int, upstream: str) -> None:
-    """The gateway in the foreground until interrupted."""
+def serve_gateway(
+    settings: Settings,
+    service: str,
+    host: str,
+    port: int,
+    upstream: str,
+    roles: Collection[str] | None = None,
+) -> None:
+    """The gateway in the foreground until interrupted (or SIGTERM)."""
     _check_bind(settings, service, host)
     with contextlib.suppress(KeyboardInterrupt):
         web.run_app(
-            build_app(settings, service, upstream),
+            build_app(settings, service, upstream, roles),
             host=host,
             port=port,
             access_log=None,
             print=None,
             handle_signals=True,
         )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m governance.gateway SERVICE HOST PORT UPSTREAM [--roles a,b]`: the process
+    `lakehouse bi up --host` starts in front of Superset."""
+    import argparse
+    import sys
+
+    from lakehouse.errors import LakehouseError
+
+    parser = argparse.ArgumentParser(prog="python -m governance.gateway")
+    parser.add_argument("service")
+    parser.add_argument("host")
+    parser.add_argument("port", type=int)
+    parser.add_argument("upstream")
+    parser.add_argument("--roles", help="comma-separated; default: the policy's for SERVICE")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    roles = [r for r in args.roles.split(",") if r] if args.roles is not None else None
+    try:
+        serve_gateway(Settings.from_env(), args.service, args.host, args.port, args.upstream, roles)
+    except (LakehouseError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -12,6 +12,7 @@ first (tables it names, no table functions, no file access), run, and audited.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import json
@@ -362,7 +363,11 @@ def publish_role_gold(
     settings: Settings, role_name: str, who: str | None = None
 ) -> tuple[Path, dict[str, int]]:
     """The role's own DuckDB file: every gold table it may read, masked and filtered, as plain
-    tables (a BI connection to this file reaches nothing else). Swapped in atomically."""
+    tables (a BI connection to this file reaches nothing else). Swapped in atomically; an
+    OpenLineage run (job `governance.publish.<role>`, a child job per table,
+    `governance.publish.<role>.<table>`) records each gold table in, the role's table out."""
+    from lakehouse.lineage import LineageEmitter, duckdb_dataset
+
     role = role_of(settings, role_name)
     session = open_session(settings, role)
     path = role_gold_path(settings, role_name)
@@ -370,20 +375,41 @@ def publish_role_gold(
     build = path.with_suffix(".build")
     build.unlink(missing_ok=True)
     counts: dict[str, int] = {}
+    emitter = LineageEmitter(settings)
     try:
-        with duckdb.connect(str(build)) as out:
-            for name in sorted(session.tables):
-                if not name.startswith("gold."):
-                    continue
-                rows = session.con.sql(f'SELECT * FROM gold."{name[5:]}"').to_arrow_table()
+        queries = {
+            name[5:]: session.con.sql(f'SELECT * FROM gold."{name[5:]}"')
+            for name in sorted(session.tables)
+            if name.startswith("gold.")
+        }
+        with contextlib.ExitStack() as runs, duckdb.connect(str(build)) as out:
+            parent = runs.enter_context(emitter.run(f"governance.publish.{role.name}", [], []))
+            for table, query in queries.items():
+                # one job per table, as each dbt model is: the graph stays per table
+                columns = [
+                    (c, str(t).lower()) for c, t in zip(query.columns, query.types, strict=True)
+                ]
+                published = duckdb_dataset(settings, table, path=path, columns=columns)
+                lineage = runs.enter_context(
+                    emitter.run(
+                        f"governance.publish.{role.name}.{table}",
+                        [duckdb_dataset(settings, table)],
+                        [published],
+                        parent=parent,
+                    )
+                )
+                rows = query.to_arrow_table()
                 out.register("rows", rows)
-                out.execute(f'CREATE TABLE "{name[5:]}" AS SELECT * FROM rows')
+                out.execute(f'CREATE TABLE "{table}" AS SELECT * FROM rows')
                 out.unregister("rows")
-                counts[name] = rows.num_rows
+                counts[f"gold.{table}"] = rows.num_rows
+                lineage.set_output_stats(published.name, rows.num_rows)
             out.execute("CHECKPOINT")
-        os.replace(build, path)
+            out.close()
+            os.replace(build, path)
     finally:
         session.con.close()
+        emitter.close()
         build.unlink(missing_ok=True)
     record(
         settings,

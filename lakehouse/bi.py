@@ -11,7 +11,12 @@ server `up` started.
 `up` builds the environment when missing, migrates the metadata database and creates the
 admin on first use, imports the bundle in `bi/` (database, datasets, charts, dashboards;
 fixed UUIDs, so importing again updates the same objects) when it changed, then starts
-gunicorn on 127.0.0.1:LAKEHOUSE_BI_PORT and waits for /health. The gold file is connected
+gunicorn on 127.0.0.1:LAKEHOUSE_BI_PORT and waits for /health. Bound beyond loopback
+(`--host`, LAKEHOUSE_BI_HOST), Superset moves to a private loopback port and the token
+gateway (governance/gateway.py, service `bi`) listens on host:LAKEHOUSE_BI_PORT in front of
+it; with `--role R` the database connection is R's published gold file
+(governance.policy.publish_role_gold) and only R's tokens pass the gateway. Each import emits
+OpenLineage events: the gold tables the dashboards read in, the dashboards out. The gold file is connected
 read-only with a new connection per query (Superset's default NullPool): the publisher's
 atomic swap (lake/gold.py) is seen by the next query, and no reader holds the writer's lock.
 `export` writes the dashboards as they are in Superset back into `bi/`, normalised
@@ -36,7 +41,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,6 +107,10 @@ class BiPaths:
     @property
     def state(self) -> Path:
         return self.home / "provisioned.json"
+
+    @property
+    def gateway_log(self) -> Path:
+        return self.home / "gateway.log"
 
 
 def bi_paths(settings: Settings) -> BiPaths:
@@ -205,6 +214,9 @@ TALISMAN_CONFIG = {{
 CACHE_CONFIG = {{"CACHE_TYPE": "NullCache"}}
 DATA_CACHE_CONFIG = {{"CACHE_TYPE": "NullCache"}}
 RATELIMIT_ENABLED = False
+# Behind the token gateway: redirects and absolute URLs name the address the browser used.
+ENABLE_PROXY_FIX = True
+PROXY_FIX_CONFIG = {{"x_for": 1, "x_proto": 1, "x_host": 1, "x_port": 0, "x_prefix": 0}}
 SUPERSET_WEBSERVER_TIMEOUT = 120
 ROW_LIMIT = 50000
 '''
@@ -272,17 +284,18 @@ def bundle_hash(folder: Path = BUNDLE_DIR) -> str:
     return digest.hexdigest()[:16]
 
 
-def bundle_zip(settings: Settings, folder: Path = BUNDLE_DIR) -> bytes:
-    """The import zip: the bundle with the gold placeholder replaced by this home's file."""
+def bundle_zip(settings: Settings, folder: Path = BUNDLE_DIR, gold: Path | None = None) -> bytes:
+    """The import zip: the bundle with the gold placeholder replaced by `gold` (default: this
+    home's gold file)."""
     from lake.gold import gold_db_path
 
-    gold = str(gold_db_path(settings))
+    gold_path = str(gold or gold_db_path(settings))
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, text in bundle_files(folder).items():
             if name == "metadata.yaml":  # the assets importer's type (export writes Dashboard)
                 text = yaml.safe_dump({**yaml.safe_load(text), "type": "assets"}, sort_keys=True)
-            archive.writestr(f"bundle/{name}", text.replace(GOLD_PLACEHOLDER, gold))
+            archive.writestr(f"bundle/{name}", text.replace(GOLD_PLACEHOLDER, gold_path))
     return buffer.getvalue()
 
 
@@ -307,15 +320,16 @@ with app.app_context():
 """
 
 
-def import_bundle(settings: Settings, folder: Path = BUNDLE_DIR) -> None:
-    """Import (create or overwrite, matched by UUID) every object of the bundle in `folder`."""
+def import_bundle(settings: Settings, folder: Path = BUNDLE_DIR, gold: Path | None = None) -> None:
+    """Import (create or overwrite, matched by UUID) every object of the bundle in `folder`,
+    its database connected to `gold` (default: this home's gold file)."""
     if not any(name.startswith("dashboards/") for name in bundle_files(folder)):
         raise LakehouseError(
             f"{folder} holds no dashboard YAML: restore bi/ from git (`git checkout -- bi`)"
         )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bundle.zip"
-        path.write_bytes(bundle_zip(settings, folder))
+        path.write_bytes(bundle_zip(settings, folder, gold))
         done = subprocess.run(
             [str(_bin("python")), "-c", _IMPORT_SCRIPT, str(path), settings.bi_admin_user],
             env=superset_env(settings),
@@ -335,6 +349,67 @@ def import_bundle(settings: Settings, folder: Path = BUNDLE_DIR) -> None:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+def dashboard_tables(folder: Path = BUNDLE_DIR) -> dict[str, dict[str, list[tuple[str, str]]]]:
+    """Dashboard slug -> {gold table its charts read: [(column, type), ...]}, from the bundle."""
+    docs = {name: yaml.safe_load(text) for name, text in bundle_files(folder).items()}
+    datasets = {d["uuid"]: d for n, d in docs.items() if n.startswith("datasets/")}
+    charts = {d["uuid"]: d for n, d in docs.items() if n.startswith("charts/")}
+    out: dict[str, dict[str, list[tuple[str, str]]]] = {}
+    for name, doc in sorted(docs.items()):
+        if not name.startswith("dashboards/"):
+            continue
+        tables: dict[str, list[tuple[str, str]]] = {}
+        for node in (doc.get("position") or {}).values():
+            if not (isinstance(node, dict) and node.get("type") == "CHART"):
+                continue
+            dataset = datasets[charts[node["meta"]["uuid"]]["dataset_uuid"]]
+            tables[dataset["table_name"]] = [
+                (c["column_name"], str(c.get("type") or "").lower()) for c in dataset["columns"]
+            ]
+        out[doc["slug"]] = dict(sorted(tables.items()))
+    return out
+
+
+@contextlib.contextmanager
+def publish_lineage(
+    settings: Settings, gold: Path, instance: str, folder: Path = BUNDLE_DIR
+) -> Iterator[None]:
+    """The OpenLineage runs of one import: START now, COMPLETE or FAIL when the block ends.
+    Job `superset.publish` is the import; each dashboard is a job of its own under it,
+    `superset.publish.<slug>` (as each dbt model is), whose inputs are the tables of `gold` its
+    charts read (named as the dbt gold models' outputs; a role's file holds only the tables
+    the role may read) and whose output is the dashboard: namespace `superset://<instance>`,
+    name its slug, the columns it reads (`<table>.<column>`) as schema facet."""
+    import duckdb
+    from openlineage.client.event_v2 import Dataset
+
+    from lakehouse.lineage import LineageEmitter, duckdb_dataset, typed_schema_facet
+
+    with duckdb.connect(str(gold), read_only=True) as con:
+        present = {row[0] for row in con.execute("SHOW TABLES").fetchall()}
+    emitter = LineageEmitter(settings)
+    try:
+        with contextlib.ExitStack() as runs:
+            parent = runs.enter_context(emitter.run("superset.publish", [], []))
+            for slug, used in dashboard_tables(folder).items():
+                tables = {t: cols for t, cols in used.items() if t in present}
+                fields = sorted({(f"{t}.{c}", k) for t, cols in tables.items() for c, k in cols})
+                dashboard = Dataset(
+                    namespace=f"superset://{instance}",
+                    name=slug,
+                    facets={"schema": typed_schema_facet(fields)},
+                )
+                inputs = [
+                    duckdb_dataset(settings, t, path=gold, columns=c) for t, c in tables.items()
+                ]
+                runs.enter_context(
+                    emitter.run(f"superset.publish.{slug}", inputs, [dashboard], parent=parent)
+                )
+            yield
+    finally:
+        emitter.close()
 
 
 def normalise_export(files: dict[str, str], gold: str) -> dict[str, str]:
@@ -451,6 +526,7 @@ class BiStatus:
     pid: int | None
     url: str
     healthy: bool
+    gateway: str | None = None  # "the token gateway (roles ...)" when served through it
 
     def describe(self) -> str:
         if not self.running:
@@ -458,11 +534,30 @@ class BiStatus:
                 f"Superset is not running (start it with `make bi`; it would listen on {self.url})"
             )
         state = "healthy" if self.healthy else "starting or unhealthy"
-        return f"Superset runs on {self.url} (pid {self.pid}, {state})"
+        through = f" through {self.gateway}" if self.gateway else ""
+        return f"Superset runs on {self.url}{through} (pid {self.pid}, {state})"
+
+
+def _record(settings: Settings) -> dict[str, Any]:
+    """The pid file of the server `up` started: pid and port of Superset, and when it is
+    served through the gateway, the gateway's pid, host, port and roles."""
+    try:
+        return dict(json.loads(bi_paths(settings).pid_file.read_text("utf-8")))
+    except (OSError, ValueError, TypeError):
+        return {}
 
 
 def _url(settings: Settings) -> str:
-    return f"http://127.0.0.1:{settings.bi_port}"
+    """Where users reach Superset: the running server's address, else the configured one."""
+    record = _record(settings)
+    host = record.get("host", settings.bi_host)
+    return f"http://{host}:{record.get('public_port', settings.bi_port)}"
+
+
+def local_url(settings: Settings) -> str:
+    """Where Superset itself answers on this machine (loopback; behind the gateway, its
+    private port)."""
+    return f"http://127.0.0.1:{_record(settings).get('port', settings.bi_port)}"
 
 
 def dashboard_urls(settings: Settings) -> dict[str, str]:
@@ -470,8 +565,8 @@ def dashboard_urls(settings: Settings) -> dict[str, str]:
 
 
 def _ours(pid: int, settings: Settings) -> bool:
-    """Whether `pid` is the Superset server started for this home (its environment names
-    this home's config), not some other process that reused the pid."""
+    """Whether `pid` is a process `up` started for this home (its environment names this
+    home's config), not some other process that reused the pid."""
     try:
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     except OSError:
@@ -480,10 +575,9 @@ def _ours(pid: int, settings: Settings) -> bool:
 
 
 def _running_pid(settings: Settings) -> int | None:
-    paths = bi_paths(settings)
     try:
-        pid = int(json.loads(paths.pid_file.read_text("utf-8"))["pid"])
-    except (OSError, ValueError, KeyError):
+        pid = int(_record(settings)["pid"])
+    except (KeyError, ValueError, TypeError):
         return None
     return pid if _ours(pid, settings) else None
 
@@ -492,24 +586,61 @@ def _healthy(settings: Settings, timeout: float = 2.0) -> bool:
     import httpx
 
     try:
-        return httpx.get(f"{_url(settings)}/health", timeout=timeout).text.strip() == "OK"
+        return httpx.get(f"{local_url(settings)}/health", timeout=timeout).text.strip() == "OK"
     except httpx.HTTPError:
         return False
 
 
 def status(settings: Settings) -> BiStatus:
     pid = _running_pid(settings)
-    return BiStatus(pid is not None, pid, _url(settings), pid is not None and _healthy(settings))
+    record = _record(settings) if pid is not None else {}
+    gateway = None
+    if record.get("gateway_pid"):
+        alive = _ours(int(record["gateway_pid"]), settings)
+        gateway = f"the token gateway (roles {', '.join(record.get('roles', []))}" + (
+            ")" if alive else "; NOT running: `lakehouse bi down`, then `lakehouse bi up`)"
+        )
+    healthy = pid is not None and _healthy(settings)
+    return BiStatus(pid is not None, pid, _url(settings), healthy, gateway)
 
 
-def _port_taken(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+def _port_taken(port: int, host: str = "127.0.0.1") -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind(("127.0.0.1", port))
+            probe.bind((host, port))
         except OSError:
             return True
     return False
+
+
+def gateway_roles(settings: Settings, role: str | None) -> list[str]:
+    """The roles whose tokens the gateway lets through to this Superset. With `role`, the
+    database connection is that role's published gold file: that role only. Without, the
+    connection is the whole gold file: only the roles of policy `services.bi` that may read
+    every gold table the dashboards read, so no token reaches more than its role may see."""
+    from governance.policy import load_policy, role_of
+    from governance.tokens import service_roles
+
+    allowed = service_roles("bi", settings.policy_path)
+    if role is not None:
+        role_of(settings, role)  # an unknown role: one line naming the known ones
+        if role not in allowed:
+            raise LakehouseError(
+                f"role {role} may not use the BI server (policy services.bi: "
+                f"{', '.join(sorted(allowed))}): pick one of those or add it there"
+            )
+        return [role]
+    policy = load_policy(settings.policy_path)
+    tables = {f"gold.{t}" for used in dashboard_tables().values() for t in used}
+    roles = sorted(r for r in allowed if r in policy and all(policy[r].may_read(t) for t in tables))
+    if not roles:
+        raise LakehouseError(
+            "no role of policy services.bi may read every gold table of the dashboards: "
+            "start with `lakehouse bi up --role ROLE` to serve one role's published gold"
+        )
+    return roles
 
 
 @dataclass
@@ -522,6 +653,7 @@ class UpReport:
     start_s: float = 0.0
     imported: bool = False
     already_running: bool = False
+    gateway_roles: list[str] | None = None  # served through the token gateway for these roles
 
     def lines(self) -> list[str]:
         out = [
@@ -533,6 +665,12 @@ class UpReport:
             )
             + ")"
         ]
+        if self.gateway_roles:
+            out[0] += (
+                " through the token gateway: send a token of role "
+                + " or ".join(self.gateway_roles)
+                + " (LAKEHOUSE_API_TOKENS) as the HTTP Basic password, then log in"
+            )
         if self.already_running:
             out[0] = "already running: " + out[0]
         out += [
@@ -576,9 +714,15 @@ def prepare_template(progress: Progress = _quiet) -> float:
     return time.monotonic() - started
 
 
-def provision(settings: Settings, progress: Progress = _quiet) -> bool:
+def provision(
+    settings: Settings,
+    progress: Progress = _quiet,
+    gold: Path | None = None,
+    instance: str | None = None,
+) -> bool:
     """Metadata database, admin and bundle, each only when it changed; True when the bundle
-    was imported."""
+    was imported. `gold`: the DuckDB file the database connection reads (default: this home's
+    gold file); `instance`: host:port users reach Superset on (the lineage namespace)."""
     paths = write_config(settings)
     state = _state(paths)
     password, _ = admin_password(settings)
@@ -625,53 +769,100 @@ def provision(settings: Settings, progress: Progress = _quiet) -> bool:
         state["admin"] = admin
     from lake.gold import gold_db_path
 
-    wanted = f"{bundle_hash()}:{gold_db_path(settings)}"
+    gold = gold or gold_db_path(settings)
+    wanted = f"{bundle_hash()}:{gold}"
     imported = False
     if state.get("bundle") != wanted:
         progress(f"importing the dashboards from {BUNDLE_DIR}")
-        import_bundle(settings)
+        with publish_lineage(settings, gold, instance or f"127.0.0.1:{settings.bi_port}"):
+            import_bundle(settings, gold=gold)
         state["bundle"] = wanted
         imported = True
     paths.state.write_text(json.dumps(state, indent=1), "utf-8")
     return imported
 
 
-def up(settings: Settings, progress: Progress = _quiet) -> UpReport:
-    """Install if needed, provision, start Superset on 127.0.0.1 and wait until healthy."""
+def up(
+    settings: Settings,
+    progress: Progress = _quiet,
+    host: str | None = None,
+    role: str | None = None,
+) -> UpReport:
+    """Install if needed, provision, start Superset and wait until healthy. On `host`
+    (default LAKEHOUSE_BI_HOST) beyond loopback, Superset listens on a private loopback port
+    and the token gateway on host:LAKEHOUSE_BI_PORT; with `role`, the dashboards read that
+    role's published gold file."""
+    from governance.tokens import is_loopback, require_tokens_to_bind
     from lake.gold import gold_db_path
 
+    host = host or settings.bi_host
+    behind_gateway = not is_loopback(host)
+    if behind_gateway:  # before any work: no tokens, no start
+        require_tokens_to_bind(settings, host, "the BI server")
+    roles = gateway_roles(settings, role) if behind_gateway or role else []
     gold = gold_db_path(settings)
     if not gold.exists():
         raise LakehouseError(f"no gold database at {gold}: run `make demo` first")
     password, generated = admin_password(settings)
-    report = UpReport(_url(settings), settings.bi_admin_user, password if generated else None)
-    if _running_pid(settings) is not None:
-        report.already_running = True
-        report.imported = provision(settings, progress)  # a changed bundle is imported live
-        return report
-    if _port_taken(settings.bi_port):
+    running = _running_pid(settings) is not None
+    record = _record(settings) if running else {}
+    if running and (record.get("host", "127.0.0.1"), record.get("role")) != (host, role):
         raise LakehouseError(
-            f"port {settings.bi_port} on 127.0.0.1 is taken by another program: set "
+            f"Superset already runs on {_url(settings)}"
+            + (f" for role {record['role']}" if record.get("role") else "")
+            + ": stop it with `lakehouse bi down`, then run `lakehouse bi up` again"
+        )
+    if not running and _port_taken(settings.bi_port, host):
+        raise LakehouseError(
+            f"port {settings.bi_port} on {host} is taken by another program: set "
             "LAKEHOUSE_BI_PORT to a free port (or stop that program)"
         )
+    connection = gold
+    if role is not None:
+        from governance.policy import publish_role_gold
+
+        progress(f"publishing the gold of role {role}")
+        connection, _ = publish_role_gold(settings, role)
+    instance = f"{host}:{settings.bi_port}"
+    report = UpReport(f"http://{instance}", settings.bi_admin_user, password if generated else None)
+    if roles and behind_gateway:
+        report.gateway_roles = roles
+    if running:
+        report.already_running = True
+        report.imported = provision(settings, progress, connection, instance)  # imported live
+        return report
     report.install_s = ensure_environment(progress) + prepare_template(progress)
     started = time.monotonic()
-    report.imported = provision(settings, progress)
+    report.imported = provision(settings, progress, connection, instance)
     report.provision_s = time.monotonic() - started
     started = time.monotonic()
-    _start(settings, progress)
+    superset_port = _free_loopback_port() if behind_gateway else settings.bi_port
+    record = {"pid": _start(settings, progress, superset_port), "port": superset_port}
+    record |= {"host": host, "public_port": settings.bi_port, "role": role, "roles": roles}
+    bi_paths(settings).pid_file.write_text(json.dumps(record), "utf-8")
+    if behind_gateway:
+        record["gateway_pid"] = _start_gateway(settings, host, superset_port, roles, progress)
+        bi_paths(settings).pid_file.write_text(json.dumps(record), "utf-8")
     report.start_s = time.monotonic() - started
     return report
 
 
-def _start(settings: Settings, progress: Progress) -> None:
+def _free_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _start(settings: Settings, progress: Progress, port: int) -> int:
+    """Start gunicorn on 127.0.0.1:`port` and wait for /health; returns its pid."""
     paths = bi_paths(settings)
-    progress(f"starting Superset on {_url(settings)}")
+    url = f"http://127.0.0.1:{port}"
+    progress(f"starting Superset on {url}")
     log = open(paths.log, "ab")  # noqa: SIM115 - handed to the server process
     command = [
         str(_bin("gunicorn")),
         "--bind",
-        f"127.0.0.1:{settings.bi_port}",
+        f"127.0.0.1:{port}",
         "--workers",
         "1",
         "--worker-class",
@@ -692,7 +883,7 @@ def _start(settings: Settings, progress: Progress) -> None:
         cwd=paths.home,
     )
     log.close()
-    paths.pid_file.write_text(json.dumps({"pid": process.pid, "port": settings.bi_port}), "utf-8")
+    paths.pid_file.write_text(json.dumps({"pid": process.pid, "port": port}), "utf-8")
     deadline = time.monotonic() + HEALTH_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -702,22 +893,60 @@ def _start(settings: Settings, progress: Progress) -> None:
                 f"Superset exited at start ({tail[0][:200] if tail else 'no output'}): see {paths.log}"
             )
         if _healthy(settings):
-            return
+            return process.pid
         time.sleep(0.5)
     raise LakehouseError(
-        f"Superset did not answer {_url(settings)}/health within {HEALTH_TIMEOUT_S:.0f} s: "
+        f"Superset did not answer {url}/health within {HEALTH_TIMEOUT_S:.0f} s: "
         f"see {paths.log}, then `lakehouse bi down` and `make bi`"
     )
 
 
-def down(settings: Settings) -> bool:
-    """Stop the server `up` started for this home (its process group); False when none runs."""
+def _start_gateway(
+    settings: Settings, host: str, superset_port: int, roles: list[str], progress: Progress
+) -> int:
+    """The token gateway (governance/gateway.py) on host:LAKEHOUSE_BI_PORT in front of
+    Superset, in its own process group; returns its pid once it accepts connections."""
     paths = bi_paths(settings)
-    pid = _running_pid(settings)
-    if pid is None:
-        paths.pid_file.unlink(missing_ok=True)
-        return False
-    os.killpg(pid, signal.SIGTERM)
+    progress(f"starting the token gateway on {host}:{settings.bi_port} (roles {', '.join(roles)})")
+    log = open(paths.gateway_log, "ab")  # noqa: SIM115 - handed to the gateway process
+    command = [sys.executable, "-m", "governance.gateway", "bi", host, str(settings.bi_port)]
+    command += [f"http://127.0.0.1:{superset_port}", "--roles", ",".join(roles)]
+    process = subprocess.Popen(
+        command,
+        # the config path marks it as this home's (see _ours), like the Superset server
+        env=os.environ | {"SUPERSET_CONFIG_PATH": str(paths.config)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd=REPO,
+    )
+    log.close()
+    probe_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = paths.gateway_log.read_text("utf-8", errors="replace").strip().splitlines()
+            raise LakehouseError(
+                f"the BI gateway exited at start ({tail[-1][:200] if tail else 'no output'}): "
+                f"see {paths.gateway_log}, then `lakehouse bi down`"
+            )
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection((probe_host, settings.bi_port), timeout=1),
+        ):
+            return process.pid
+        time.sleep(0.2)
+    raise LakehouseError(
+        f"the BI gateway did not listen on {host}:{settings.bi_port} within 30 s: see "
+        f"{paths.gateway_log}, then `lakehouse bi down`"
+    )
+
+
+def _stop(pid: int, settings: Settings) -> None:
+    """Stop the process group of `pid` (TERM, then KILL after 20 s)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and _ours(pid, settings):
         with contextlib.suppress(ChildProcessError):  # reap it when `up` ran in this process
@@ -725,5 +954,20 @@ def down(settings: Settings) -> bool:
         time.sleep(0.2)
     if _ours(pid, settings):
         os.killpg(pid, signal.SIGKILL)
+
+
+def down(settings: Settings) -> bool:
+    """Stop the server `up` started for this home (its process group) and its gateway; False
+    when none runs."""
+    paths = bi_paths(settings)
+    record = _record(settings)
+    gateway = int(record.get("gateway_pid") or 0)
+    if gateway and _ours(gateway, settings):
+        _stop(gateway, settings)
+    pid = _running_pid(settings)
+    if pid is None:
+        paths.pid_file.unlink(missing_ok=True)
+        return False
+    _stop(pid, settings)
     paths.pid_file.unlink(missing_ok=True)
     return True

@@ -134,7 +134,7 @@ def login(settings: Settings) -> Any:
     import httpx
 
     password, _ = bi.admin_password(settings)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{settings.bi_port}", timeout=60)
+    client = httpx.Client(base_url=bi.local_url(settings), timeout=60)
     page = client.get("/login/")
     match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text) or re.search(
         r'"csrf_token":\s*"([^"]+)"', page.text
@@ -277,7 +277,7 @@ async def _check(
             started = time.monotonic()
             await cdp.call(
                 "Page.navigate",
-                url=f"http://127.0.0.1:{settings.bi_port}/superset/dashboard/{slug}/",
+                url=f"{bi.local_url(settings)}/superset/dashboard/{slug}/",
             )
             states: list[dict[str, str]] = []
             while time.monotonic() - started < RENDER_TIMEOUT_S:
@@ -320,7 +320,7 @@ def check_dashboards(settings: Settings, screenshots: Path | None = None) -> lis
     """Open every dashboard, wait for every chart; one result per dashboard (in order)."""
     if not bi.status(settings).healthy:
         raise LakehouseError(
-            f"Superset does not answer on http://127.0.0.1:{settings.bi_port}: run `make bi` first"
+            f"Superset does not answer on {bi.local_url(settings)}: run `make bi` first"
         )
     client = login(settings)
     charts = dashboard_charts(client)

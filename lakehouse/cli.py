@@ -447,12 +447,28 @@ def _say(line: str) -> None:
 
 
 @bi_app.command("up")
-def bi_up() -> None:
+def bi_up(
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="interface (default LAKEHOUSE_BI_HOST, 127.0.0.1); beyond loopback Superset "
+            "is served through the token gateway (LAKEHOUSE_API_TOKENS, policy services.bi)"
+        ),
+    ] = None,
+    role: Annotated[
+        str | None,
+        typer.Option(
+            help="connect the dashboards to this role's published gold (lakehouse privacy "
+            "publish --role); through the gateway, only this role's tokens pass"
+        ),
+    ] = None,
+) -> None:
     """Install Superset if missing (.venv-bi), provision the bundle in bi/, start it on
-    127.0.0.1:LAKEHOUSE_BI_PORT and print the URL, the login and the dashboards."""
+    127.0.0.1:LAKEHOUSE_BI_PORT (or behind the token gateway on --host) and print the URL,
+    the login and the dashboards."""
     from lakehouse import bi
 
-    report = bi.up(_settings(), _say)
+    report = bi.up(_settings(), _say, host=host, role=role)
     for line in report.lines():
         print(line)
 

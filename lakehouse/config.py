@@ -142,6 +142,13 @@ def _bi_user(text: str) -> str:
     return text
 
 
+def _bind_host(text: str) -> str:
+    """An interface address or host name to listen on (not a URL, no port)."""
+    if not re.fullmatch(r"[A-Za-z0-9.:-]{1,253}", text) or text.count(":") == 1:
+        raise ValueError("not a host")
+    return text
+
+
 def _bi_password(text: str) -> str | None:
     """LAKEHOUSE_BI_ADMIN_PASSWORD, never echoed in the error (it is a secret)."""
     if not text.strip():
@@ -233,7 +240,9 @@ class Settings:
     kafka_ssl_password: str | None = field(default=None, repr=False)
     kafka_ssl_check_hostname: bool = True
     # ---- BI (Superset, lakehouse/bi.py) ----
-    bi_port: int = 8088  # Superset listens on 127.0.0.1 only
+    bi_port: int = 8088
+    # beyond loopback, Superset moves to a private loopback port behind the token gateway
+    bi_host: str = "127.0.0.1"
     bi_admin_user: str = "admin"
     # None: a password generated once and kept in <home>/bi/admin_password (0600)
     bi_admin_password: str | None = field(default=None, repr=False)
@@ -429,6 +438,13 @@ class Settings:
                 8088,
                 _int_between(1024, 65535),
                 "use a free TCP port between 1024 and 65535",
+            ),
+            bi_host=_parse(
+                env,
+                "LAKEHOUSE_BI_HOST",
+                "127.0.0.1",
+                _bind_host,
+                "use an interface address such as 127.0.0.1, 0.0.0.0 or 10.0.0.5 (no port)",
             ),
             bi_admin_user=_parse(
                 env,

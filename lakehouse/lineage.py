@@ -174,22 +174,34 @@ def delta_dataset(
 
 
 def duckdb_dataset(
-    settings: Settings, table: str, schema: pa.Schema | None = None, *, db_schema: str = "main"
+    settings: Settings,
+    table: str,
+    schema: pa.Schema | None = None,
+    *,
+    db_schema: str = "main",
+    path: Path | None = None,
+    columns: Sequence[tuple[str, str]] | None = None,
 ) -> Dataset:
-    """A table of the gold DuckDB file: namespace `duckdb://<absolute file path>`, name
-    `<catalog>.<schema>.<table>` (the catalog of an attached file is its stem, `gold`).
+    """A table of the gold DuckDB file (or of the DuckDB file at `path`, e.g. a role's
+    published gold): namespace `duckdb://<absolute file path>`, name
+    `<catalog>.<schema>.<table>` (the catalog of an attached file is its stem, `gold`); the
+    schema facet from an Arrow schema or from (column, type) pairs. The logical name is the
+    table's in the gold file, `<stem>.<table>` in another (`analyst.daily_sales`).
 
     OpenLineage defines no DuckDB naming; this one is unique per file and readable.
     """
-    path = settings.gold_db_path.expanduser().resolve()
+    gold = settings.gold_db_path.expanduser().resolve()
+    path = (path or gold).expanduser().resolve()
     namespace = f"duckdb://{path}"
     catalog = path.name.split(".", 1)[0]
     facets: dict[str, DatasetFacet] = {
         "dataSource": datasource_dataset.DatasourceDatasetFacet(name=namespace, uri=namespace),
-        "symlinks": _symlink(table),
+        "symlinks": _symlink(table if path == gold else f"{catalog}.{table}"),
     }
     if schema is not None:
         facets["schema"] = schema_facet(schema)
+    elif columns is not None:
+        facets["schema"] = typed_schema_facet(columns)
     return Dataset(namespace=namespace, name=f"{catalog}.{db_schema}.{table}", facets=facets)
 
 

@@ -96,6 +96,11 @@ class DemoLake:
                 "UPDATE experiments SET artifact_location = replace(artifact_location, ?, ?)",
                 (str(self.home), str(home)),
             )
+        # OpenLineage events name the lake's tables by absolute path: the copy's name the copy,
+        # so a graph from its events continues into what this lake recorded
+        events = home / "openlineage" / "events.jsonl"
+        if events.exists():
+            events.write_text(events.read_text("utf-8").replace(str(self.home), str(home)))
         env = self.env | {"LAKEHOUSE_HOME": str(home), "LAKEHOUSE_BROKER_PORT": str(free_port())}
         return DemoLake(home=home, env=env, stdout=self.stdout)
 

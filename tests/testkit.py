@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import socket
+from collections import defaultdict
+from typing import Any
 
 SEED_ORDER = {
     "order_id": "o_1001",
@@ -148,3 +150,25 @@ def order(i: int, **changes: object) -> dict[str, object]:
 def order_message(i: int, **changes: object) -> tuple[bytes, bytes]:
     event = order(i, **changes)
     return str(event["order_id"]).encode(), json.dumps(event).encode()
+
+
+LineageNode = tuple[str, str]  # (namespace, name) of an OpenLineage dataset
+
+
+def lineage_upstream(events: list[dict[str, Any]], start: LineageNode) -> set[LineageNode]:
+    """Every dataset `start` was derived from, following the COMPLETE events' input → output
+    edges backwards."""
+    parents: dict[LineageNode, set[LineageNode]] = defaultdict(set)
+    for event in events:
+        if event["eventType"] != "COMPLETE":
+            continue
+        for out in event["outputs"]:
+            for inp in event["inputs"]:
+                parents[(out["namespace"], out["name"])].add((inp["namespace"], inp["name"]))
+    seen: set[LineageNode] = set()
+    todo = [start]
+    while todo:
+        for parent in parents[todo.pop()] - seen:
+            seen.add(parent)
+            todo.append(parent)
+    return seen

@@ -1,13 +1,16 @@
 """The BI layer end to end: real Superset (its own venv) over the demo's gold, real Chromium.
 
 Superset is started once for the module (`lakehouse bi up` on a free port, on a private copy of
-the session's demo lake) and stopped by the last test (`lakehouse bi down`). The browser check
-saves the README's screenshots, docs/screenshots/bi-<dashboard>.png.
+the session's demo lake) and stopped by the last test (`lakehouse bi down`); the test before it
+restarts it behind the token gateway for one role. The browser check saves the README's
+screenshots, docs/screenshots/bi-<dashboard>.png.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,8 +22,10 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import DemoLake
-from testkit import free_port
+from openlineage_schema import validate_event
+from testkit import free_port, lineage_upstream
 
+from governance.tokens import new_token
 from lakehouse import bi
 from lakehouse.bi_check import chart_data_rows, check_dashboards, dashboard_charts, login
 from lakehouse.config import Settings
@@ -82,6 +87,35 @@ def test_up_prints_url_login_and_every_dashboard(running_bi: RunningBi) -> None:
     assert (settings.home / "bi" / "superset.db").exists()
     status = lakehouse(running_bi.env, "bi", "status")
     assert "healthy" in status.stdout and str(settings.bi_port) in status.stdout
+
+
+def _events(settings: Settings) -> list[dict]:
+    return [json.loads(line) for line in settings.lineage_file.read_text().splitlines()]
+
+
+def test_the_publish_lineage_reaches_the_kafka_topics(running_bi: RunningBi) -> None:
+    """`bi up` imported the bundle: one OpenLineage run per dashboard, its gold tables in, the
+    dashboard out, and from the events alone a dashboard's upstream graph reaches its topics."""
+    settings = running_bi.settings
+    events = _events(settings)
+    publish = [e for e in events if e["job"]["name"].startswith("superset.publish")]
+    assert len(publish) == 2 * (1 + len(bi.DASHBOARDS))  # START + COMPLETE each
+    assert all(validate_event(e) > 0 for e in publish)
+    instance = f"superset://127.0.0.1:{settings.bi_port}"
+    assert {
+        (o["namespace"], o["name"])
+        for e in publish
+        if e["eventType"] == "COMPLETE"
+        for o in e["outputs"]
+    } == {(instance, slug) for slug in bi.DASHBOARDS}
+    sales = lineage_upstream(events, (instance, "sales"))
+    gold = f"duckdb://{settings.gold_db_path.resolve()}"
+    assert (gold, "gold.main.sales_daily_channel") in sales
+    sales_topics = {name for ns, name in sales if ns.startswith("kafka://")}
+    assert "orders" in sales_topics and "transactions" not in sales_topics
+    fraud = lineage_upstream(events, (instance, "fraud"))
+    topics = {name for ns, name in fraud if ns.startswith("kafka://")}
+    assert {"transactions", "fraud_labels"} <= topics and "orders" not in topics
 
 
 def test_every_dashboard_renders_every_chart_with_data(running_bi: RunningBi) -> None:
@@ -171,6 +205,90 @@ def test_a_published_gold_file_is_read_by_the_next_query_without_restart(
     assert chart_data_rows(client, top["id"]) == 3
 
 
+def _login_form(client: httpx.Client, settings: Settings) -> dict[str, str]:
+    page = client.get("/login/")
+    assert page.status_code == 200, page.text[:300]
+    csrf = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text) or re.search(
+        r'"csrf_token":\s*"([^"]+)"', page.text
+    )
+    assert csrf, page.text[:300]
+    password, _ = bi.admin_password(settings)
+    return {"username": settings.bi_admin_user, "password": password, "csrf_token": csrf[1]}
+
+
+def test_beyond_loopback_superset_is_served_through_the_token_gateway_for_one_role(
+    running_bi: RunningBi,
+) -> None:
+    """`bi up --host 0.0.0.0 --role analyst`: Superset on a private loopback port, the
+    gateway on LAKEHOUSE_BI_PORT (401 / 403 / forwarded, Superset's own login through it),
+    and the dashboards connected to the analyst's published gold, which reaches nothing else."""
+    settings = running_bi.settings
+    refused = lakehouse(running_bi.env, "bi", "up", "--host", "0.0.0.0", timeout=60)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert "LAKEHOUSE_API_TOKENS" in refused.stderr, refused.stderr
+    assert bi.status(settings).healthy  # refused before touching the running server
+    tokens = {role: new_token(f"{role}-user", role) for role in ("analyst", "fraud_ops")}
+    env = running_bi.env | {"LAKEHOUSE_API_TOKENS": ",".join(e for _, e in tokens.values())}
+    assert lakehouse(env, "bi", "down").returncode == 0
+    up = lakehouse(env, "bi", "up", "--host", "0.0.0.0", "--role", "analyst")
+    assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
+    assert "through the token gateway: send a token of role analyst" in up.stdout
+    record = json.loads((settings.home / "bi" / "superset.pid").read_text())
+    assert record["port"] != settings.bi_port and record["roles"] == ["analyst"]
+    assert "through the token gateway (roles analyst)" in bi.status(settings).describe()
+
+    public = f"http://127.0.0.1:{settings.bi_port}"
+    anonymous = httpx.get(f"{public}/health", timeout=30)
+    assert anonymous.status_code == 401
+    assert anonymous.headers["WWW-Authenticate"].startswith("Basic ")
+    unknown = httpx.get(f"{public}/health", auth=("x", "not-a-token"), timeout=30)
+    assert unknown.status_code == 401
+    # fraud_ops may use BI by the policy, but this server shows the analyst's data only
+    other_role = httpx.get(f"{public}/login/", auth=("fred", tokens["fraud_ops"][0]), timeout=30)
+    assert other_role.status_code == 403 and "analyst" in other_role.json()["detail"]
+
+    # a browser: the token as the HTTP Basic password on every request, Superset's login
+    # form and its session cookie through the gateway
+    with httpx.Client(base_url=public, auth=("alice", tokens["analyst"][0]), timeout=60) as browser:
+        assert browser.get("/health").text.strip() == "OK"
+        done = browser.post("/login/", data=_login_form(browser, settings))
+        assert done.status_code in (302, 303) and "session" in browser.cookies
+        location = done.headers["location"]
+        assert f":{record['port']}" not in location  # redirects name the gateway's address
+        welcome = browser.get(location, follow_redirects=True)
+        assert welcome.status_code == 200 and welcome.url.port == settings.bi_port
+        dashboard = browser.get("/superset/dashboard/sales/")
+        assert dashboard.status_code == 200 and "<html" in dashboard.text.lower()
+        (database,) = browser.get("/api/v1/database/").json()["result"]
+        uri = browser.get(f"/api/v1/database/{database['id']}/connection").json()["result"]
+        assert uri["sqlalchemy_uri"].endswith("/roles/analyst.duckdb?access_mode=read_only")
+        charts = {c["slice_name"]: c["id"] for c in dashboard_charts(browser)["sales"]}
+        assert chart_data_rows(browser, charts["Conversion rate by channel"]) > 0
+        fraud = {c["slice_name"]: c["id"] for c in dashboard_charts(browser)["fraud"]}
+        denied = browser.get(
+            f"/api/v1/chart/{fraud['Decisions per day (ALLOW / CHALLENGE / BLOCK)']}/data/"
+        )
+        assert denied.status_code != 200 and "fraud_kpis" in denied.text  # not in its file
+
+    # lineage: gold -> the analyst's file (the per-role publish) -> the dashboards
+    events = _events(settings)
+    (published,) = [
+        e
+        for e in events
+        if e["job"]["name"] == "governance.publish.analyst" and e["eventType"] == "COMPLETE"
+    ]
+    assert validate_event(published) > 0
+    role_file = f"duckdb://{(settings.gold_db_path.parent / 'roles' / 'analyst.duckdb').resolve()}"
+    instance = f"superset://0.0.0.0:{settings.bi_port}"
+    sales = lineage_upstream(events, (instance, "sales"))
+    assert (role_file, "analyst.main.conversion_by_channel") in sales
+    assert (
+        f"duckdb://{settings.gold_db_path.resolve()}",
+        "gold.main.conversion_by_channel",
+    ) in sales
+    assert not any(ns == role_file and name.endswith("fraud_kpis") for ns, name in sales)
+
+
 def test_down_stops_only_what_up_started(running_bi: RunningBi, tmp_path: Path) -> None:
     bystander = subprocess.Popen(
         [sys.executable, "-m", "http.server", str(free_port()), "--bind", "127.0.0.1"],
@@ -183,15 +301,19 @@ def test_down_stops_only_what_up_started(running_bi: RunningBi, tmp_path: Path) 
         assert "was not running" in lakehouse(other, "bi", "down").stdout
         assert bi.status(running_bi.settings).healthy
         pid = bi.status(running_bi.settings).pid
+        # the test before restarted it behind the token gateway: `down` stops both
+        record = json.loads((running_bi.settings.home / "bi" / "superset.pid").read_text())
+        gateway = record["gateway_pid"]
         done = lakehouse(running_bi.env, "bi", "down")
         assert done.returncode == 0 and "stopped Superset" in done.stdout
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-            time.sleep(0.1)
-        assert (
-            not Path(f"/proc/{pid}").exists()
-            or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
-        )
+        for stopped in (pid, gateway):
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and Path(f"/proc/{stopped}").exists():
+                time.sleep(0.1)
+            assert (
+                not Path(f"/proc/{stopped}").exists()
+                or Path(f"/proc/{stopped}/stat").read_text().split()[2] == "Z"
+            )
         assert bystander.poll() is None  # the unrelated server still runs
         assert "not running" in lakehouse(running_bi.env, "bi", "status").stdout
         assert "was not running" in lakehouse(running_bi.env, "bi", "down").stdout

@@ -11,6 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 from deltalake import DeltaTable, write_deltalake
+from openlineage_schema import validate_event
 from testkit import SEED_ORDER
 
 from governance.audit import audit_uri, read_audit
@@ -137,6 +138,29 @@ def test_per_role_gold_files_hold_only_what_the_role_sees(lake: Settings) -> Non
         assert names == {"sales"}
         assert con.execute("SELECT country, units FROM sales").fetchall() == [("FR", 10)]
     assert read_audit(lake, action="publish").num_rows == 1
+    # lineage: a run for the publish, a child per table (gold table in, the role's table out)
+    events = [json.loads(line) for line in lake.lineage_file.read_text().splitlines()]
+    runs = {(e["job"]["name"], e["eventType"]): e for e in events}
+    assert set(runs) == {
+        (job, state)
+        for job in ("governance.publish.analyst", "governance.publish.analyst.sales")
+        for state in ("START", "COMPLETE")
+    }
+    child = runs[("governance.publish.analyst.sales", "COMPLETE")]
+    assert all(validate_event(e) > 0 for e in events)
+    assert [(i["namespace"], i["name"]) for i in child["inputs"]] == [
+        (f"duckdb://{lake.gold_db_path.resolve()}", "gold.main.sales")
+    ]
+    (output,) = child["outputs"]
+    assert (output["namespace"], output["name"]) == (
+        f"duckdb://{path.resolve()}",
+        "analyst.main.sales",
+    )
+    assert {"name": "country", "type": "varchar"} in [
+        {"name": f["name"], "type": f["type"]} for f in output["facets"]["schema"]["fields"]
+    ]
+    assert output["outputFacets"]["outputStatistics"]["rowCount"] == 1
+    assert [i["name"] for i in output["facets"]["symlinks"]["identifiers"]] == ["analyst.sales"]
 
 
 def test_query_cli_prints_one_line_on_denial(lake: Settings) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import signal
 import subprocess
@@ -54,6 +55,8 @@ def upstream() -> Iterator[str]:
                 "authorization": request.headers.get("Authorization"),
                 "user": request.headers.get("X-Forwarded-User"),
                 "role": request.headers.get("X-Forwarded-Role"),
+                "accept_encoding": request.headers.get("Accept-Encoding"),
+                "forwarded_proto": request.headers.get("X-Forwarded-Proto"),
             }
         )
 
@@ -221,3 +224,26 @@ def test_lakehouse_ui_beyond_loopback_needs_tokens(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "set LAKEHOUSE_API_TOKENS" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_upstream_is_asked_for_the_encodings_the_caller_accepts(
+    gateway: RunningGateway, tokens: dict[str, str]
+) -> None:
+    """A caller that names no encoding gets the body as is (not gzip the proxy's own client
+    library would otherwise ask for); one that names some has them passed on."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    address = urlsplit(_url(gateway))
+    plain = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+    plain.request("GET", "/page", headers={"Authorization": f"Bearer {tokens['data_engineer']}"})
+    answer = plain.getresponse()
+    seen = json.loads(answer.read())
+    assert answer.status == 200 and seen["accept_encoding"] == "identity"
+    assert seen["forwarded_proto"] == "http"
+    browser = httpx.get(
+        f"{_url(gateway)}/page",
+        headers={"Authorization": f"Bearer {tokens['data_engineer']}", "Accept-Encoding": "br"},
+        timeout=30,
+    )
+    assert browser.json()["accept_encoding"] == "br"

@@ -7,7 +7,6 @@ sources as inputs, the contract's schema and its dbt tests as data-quality asser
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,7 +14,8 @@ import dagster as dg
 import pytest
 from openlineage_schema import validate_event
 from sentiment_kit import install_models
-from testkit import SEED_TRANSACTION, check_counts, order_message
+from testkit import SEED_TRANSACTION, LineageNode, check_counts, order_message
+from testkit import lineage_upstream as upstream
 
 from ingestion import kafka_client
 from ingestion.broker import EmbeddedBroker
@@ -45,30 +45,9 @@ SELECTION = " or ".join(
     )
 )
 
-Node = tuple[str, str]  # (namespace, name) of a dataset
 END = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 
-
-def upstream(events: list[dict[str, Any]], start: Node) -> set[Node]:
-    """Every dataset `start` was derived from, following the COMPLETE events' input → output
-    edges backwards."""
-    parents: dict[Node, set[Node]] = defaultdict(set)
-    for event in events:
-        if event["eventType"] != "COMPLETE":
-            continue
-        for out in event["outputs"]:
-            for inp in event["inputs"]:
-                parents[(out["namespace"], out["name"])].add((inp["namespace"], inp["name"]))
-    seen: set[Node] = set()
-    todo = [start]
-    while todo:
-        for parent in parents[todo.pop()] - seen:
-            seen.add(parent)
-            todo.append(parent)
-    return seen
-
-
-def _by_symlink(events: list[dict[str, Any]], name: str) -> Node:
+def _by_symlink(events: list[dict[str, Any]], name: str) -> LineageNode:
     for event in events:
         for d in event["outputs"]:
             identifiers = d["facets"].get("symlinks", {}).get("identifiers", [])

@@ -117,3 +117,100 @@ def test_secrets_are_created_once_with_mode_0600(settings: Settings) -> None:
     config = paths.config.read_text()
     assert str(paths.metadata_db) in config and "SUPERSET_LOAD_EXAMPLES = False" in config
     assert "scarf" not in config  # no analytics host allowed by the content-security policy
+
+
+def test_platform_dashboard_shows_alerts_and_finops_usage() -> None:
+    platform = bi.dashboard_tables()["platform"]
+    assert {"platform_alerts_daily", "finops_usage_daily"} <= set(platform)
+    assert ("fired", "bigint") in platform["platform_alerts_daily"]
+    assert ("cpu_seconds", "double") in platform["finops_usage_daily"]
+
+
+def _gold_file(settings: Settings, *tables: str) -> Path:
+    """A gold file holding `tables` (empty, with the columns the bundle's datasets read)."""
+    import duckdb
+
+    columns = {t: c for used in bi.dashboard_tables().values() for t, c in used.items()}
+    settings.gold_db_path.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(settings.gold_db_path)) as con:
+        for table in tables:
+            spec = ", ".join(f'"{name}" {kind}' for name, kind in columns[table])
+            con.execute(f'CREATE TABLE "{table}" ({spec})')
+    return settings.gold_db_path
+
+
+def _events(settings: Settings) -> list[dict]:
+    return [json.loads(line) for line in settings.lineage_file.read_text().splitlines()]
+
+
+def test_publish_lineage_reads_gold_tables_and_writes_dashboards(settings: Settings) -> None:
+    from openlineage_schema import validate_event
+
+    gold = _gold_file(settings, "sales_daily_channel", "top_products_7d", "platform_alerts_daily")
+    with bi.publish_lineage(settings, gold, "127.0.0.1:8088"):
+        pass
+    events = _events(settings)
+    assert all(validate_event(e) > 0 for e in events)
+    runs = {(e["job"]["name"], e["eventType"]): e for e in events}
+    jobs = {"superset.publish", *(f"superset.publish.{slug}" for slug in bi.DASHBOARDS)}
+    assert set(runs) == {(job, state) for job in jobs for state in ("START", "COMPLETE")}
+    parent = runs[("superset.publish", "COMPLETE")]["run"]["runId"]
+    sales = runs[("superset.publish.sales", "COMPLETE")]
+    assert sales["run"]["facets"]["parent"]["run"]["runId"] == parent
+    (output,) = sales["outputs"]
+    assert (output["namespace"], output["name"]) == ("superset://127.0.0.1:8088", "sales")
+    fields = {(f["name"], f["type"]) for f in output["facets"]["schema"]["fields"]}
+    assert ("top_products_7d.revenue_7d", "double") in fields
+    # named as the dbt gold models' outputs are (lakehouse.lineage.duckdb_dataset); only the
+    # tables the connected file holds, only those the dashboard reads
+    assert {(i["namespace"], i["name"]) for i in sales["inputs"]} == {
+        (f"duckdb://{gold.resolve()}", "gold.main.sales_daily_channel"),
+        (f"duckdb://{gold.resolve()}", "gold.main.top_products_7d"),
+    }
+    platform = runs[("superset.publish.platform", "COMPLETE")]
+    assert [i["name"] for i in platform["inputs"]] == ["gold.main.platform_alerts_daily"]
+
+
+def test_a_failed_import_emits_fail(settings: Settings) -> None:
+    gold = _gold_file(settings, "top_products_7d")
+    with pytest.raises(RuntimeError), bi.publish_lineage(settings, gold, "h:1"):
+        raise RuntimeError("import failed")
+    failed = [e for e in _events(settings) if e["eventType"] == "FAIL"]
+    assert {e["job"]["name"] for e in failed} == {
+        "superset.publish",
+        *(f"superset.publish.{slug}" for slug in bi.DASHBOARDS),
+    }
+    assert all("import failed" in e["run"]["facets"]["errorMessage"]["message"] for e in failed)
+
+
+def test_gateway_roles_never_reach_more_than_the_connection_holds(settings: Settings) -> None:
+    from lakehouse.errors import ConfigError, LakehouseError
+
+    # the whole gold file: only roles that may read every table the dashboards read
+    assert bi.gateway_roles(settings, None) == ["data_engineer"]
+    assert bi.gateway_roles(settings, "analyst") == ["analyst"]
+    with pytest.raises(ConfigError, match="unknown role 'nobody'"):
+        bi.gateway_roles(settings, "nobody")
+    policy = settings.home / "policy.yaml"
+    policy.parent.mkdir(parents=True, exist_ok=True)
+    text = (bi.REPO / "governance" / "policy.yaml").read_text()
+    policy.write_text(
+        text.replace("bi: [analyst, fraud_ops, supply_planner, data_engineer]", "bi: [analyst]")
+    )
+    narrow = Settings.from_env(
+        {"LAKEHOUSE_HOME": str(settings.home), "LAKEHOUSE_POLICY": str(policy)}
+    )
+    with pytest.raises(LakehouseError, match="role fraud_ops may not use the BI server"):
+        bi.gateway_roles(narrow, "fraud_ops")
+    with pytest.raises(LakehouseError, match="--role ROLE"):
+        bi.gateway_roles(narrow, None)
+
+
+def test_bi_beyond_loopback_without_tokens_is_refused_before_any_work(settings: Settings) -> None:
+    from lakehouse.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="LAKEHOUSE_API_TOKENS"):
+        bi.up(settings, host="0.0.0.0")
+    assert not bi.bi_paths(settings).home.exists()
+    with pytest.raises(ConfigError, match="LAKEHOUSE_BI_HOST"):
+        Settings.from_env({"LAKEHOUSE_BI_HOST": "http://example.org:80"})
