@@ -47,6 +47,7 @@ SELECTION = " or ".join(
 
 END = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 
+
 def _by_symlink(events: list[dict[str, Any]], name: str) -> LineageNode:
     for event in events:
         for d in event["outputs"]:
