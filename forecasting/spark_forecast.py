@@ -89,14 +89,13 @@ def spark_daily_demand(
         "y",
         (_kahan_sum(daily["_lines"]["amount"]) / F.col("y")).alias("price"),
     )
-    last = daily.agg(F.max("ds")).first()[0]
-    if last is None:
-        return None
     spans = lines.groupBy("sku", "store_id").agg(
-        F.min("ds").alias("first"), F.min("city").alias("city")
+        F.min("ds").alias("first"), F.max("ds").alias("last"), F.min("city").alias("city")
     )
+    # every series runs to the last day of data (a window over the series' spans: one job)
+    spans = spans.withColumn("last", F.max("last").over(Window.partitionBy()))
     grid = spans.select(
-        "sku", "store_id", "city", F.explode(F.sequence("first", F.lit(last))).alias("ds")
+        "sku", "store_id", "city", F.explode(F.sequence("first", "last")).alias("ds")
     )
     series = Window.partitionBy("sku", "store_id").orderBy("ds")
     before = series.rowsBetween(Window.unboundedPreceding, Window.currentRow)
