@@ -112,6 +112,8 @@ def _asset(name: str, deps: list[str], description: str, engine: str | None = No
     """A nightly asset; with `engine`, one that runs on it (LAKEHOUSE_ENGINE: the `spark`
     engine's assets need dagster-pyspark's resource and show `spark` as a kind)."""
     spark = engine == "spark"
+    # an engine asset names its resources here (it takes no resource parameters)
+    resources = {"lakehouse", "pyspark"} if spark else {"lakehouse"}
     asset = dg.asset(
         name=name,
         deps=deps,
@@ -120,12 +122,7 @@ def _asset(name: str, deps: list[str], description: str, engine: str | None = No
         kinds={"python", "delta", *({"spark"} if spark else set())},
         owners=["team:supply-chain"],
         description=description,
-        # engine assets name their resources here (no resource parameters: see _backtest)
-        **(
-            {"required_resource_keys": {"lakehouse", *({"pyspark"} if spark else set())}}
-            if engine
-            else {}
-        ),
+        **({"required_resource_keys": resources} if engine else {}),
     )
     return lambda fn: asset(_with_lineage(name, deps)(fn))
 
