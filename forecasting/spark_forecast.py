@@ -36,7 +36,7 @@ from lake.spark_silver import read_delta
 from lake.tables import open_table, silver_uri
 from lakehouse.config import Settings
 
-WINDOW_SEPARATOR = "#"  # backtest series key: "<cutoff>#<unique_id>" (ids hold no '#')
+WINDOW_SEPARATOR = "#"  # backtest series key: "<cutoff>#<unique_id>"
 
 
 def _kahan_sum(values: F.Column) -> F.Column:
@@ -199,7 +199,7 @@ class SparkStatsModels:
             table = out.toArrow()
         frame = pl.from_arrow(table)
         assert isinstance(frame, pl.DataFrame)
-        key = pl.col("unique_id").str.split_exact(WINDOW_SEPARATOR, 1)
+        key = pl.col("unique_id").str.splitn(WINDOW_SEPARATOR, 2)  # ids may hold the separator
         frame = frame.with_columns(
             key.struct.field("field_1").alias("unique_id"),
             key.struct.field("field_0").str.to_date().alias("cutoff"),
