@@ -315,8 +315,10 @@ def calibrate(
         cov = coverage(last, earlier, y)
     else:  # two windows: nothing left to calibrate on before the last one
         cov = {f"coverage_{lv}": float("nan") for lv in LEVELS}
+    # in key order: the float means below then do not depend on a group_by's output order
     per_series = (
-        last.group_by("unique_id")
+        last.sort("unique_id", "h")
+        .group_by("unique_id", maintain_order=True)
         .agg(
             pl.col("model").first().alias("holdout_model"),
             pl.col("e").abs().mean().alias("holdout_mae"),
