@@ -114,6 +114,9 @@ class DemandInputs:
     spark_daily: SparkDataFrame | None = None  # the Spark frame `daily` was collected from
 
 
+EMPTY_ORDERS = "silver_orders is empty: run `lakehouse generate supply` and ingest"
+
+
 def demand_inputs(
     settings: Settings,
     options: ForecastOptions,
@@ -163,9 +166,6 @@ def demand_inputs(
         )
     history, future = forecast_inputs(daily, weather, options.horizon)
     return DemandInputs(daily, weather, history, future, spark_daily)
-
-
-EMPTY_ORDERS = "silver_orders is empty: run `lakehouse generate supply` and ingest"
 
 
 def demand_frame(

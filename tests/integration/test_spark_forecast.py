@@ -164,7 +164,9 @@ def test_daily_demand_aggregated_by_spark_is_the_default_engines(
     assert actual.schema == expected.schema
     assert actual.equals(expected)
     # what the comparison covered: mean prices of several lines, zero days, the web rule
-    lines = orders.group_by("sku", "store_id", "order_date").agg(pl.col("price").n_unique().alias("prices"))
+    lines = orders.group_by("sku", "store_id", "order_date").agg(
+        pl.col("price").n_unique().alias("prices")
+    )
     assert lines["prices"].max() >= 3  # type: ignore[operator]
     assert expected.filter(pl.col("y") == 0).height > 100
     assert WEB_ID in expected["unique_id"].to_list()
