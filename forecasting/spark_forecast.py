@@ -132,13 +132,18 @@ def collect_daily(frame: DataFrame) -> pl.DataFrame:
 
 
 @functools.cache
-def _float64_backend() -> type:
-    """statsforecast's FugueBackend with float64 forecast columns (its schema says float32)."""
+def _backend_class() -> type:
+    """statsforecast's FugueBackend with two changes: float64 forecast columns (its schema
+    says float32, which would round the numbers the champions are picked on), and the series
+    handed to the models a Spark partition at a time (Fugue's `coarse` partitioning: one
+    statsforecast call per partition; the default is one per series, whose fixed cost per
+    call exceeds a SeasonalNaive or Croston fit). Each series is fitted alone either way."""
     import pyarrow as pa
+    from fugue import transform
     from statsforecast.distributed.fugue import FugueBackend
     from triad import Schema
 
-    class Float64FugueBackend(FugueBackend):
+    class PartitionedFugueBackend(FugueBackend):
         def _get_output_schema(self, **kwargs: object) -> Schema:
             schema = super()._get_output_schema(**kwargs)
             return Schema(
@@ -148,7 +153,23 @@ def _float64_backend() -> type:
                 ]
             )
 
-    return Float64FugueBackend
+        def forecast_series(self, df: DataFrame, models: list[object], h: int) -> DataFrame:
+            columns = {"id_col": "unique_id", "time_col": "ds", "target_col": "y"}
+            schema = self._get_output_schema(
+                df=df, models=models, level=None, mode="forecast", **columns
+            )
+            params = {"models": models, "freq": "D", "fallback_model": None, "h": h}
+            params |= {"level": None, "prediction_intervals": None, **columns}
+            return transform(
+                df,
+                self._forecast_noX,
+                params=params,
+                schema=schema,
+                partition={"by": "unique_id", "algo": "coarse"},
+                engine=self._engine,
+            )
+
+    return PartitionedFugueBackend
 
 
 class SparkStatsModels:
@@ -179,23 +200,10 @@ class SparkStatsModels:
         ]
         windows = functools.reduce(DataFrame.unionByName, frames)
         models = stat_models(self.names)
-        backend = _float64_backend()(make_execution_engine(infer_by=[windows]))
+        backend = _backend_class()(make_execution_engine(infer_by=[windows]))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            out = backend.forecast(
-                df=windows,
-                freq="D",
-                models=models,
-                fallback_model=None,
-                X_df=None,
-                h=horizon,
-                level=None,
-                fitted=False,
-                prediction_intervals=None,
-                id_col="unique_id",
-                time_col="ds",
-                target_col="y",
-            )
+            out = backend.forecast_series(windows, models, horizon)
             table = out.toArrow()
         frame = pl.from_arrow(table)
         assert isinstance(frame, pl.DataFrame)
