@@ -7,13 +7,12 @@ aggregation and the statistical candidates run on Spark, the global LightGBM on 
   in (order_id, line) order, the order `demand_inputs` sorts the lines in), so the collected
   frame equals the DuckDB engine's bit for bit and the LightGBM features do too.
 - `SparkStatsModels` is the statsforecast candidate group (SeasonalNaive, AutoETS,
-  CrostonOptimized, TSB) through statsforecast's distributed backend (Fugue on Spark): one
-  Spark task per series and window, each fitting on the same `FIT_DAYS` as the local group.
-  Every backtest window goes in one job (the window is part of the series key). Not
+  CrostonOptimized, TSB) through statsforecast's distributed backend (Fugue on Spark): the
+  series hashed over Spark partitions, each fitted on the same `FIT_DAYS` as the local
+  group. Every backtest window goes in one job (the window is part of the series key). Not
   statsforecast's `cross_validation`: it refuses series shorter than the whole backtest
   span, which the local backtest keeps (a series that starts late has fewer windows).
-  Forecasts are collected as float64: statsforecast's Fugue schema declares float32, which
-  would round the numbers the champions are picked on.
+  Forecasts are collected as float64 (`_backend_class`).
 
 No Dagster import: callers pass the SparkSession (the Dagster assets pass the one of
 dagster-pyspark's resource).
@@ -175,7 +174,7 @@ def _backend_class() -> type:
 class SparkStatsModels:
     """`forecasting.models.statsforecast_models` on Spark: the same models on the same fitting
     days of the same daily demand (`daily`, the Spark frame the driver's copy was collected
-    from), one Spark task per series, through statsforecast's Fugue backend."""
+    from), the series spread over Spark partitions by statsforecast's Fugue backend."""
 
     def __init__(self, daily: DataFrame, names: tuple[str, ...] = STAT_MODELS) -> None:
         self.daily = daily
