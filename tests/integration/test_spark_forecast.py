@@ -192,3 +192,15 @@ def test_champions_and_forecasts_are_the_same_on_both_engines(
     assert forecast.filter(pl.col("unique_id") == LATE_ID).height == OPTIONS.horizon
     late = champions.filter(pl.col("unique_id") == LATE_ID)
     assert late["n"].item() < champions["n"].max()
+
+
+def test_the_engine_is_the_forecast_assets_kind() -> None:
+    """Same keys, deps and config on both engines; on spark the assets show the engine as a
+    kind and need dagster-pyspark's resource (the run above used it)."""
+    by_engine = {engine: engine_assets(engine) for engine in ("duckdb", "spark")}
+    for duck, spark in zip(by_engine["duckdb"], by_engine["spark"], strict=True):
+        (d,), (s,) = duck.specs, spark.specs
+        assert d.key == s.key and [x.asset_key for x in d.deps] == [x.asset_key for x in s.deps]
+        assert d.kinds == {"python", "delta"} and s.kinds == {"python", "delta", "spark"}
+        assert "pyspark" in spark.required_resource_keys
+        assert "pyspark" not in duck.required_resource_keys
