@@ -11,6 +11,7 @@ hindsight and out-of-sample champion MASE and interval coverage. Peers measured 
 run: SeasonalNaive (accuracy), Prophet (fit + forecast on `--prophet-series` series).
 
     .venv/bin/python bench/supply_chain.py [--series 1000 --days 730 --prophet-series 100]
+    .venv/bin/python bench/supply_chain.py --engine spark --series 200   # default vs Spark
 
 (Named supply_chain.py, not forecasting.py: a script's folder comes first on sys.path, and a
 bench/forecasting.py would shadow the `forecasting` package.)
@@ -146,8 +147,10 @@ def _cpu() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-def nightly(settings: Settings, options: ForecastOptions) -> None:
-    """The demand steps of the nightly job, one after the other as the assets run them."""
+def nightly(settings: Settings, options: ForecastOptions, spark: object | None = None) -> float:
+    """The demand steps of the nightly job, one after the other as the assets run them (with
+    `spark`, the Spark engine's: the session the assets get from dagster-pyspark). Returns
+    the total wall seconds."""
     from forecasting import pipeline as p
 
     steps: list[tuple[str, float, float, str]] = []
@@ -159,13 +162,20 @@ def nightly(settings: Settings, options: ForecastOptions) -> None:
         print(f"  {label}: {steps[-1][1]:.1f}s wall, {steps[-1][2]:.1f}s CPU, {steps[-1][3]}")
         return out
 
-    print(f"nightly demand job, default candidates ({_load()}):", flush=True)
-    result = step("forecast_backtest: run_backtest", lambda: p.run_backtest(settings, options))
+    engine = "spark" if spark is not None else "default"
+    print(f"nightly demand job, {engine} engine, default candidates ({_load()}):", flush=True)
+    result = step(
+        "forecast_backtest: run_backtest",
+        lambda: p.run_backtest(settings, options, spark=spark),  # type: ignore[arg-type]
+    )
     promotion = step(
         "forecast_backtest: run_register_demand_model",
-        lambda: p.run_register_demand_model(settings, options),
+        lambda: p.run_register_demand_model(settings, options, spark),  # type: ignore[arg-type]
     )
-    fc = step("demand_forecast: run_forecast", lambda: p.run_forecast(settings, options))
+    fc = step(
+        "demand_forecast: run_forecast",
+        lambda: p.run_forecast(settings, options, spark=spark),  # type: ignore[arg-type]
+    )
     step("safety_stock", lambda: p.run_safety_stock(settings, options))
     step("reorder_point", lambda: p.run_reorder_point(settings))
     step("reorder_proposals", lambda: p.run_reorder_proposals(settings, options))
@@ -195,6 +205,34 @@ def nightly(settings: Settings, options: ForecastOptions) -> None:
         f"{result['coverage_80']:.1%}, 95 % → {result['coverage_95']:.1%}"
     )
     print("champions:", result["champion_counts"])
+    return wall
+
+
+def engines(settings: Settings, options: ForecastOptions, cores: int) -> None:
+    """The nightly demand job on the default engine, then on Spark local[cores], on the same
+    silver_orders; the two lakes' champions and forecasts are compared."""
+    from forecasting.pipeline import read_gold
+    from lake.spark_silver import local_spark
+
+    default = nightly(settings, options)
+    kept = {t: read_gold(settings, t) for t in ("forecast_champions", "demand_forecast")}
+    wall = time.perf_counter()
+    spark = local_spark("bench-supply-chain", cores=cores)
+    started = time.perf_counter() - wall
+    print(f"\nSpark local[{cores}] session started in {started:.1f}s ({_load()})")
+    try:
+        on_spark = nightly(settings, options, spark)
+    finally:
+        spark.stop()
+    for table, before in kept.items():
+        after = read_gold(settings, table)
+        keys = ["unique_id", "ds"] if "ds" in before.columns else ["unique_id"]
+        same = after.sort(keys).equals(before.sort(keys))
+        print(f"{table}: {'identical' if same else 'DIFFERENT'} on both engines")
+    print(
+        f"| engine | nightly demand job wall s |\n|---|---:|\n| default | {default:.1f} |\n"
+        f"| Spark local[{cores}] | {on_spark:.1f} (+ {started:.1f} session start) |"
+    )
 
 
 def _load() -> str:
@@ -219,6 +257,14 @@ def main() -> None:
         "calibration) on the supply generator's shipments",
     )
     parser.add_argument("--eta-days", type=int, default=365, help="days of shipments (--eta)")
+    parser.add_argument(
+        "--engine",
+        choices=("default", "spark"),
+        default="default",
+        help="spark: the nightly demand job on the default engine, then on Spark local[2], "
+        "on the same data (identical champions and forecasts checked)",
+    )
+    parser.add_argument("--spark-cores", type=int, default=2, help="N of local[N] (--engine)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary LAKEHOUSE_HOME")
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()}, load average at start: {os.getloadavg()}")
@@ -235,6 +281,9 @@ def main() -> None:
     settings = Settings.from_env({"LAKEHOUSE_HOME": str(home)})
     try:
         write_silver_orders(settings, daily)
+        if args.engine == "spark":
+            engines(settings, options, args.spark_cores)
+            return
         nightly(settings, options)
     finally:
         if not args.keep:

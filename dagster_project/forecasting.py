@@ -108,22 +108,31 @@ def _with_lineage(name: str, deps: list[str]):
     return decorate
 
 
-def _asset(name: str, deps: list[str], description: str):
+def _asset(name: str, deps: list[str], description: str, engine: str | None = None):
+    """A nightly asset; with `engine`, one that runs on it (LAKEHOUSE_ENGINE: the `spark`
+    engine's assets need dagster-pyspark's resource and show `spark` as a kind)."""
+    spark = engine == "spark"
+    # an engine asset names its resources here (it takes no resource parameters)
+    resources = {"lakehouse", "pyspark"} if spark else {"lakehouse"}
     asset = dg.asset(
         name=name,
         deps=deps,
         group_name=GROUP,
         tags=NIGHTLY,
-        kinds={"python", "delta"},
+        kinds={"python", "delta", *({"spark"} if spark else set())},
         owners=["team:supply-chain"],
         description=description,
+        **({"required_resource_keys": resources} if engine else {}),
     )
     return lambda fn: asset(_with_lineage(name, deps)(fn))
 
 
-@_asset(
-    "forecast_backtest",
-    ["silver_orders", "silver_weather"],
+def _spark_session(context: dg.AssetExecutionContext, engine: str):
+    """The session of dagster-pyspark's resource on the `spark` engine, else None (local)."""
+    return context.resources.pyspark.spark_session if engine == "spark" else None
+
+
+BACKTEST_DESCRIPTION = (
     "Rolling-origin backtest (3 windows of 28 days, cutoffs 14 days apart, each built as the "
     "nightly forecast would have been that day) of SeasonalNaive, AutoETS, CrostonOptimized, TSB "
     "and the global LightGBM (optional Prophet): MAPE, sMAPE, MASE, bias per series and model; "
@@ -132,16 +141,20 @@ def _asset(name: str, deps: list[str], description: str):
     "coverage on the last window (gold forecast_backtest, forecast_champions, "
     "forecast_interval_calibration). Registers "
     "the global LightGBM in MLflow (champion only if it beats the current one on the last "
-    "window).",
+    "window). On the spark engine the demand aggregation and the statistical candidates run "
+    "on Spark, LightGBM on the driver."
 )
-def forecast_backtest(
-    context: dg.AssetExecutionContext, config: SupplyConfig, lakehouse: LakehouseResource
+
+
+def _backtest(
+    context: dg.AssetExecutionContext, config: SupplyConfig, engine: str
 ) -> dg.MaterializeResult:
     from forecasting.pipeline import run_backtest, run_register_demand_model
 
-    settings = lakehouse.settings()
-    result = run_backtest(settings, _options(config))
-    promotion = run_register_demand_model(settings, _options(config))
+    settings = context.resources.lakehouse.settings()
+    spark = _spark_session(context, engine)
+    result = run_backtest(settings, _options(config), spark=spark)
+    promotion = run_register_demand_model(settings, _options(config), spark)
     context.log.info(promotion.describe())
     summary = result["summary"]
     counts = result["champion_counts"]
@@ -177,19 +190,20 @@ def forecast_backtest(
     )
 
 
-@_asset(
-    "demand_forecast",
-    ["forecast_backtest"],
+FORECAST_DESCRIPTION = (
     "28-day daily forecast per SKU × store from each series' champion, with 80 % and 95 % "
     "intervals (split-conformal per horizon step on held-out backtest errors), plus the bottom-up reconciled hierarchy "
-    "sku×store → store → city → total (gold demand_forecast, demand_forecast_hierarchy).",
+    "sku×store → store → city → total (gold demand_forecast, demand_forecast_hierarchy)."
 )
-def demand_forecast(
-    context: dg.AssetExecutionContext, config: SupplyConfig, lakehouse: LakehouseResource
+
+
+def _forecast(
+    context: dg.AssetExecutionContext, config: SupplyConfig, engine: str
 ) -> dg.MaterializeResult:
     from forecasting.pipeline import run_forecast
 
-    fc = run_forecast(lakehouse.settings(), _options(config))
+    settings = context.resources.lakehouse.settings()
+    fc = run_forecast(settings, _options(config), spark=_spark_session(context, engine))
     return dg.MaterializeResult(
         metadata={
             "rows": fc.height,
@@ -198,6 +212,28 @@ def demand_forecast(
             "total_units_28d": round(float(fc["yhat"].sum()), 1),
         }
     )
+
+
+def engine_assets(engine: str) -> list[dg.AssetsDefinition]:
+    """forecast_backtest and demand_forecast on `engine` (LAKEHOUSE_ENGINE): same keys, deps
+    and config on both; on `spark` they take the session of dagster-pyspark's resource."""
+
+    @_asset("forecast_backtest", ["silver_orders", "silver_weather"], BACKTEST_DESCRIPTION, engine)
+    def forecast_backtest(
+        context: dg.AssetExecutionContext, config: SupplyConfig
+    ) -> dg.MaterializeResult:
+        return _backtest(context, config, engine)
+
+    @_asset("demand_forecast", ["forecast_backtest"], FORECAST_DESCRIPTION, engine)
+    def demand_forecast(
+        context: dg.AssetExecutionContext, config: SupplyConfig
+    ) -> dg.MaterializeResult:
+        return _forecast(context, config, engine)
+
+    return [forecast_backtest, demand_forecast]
+
+
+forecast_backtest, demand_forecast = engine_assets(Settings.from_env().engine)
 
 
 @_asset(

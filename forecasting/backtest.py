@@ -32,8 +32,10 @@ all held-out windows.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import polars as pl
@@ -49,27 +51,48 @@ def cutoffs(last_day: date, n_windows: int, horizon: int, step: int | None = Non
     return [last_day - timedelta(days=horizon + step * k) for k in reversed(range(n_windows))]
 
 
-def run_candidates(
+def candidate_outputs(
     candidates: list[Candidate], train: pl.DataFrame, future: pl.DataFrame, horizon: int
-) -> pl.DataFrame:
-    """All candidate groups on one split, joined: unique_id, ds, <model columns>.
+) -> list[pl.DataFrame]:
+    """Each candidate group's output on one split (unique_id, ds, <model columns>), in order.
 
     The groups run in threads at the same time: LightGBM (called through ctypes) and
     statsforecast's worker processes do not hold the GIL, so the global model trains on one
     core while the per-series models use the others. Each group's output depends on its
-    inputs only, and the join is by key: the result does not depend on which finishes first."""
+    inputs only."""
     from concurrent.futures import ThreadPoolExecutor
 
     if len(candidates) == 1:
-        outs = [candidates[0](train, future, horizon)]
-    else:
-        with ThreadPoolExecutor(max_workers=len(candidates)) as pool:
-            futures = [pool.submit(c, train, future, horizon) for c in candidates]
-            outs = [f.result() for f in futures]
+        return [candidates[0](train, future, horizon)]
+    with ThreadPoolExecutor(max_workers=len(candidates)) as pool:
+        futures = [pool.submit(c, train, future, horizon) for c in candidates]
+        return [f.result() for f in futures]
+
+
+def join_outputs(outs: list[pl.DataFrame], on: list[str]) -> pl.DataFrame:
+    """The groups' outputs joined by key (left on the first): the result does not depend on
+    which group finished first."""
     result = outs[0]
     for out in outs[1:]:
-        result = result.join(out, on=["unique_id", "ds"], how="left")
+        result = result.join(out, on=on, how="left")
     return result
+
+
+def run_candidates(
+    candidates: list[Candidate], train: pl.DataFrame, future: pl.DataFrame, horizon: int
+) -> pl.DataFrame:
+    """All candidate groups on one split, joined: unique_id, ds, <model columns>."""
+    return join_outputs(candidate_outputs(candidates, train, future, horizon), ["unique_id", "ds"])
+
+
+@runtime_checkable
+class WindowedCandidate(Protocol):
+    """A candidate group that forecasts every backtest window in one call (the Spark engine's
+    statsforecast group, forecasting/spark_forecast.py): unique_id, ds, cutoff, <models>."""
+
+    def forecast_windows(self, cutoffs: Sequence[date], horizon: int) -> pl.DataFrame: ...
+
+    def __call__(self, train: pl.DataFrame, future: pl.DataFrame, horizon: int) -> pl.DataFrame: ...
 
 
 def backtest(
@@ -81,22 +104,44 @@ def backtest(
     weather: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Rolling-origin forecasts: unique_id, ds, cutoff, h (days after the cutoff), y, <model
-    columns>. Each window is `forecast_inputs(daily, weather, horizon, cutoff)`."""
+    columns> (in the candidates' order). Each window is `forecast_inputs(daily, weather,
+    horizon, cutoff)`; a `WindowedCandidate` forecasts all windows at once, in a thread while
+    the other groups run window by window."""
+    from concurrent.futures import ThreadPoolExecutor
+
     last = daily["ds"].max()
-    outs = []
-    for cutoff in cutoffs(last, n_windows, horizon, step):
-        train, future = forecast_inputs(daily, weather, horizon, cutoff)
-        preds = run_candidates(candidates, train, future, horizon)
-        actual = daily.filter(
-            (pl.col("ds") > cutoff) & (pl.col("ds") <= cutoff + timedelta(days=horizon))
-        ).select("unique_id", "ds", "y")
-        outs.append(
-            actual.join(preds, on=["unique_id", "ds"], how="left").with_columns(
-                pl.lit(cutoff).alias("cutoff"),
-                (pl.col("ds") - pl.lit(cutoff)).dt.total_days().cast(pl.Int32).alias("h"),
-            )
-        )
-    return pl.concat(outs, how="diagonal_relaxed")
+    cuts = cutoffs(last, n_windows, horizon, step)
+    batched = [c for c in candidates if isinstance(c, WindowedCandidate)]
+    per_window = [c for c in candidates if not isinstance(c, WindowedCandidate)]
+    columns: dict[int, list[str]] = {}  # candidate index → its model columns
+    with ThreadPoolExecutor(max_workers=max(len(batched), 1)) as pool:
+        pending = [pool.submit(c.forecast_windows, cuts, horizon) for c in batched]
+        outs = []
+        for cutoff in cuts:
+            window = daily.filter(
+                (pl.col("ds") > cutoff) & (pl.col("ds") <= cutoff + timedelta(days=horizon))
+            ).select("unique_id", "ds", "y")
+            if per_window:
+                train, future = forecast_inputs(daily, weather, horizon, cutoff)
+                groups = candidate_outputs(per_window, train, future, horizon)
+                for c, out in zip(per_window, groups, strict=True):
+                    columns[candidates.index(c)] = model_columns(out)
+                window = join_outputs([window, *groups], ["unique_id", "ds"])
+            outs.append(window.with_columns(pl.lit(cutoff).alias("cutoff")))
+        preds = pl.concat(outs, how="diagonal_relaxed")
+        for c, done in zip(batched, pending, strict=True):
+            out = done.result()
+            columns[candidates.index(c)] = model_columns(out)
+            preds = preds.join(out, on=["unique_id", "ds", "cutoff"], how="left")
+    models = [name for i in sorted(columns) for name in columns[i]]
+    return preds.select(
+        "unique_id",
+        "ds",
+        "y",
+        *models,
+        "cutoff",
+        (pl.col("ds") - pl.col("cutoff")).dt.total_days().cast(pl.Int32).alias("h"),
+    )
 
 
 def model_columns(preds: pl.DataFrame) -> list[str]:
@@ -287,8 +332,10 @@ def calibrate(
         cov = coverage(last, earlier, y)
     else:  # two windows: nothing left to calibrate on before the last one
         cov = {f"coverage_{lv}": float("nan") for lv in LEVELS}
+    # in key order: the float means below then do not depend on a group_by's output order
     per_series = (
-        last.group_by("unique_id")
+        last.sort("unique_id", "h")
+        .group_by("unique_id", maintain_order=True)
         .agg(
             pl.col("model").first().alias("holdout_model"),
             pl.col("e").abs().mean().alias("holdout_mae"),

@@ -64,15 +64,8 @@ def statsforecast_models(
 
     def fit_predict(train: pl.DataFrame, future: pl.DataFrame, horizon: int) -> pl.DataFrame:
         from statsforecast import StatsForecast
-        from statsforecast.models import TSB, AutoETS, CrostonOptimized, SeasonalNaive
 
-        catalogue = {
-            "SeasonalNaive": lambda: SeasonalNaive(season_length=7),
-            "AutoETS": lambda: AutoETS(season_length=7, model="ANA"),
-            "CrostonOptimized": CrostonOptimized,
-            "TSB": lambda: TSB(alpha_d=0.1, alpha_p=0.1),
-        }
-        models = [catalogue[n]() for n in names]
+        models = stat_models(names)
         recent = train.filter(pl.col("ds") > train["ds"].max() - timedelta(days=FIT_DAYS))
         df = recent.select("unique_id", "ds", "y").to_pandas()
         jobs = n_jobs
@@ -84,12 +77,30 @@ def statsforecast_models(
             out = sf.forecast(df=df, h=horizon)
         frame = pl.from_pandas(out.reset_index() if "unique_id" not in out else out)
         frame = frame.with_columns(pl.col("ds").cast(pl.Date))
-        rename = {str(m): n for m, n in zip(models, names, strict=True)}
-        return frame.rename({k: v for k, v in rename.items() if k in frame.columns}).select(
-            "unique_id", "ds", *names
-        )
+        return named_columns(frame, models, names).select("unique_id", "ds", *names)
 
     return fit_predict
+
+
+def stat_models(names: tuple[str, ...]) -> list[object]:
+    """The statsforecast model objects of the candidates `names` (in that order)."""
+    from statsforecast.models import TSB, AutoETS, CrostonOptimized, SeasonalNaive
+
+    catalogue = {
+        "SeasonalNaive": lambda: SeasonalNaive(season_length=7),
+        "AutoETS": lambda: AutoETS(season_length=7, model="ANA"),
+        "CrostonOptimized": CrostonOptimized,
+        "TSB": lambda: TSB(alpha_d=0.1, alpha_p=0.1),
+    }
+    return [catalogue[n]() for n in names]
+
+
+def named_columns(
+    frame: pl.DataFrame, models: list[object], names: tuple[str, ...]
+) -> pl.DataFrame:
+    """statsforecast's output columns (each model's repr) renamed to the candidate names."""
+    rename = {str(m): n for m, n in zip(models, names, strict=True)}
+    return frame.rename({k: v for k, v in rename.items() if k in frame.columns})
 
 
 def global_features(frame: pl.DataFrame) -> pl.DataFrame:

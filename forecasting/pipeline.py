@@ -35,6 +35,9 @@ from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError
 
 if TYPE_CHECKING:
+    from pyspark.sql import DataFrame as SparkDataFrame
+    from pyspark.sql import SparkSession
+
     from lakehouse.registry import Promotion
 
 GOLD_TABLES = (
@@ -108,65 +111,108 @@ class DemandInputs:
     weather: pl.DataFrame | None  # silver_weather
     history: pl.DataFrame  # daily with the model features, up to the last day
     future: pl.DataFrame  # the next `horizon` days' exogenous rows, as production sees them
+    spark_daily: SparkDataFrame | None = None  # the Spark frame `daily` was collected from
+
+
+EMPTY_ORDERS = "silver_orders is empty: run `lakehouse generate supply` and ingest"
 
 
 def demand_inputs(
-    settings: Settings, options: ForecastOptions, as_of: date | None = None
+    settings: Settings,
+    options: ForecastOptions,
+    as_of: date | None = None,
+    spark: SparkSession | None = None,
 ) -> DemandInputs:
     """Demand and weather from silver_orders / silver_weather, as known at the end of `as_of`
     (default: the lake's last day), with `forecast_inputs` (the same function every backtest
-    window uses)."""
-    orders = read_silver(settings, "silver_orders")
-    if orders is None or orders.height == 0:
-        raise LakehouseError("silver_orders is empty: run `lakehouse generate supply` and ingest")
+    window uses). With a Spark session (the `spark` engine) the daily demand is aggregated by
+    Spark (forecasting/spark_forecast.py), kept there for the statistical candidates and
+    collected for the driver's features and LightGBM; the frames are the same as without."""
+    spark_daily = None
+    if spark is not None:
+        from forecasting.spark_forecast import collect_daily, spark_daily_demand
+
+        spark_daily = spark_daily_demand(spark, settings, as_of, options.max_series)
+        if spark_daily is None:
+            raise LakehouseError(EMPTY_ORDERS)
+        spark_daily = spark_daily.persist()
+        daily = collect_daily(spark_daily)
+    else:
+        orders = read_silver(settings, "silver_orders")
+        if orders is None or orders.height == 0:
+            raise LakehouseError(EMPTY_ORDERS)
+        # in key order: float sums (mean prices) then do not depend on the order files are read in
+        daily = daily_demand(orders.sort("order_id", "line"))
+        if as_of is not None:
+            daily = daily.filter(pl.col("ds") <= as_of)
+        if options.max_series:
+            keep = sorted(daily["unique_id"].unique().to_list())[: options.max_series]
+            daily = daily.filter(pl.col("unique_id").is_in(keep))
     weather = read_silver(settings, "silver_weather")
-    # in key order: float sums (mean prices) then do not depend on the order files are read in
-    daily = daily_demand(orders.sort("order_id", "line"))
     if weather is not None:
         weather = weather.sort("city", "weather_date")
-    if as_of is not None:
-        daily = daily.filter(pl.col("ds") <= as_of)
-        if weather is not None:
+        if as_of is not None:
             weather = weather.filter(pl.col("weather_date") <= as_of)
-    if options.max_series:
-        keep = sorted(daily["unique_id"].unique().to_list())[: options.max_series]
-        daily = daily.filter(pl.col("unique_id").is_in(keep))
     days = daily["ds"].n_unique()
     # the first backtest window must leave the global model rows with a 28-day lag to learn from
     needed = (options.n_windows - 1) * options.window + options.horizon + MAX_HORIZON + 28
     if days < needed:
+        if spark_daily is not None:
+            spark_daily.unpersist()
         raise LakehouseError(
             f"silver_orders holds {days} days of demand; the {options.n_windows} x "
             f"{options.horizon}-day backtest needs at least {needed}: backfill more history "
             "(`lakehouse generate supply --backfill-days 730`) and ingest it"
         )
     history, future = forecast_inputs(daily, weather, options.horizon)
-    return DemandInputs(daily, weather, history, future)
+    return DemandInputs(daily, weather, history, future, spark_daily)
 
 
-def demand_frame(settings: Settings, options: ForecastOptions) -> tuple[pl.DataFrame, pl.DataFrame]:
+def demand_frame(
+    settings: Settings, options: ForecastOptions, spark: SparkSession | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(history with features, future exogenous rows) of tonight's forecast."""
-    inputs = demand_inputs(settings, options)
+    inputs = demand_inputs(settings, options, spark=spark)
+    release(inputs)
     return inputs.history, inputs.future
 
 
-def candidates(options: ForecastOptions) -> list[Candidate]:
-    return default_candidates(with_prophet=options.with_prophet)
+def candidates(options: ForecastOptions, inputs: DemandInputs | None = None) -> list[Candidate]:
+    """The candidate groups; on the Spark engine (inputs with a Spark frame) the statistical
+    group runs on Spark (forecasting/spark_forecast.py), LightGBM on the driver."""
+    groups = default_candidates(with_prophet=options.with_prophet)
+    if inputs is not None and inputs.spark_daily is not None:
+        from forecasting.spark_forecast import SparkStatsModels
+
+        groups[0] = SparkStatsModels(inputs.spark_daily)
+    return groups
+
+
+def release(inputs: DemandInputs) -> None:
+    """Drop the Spark engine's cached daily demand (no-op on the default engine)."""
+    if inputs.spark_daily is not None:
+        inputs.spark_daily.unpersist()
 
 
 def run_backtest(
-    settings: Settings, options: ForecastOptions, as_of: date | None = None
+    settings: Settings,
+    options: ForecastOptions,
+    as_of: date | None = None,
+    spark: SparkSession | None = None,
 ) -> dict[str, object]:
-    inputs = demand_inputs(settings, options, as_of)
-    _, scores, champ, cal = bt.select_champions(
-        inputs.daily,
-        candidates(options),
-        options.n_windows,
-        options.window,
-        options.horizon,
-        inputs.weather,
-        options.lead_window_days,
-    )
+    inputs = demand_inputs(settings, options, as_of, spark)
+    try:
+        _, scores, champ, cal = bt.select_champions(
+            inputs.daily,
+            candidates(options, inputs),
+            options.n_windows,
+            options.window,
+            options.horizon,
+            inputs.weather,
+            options.lead_window_days,
+        )
+    finally:
+        release(inputs)
     write_gold(settings, "forecast_backtest", scores)
     write_gold(settings, "forecast_champions", champ)
     write_gold(
@@ -192,24 +238,37 @@ def run_backtest(
     }
 
 
-def run_register_demand_model(settings: Settings, options: ForecastOptions) -> Promotion:
+def run_register_demand_model(
+    settings: Settings, options: ForecastOptions, spark: SparkSession | None = None
+) -> Promotion:
     """Register tonight's global LightGBM; champion only if it beats the current champion on
     the same (last backtest) window (forecasting/model_registry.py)."""
     from forecasting.model_registry import register_demand_model
 
-    history, _ = demand_frame(settings, options)
+    history, _ = demand_frame(settings, options, spark)
     return register_demand_model(settings, history, options.window)
 
 
 def run_forecast(
-    settings: Settings, options: ForecastOptions, as_of: date | None = None
+    settings: Settings,
+    options: ForecastOptions,
+    as_of: date | None = None,
+    spark: SparkSession | None = None,
 ) -> pl.DataFrame:
-    inputs = demand_inputs(settings, options, as_of)
     champ = read_gold(settings, "forecast_champions")
     steps = read_gold(settings, "forecast_interval_calibration").select("h", "q80", "q95")
-    fc = bt.final_forecast(
-        inputs.history, inputs.future, candidates(options), champ, steps, options.horizon
-    )
+    inputs = demand_inputs(settings, options, as_of, spark)
+    try:
+        fc = bt.final_forecast(
+            inputs.history,
+            inputs.future,
+            candidates(options, inputs),
+            champ,
+            steps,
+            options.horizon,
+        )
+    finally:
+        release(inputs)
     write_gold(settings, "demand_forecast", fc)
     write_gold(settings, "demand_forecast_hierarchy", bt.reconcile(fc))
     return fc

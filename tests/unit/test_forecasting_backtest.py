@@ -370,3 +370,62 @@ def test_statsforecast_worker_processes_forecast_what_one_process_does() -> None
     single = statsforecast_models(names, n_jobs=1)(train, future, 14).sort("unique_id", "ds")
     assert parallel.height == PARALLEL_MIN_SERIES * 14
     assert parallel.equals(single)
+
+
+class _AllWindowsAtOnce:
+    """A WindowedCandidate computing every window in one call, from the frame it holds (as
+    the Spark engine's statsforecast group does from its Spark frame)."""
+
+    def __init__(self, frame: pl.DataFrame) -> None:
+        self.frame = frame
+        self.group = statsforecast_models(("SeasonalNaive", "TSB"), n_jobs=1)
+        self.calls: list[int] = []
+
+    def forecast_windows(self, cutoffs: list[date], horizon: int) -> pl.DataFrame:
+        self.calls.append(len(cutoffs))
+        outs = []
+        for cutoff in cutoffs:
+            train, future = forecast_inputs(self.frame, None, horizon, cutoff)
+            out = self.group(train, future, horizon)
+            outs.append(out.with_columns(pl.lit(cutoff).alias("cutoff")))
+        return pl.concat(outs).select("unique_id", "ds", "cutoff", "SeasonalNaive", "TSB")
+
+    def __call__(self, train: pl.DataFrame, future: pl.DataFrame, horizon: int) -> pl.DataFrame:
+        return self.forecast_windows([train["ds"].max()], horizon).drop("cutoff")
+
+
+def test_a_group_forecasting_all_windows_at_once_gives_the_window_by_window_backtest() -> None:
+    """backtest() hands a WindowedCandidate every cutoff in one call and joins its output by
+    (series, day, cutoff): the predictions, their column order (the champion tie-break) and
+    the champions are those of the same models run window by window. A series that starts
+    after the first cutoff has no forecast on that window either way."""
+    late = np.zeros(150)
+    late[110:] = np.random.default_rng(5).poisson(2, 40)
+    late[110] = 1.0
+    frame = _frame(150, {"A|s_paris": np.random.default_rng(4).poisson(5, 150).astype(float)})
+    frame = pl.concat(
+        [frame, _frame(150, {"C|s_lyon": late}).filter(pl.col("ds") >= START + timedelta(days=110))]
+    )
+    windowed = _AllWindowsAtOnce(frame)
+    per_window = statsforecast_models(("SeasonalNaive", "TSB"), n_jobs=1)
+    lgbm = lightgbm_global(num_boost_round=20)
+    expected = bt.backtest(frame, [per_window, lgbm], 3, 28, 14)
+    actual = bt.backtest(frame, [windowed, lgbm], 3, 28, 14)
+    assert windowed.calls == [3]
+    assert actual.columns == [
+        "unique_id",
+        "ds",
+        "y",
+        "SeasonalNaive",
+        "TSB",
+        "LightGBM",
+        "cutoff",
+        "h",
+    ]
+    keys = ["unique_id", "cutoff", "ds"]
+    assert actual.sort(keys).equals(expected.sort(keys))
+    first = actual.filter(
+        (pl.col("unique_id") == "C|s_lyon") & (pl.col("cutoff") == actual["cutoff"].min())
+    )
+    assert first.height > 0 and first["TSB"].null_count() == first.height
+    assert bt.champions(bt.metrics(actual, frame)).equals(bt.champions(bt.metrics(expected, frame)))
