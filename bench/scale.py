@@ -183,7 +183,20 @@ def _process_cpu(pid: int, reaped_children: bool = False) -> float:
 
 
 def _tree_cpu(pid: int) -> float:
-    return _process_cpu(pid, True) + sum(_tree_cpu(c) for c in child_pids(pid))
+    """CPU seconds of a process and all its descendants (any thread may have forked them)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        parents.setdefault(ppid, []).append(int(stat.parent.name))
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += _process_cpu(current, True)
+        todo.extend(parents.get(current, []))
+    return total
 
 
 # ---- driving ---------------------------------------------------------------------------
