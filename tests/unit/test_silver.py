@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -152,3 +153,27 @@ def test_backlog_is_built_in_batches_capped_by_max_batch_records(
     rows = DeltaTable(silver_uri(settings, "silver_orders")).to_pyarrow_table()
     assert rows.num_rows == 48 and len(set(rows["order_id"].to_pylist())) == 24
     assert build_silver(capped, "silver_orders").rows_inserted == 0  # up to date
+
+
+def test_backlog_whose_log_was_cleaned_up_is_built_in_capped_batches(
+    settings: Settings, lakehouse_env: dict[str, str]
+) -> None:
+    """Without the raw log's history (checkpointed, older commits removed) the versions that
+    added each file are unknown: capped batches of whole files, committed without a marker but
+    the last, which carries the raw version read."""
+    for commit in range(6):
+        append_raw(settings, "orders", _orders(4 * commit, 4), start_offset=4 * commit)
+    raw = DeltaTable(raw_uri(settings, "orders"))
+    raw.create_checkpoint()
+    log_dir = Path(raw.table_uri.removeprefix("file://")) / "_delta_log"
+    for version in range(raw.version()):
+        (log_dir / f"{version:020d}.json").unlink()
+    capped = Settings.from_env({**lakehouse_env, "LAKEHOUSE_MAX_BATCH_RECORDS": "10"})
+    result = build_silver(capped, "silver_orders")
+    assert (result.raw_rows_read, result.rows_inserted, result.extra["commits"]) == (24, 48, 3)
+    uri = silver_uri(settings, "silver_orders")
+    markers = [
+        DeltaTable(uri, version=v).transaction_version("silver<-raw_orders") for v in range(3)
+    ]
+    assert markers == [None, None, 5]
+    assert build_silver(capped, "silver_orders").rows_inserted == 0
