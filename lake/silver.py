@@ -392,34 +392,35 @@ def _versions_added(
     return groups
 
 
-def batches_added_since(
-    settings: Settings, uri: str, processed_version: int | None, max_rows: int
-) -> Iterator[tuple[pa.Table, int | None]]:
-    """The rows a Delta table gained after `processed_version`, in batches of at most
-    `max_rows` rows (whole files: a file holding more is a batch of its own), oldest first.
-    Each batch comes with the table version it completes — the marker to commit with it —
-    or None when it ends inside a version (or the log before it is gone): commit such a batch
-    without a marker (a re-run reads it again; callers MERGE). The last batch always carries
-    the version read. Nothing is yielded when no version was added (or no table exists).
-    Peak memory is one batch, whatever the size of the table or of the backlog."""
-    raw = open_table(uri, settings)
-    if raw is None:
-        return
-    current = raw.version()
+def plan_batches(
+    settings: Settings,
+    uri: str,
+    table: DeltaTable,
+    processed_version: int | None,
+    max_rows: int,
+) -> list[tuple[list[str], int | None]]:
+    """The data files (table-relative paths) Delta table `table` gained after
+    `processed_version`, in batches of at most `max_rows` rows (whole files: a file holding
+    more is a batch of its own), oldest first, from the log alone (no data file is read).
+    Each batch comes with the table version it completes — the marker to commit with it — or
+    None when it ends inside a version (or the log before it is gone): commit such a batch
+    without a marker (a re-run reads it again; callers MERGE or anti-join). The last batch
+    always carries the version read (it may hold no file: the marker still moves). Empty when
+    no version was added since `processed_version`."""
+    current = table.version()
     if processed_version is not None and processed_version >= current:
-        return
-    dataset = raw.to_pyarrow_dataset()
-    fragments = {_rel(f.path, uri): f for f in dataset.get_fragments()}
-    records = _file_records(raw)
+        return []
+    records = _file_records(table)
+    present = {_rel(u, uri) for u in table.file_uris()}
     if processed_version is None:
-        new = set(fragments)
+        new = present
     else:
         try:
             before = open_table(uri, settings, processed_version)
             seen = {_rel(u, uri) for u in before.file_uris()} if before else set()
         except DeltaError:  # old log entries cleaned up: reprocess everything (MERGE dedups)
             seen = set()
-        new = set(fragments) - seen
+        new = present - seen
     if sum(records.get(f, 0) for f in new) <= max_rows:  # the usual case: one batch
         groups: list[tuple[int | None, list[str]]] = [(current, sorted(new))]
     else:
@@ -427,12 +428,7 @@ def batches_added_since(
         # no history to follow (log cleaned up): whole files, the marker on the last batch
         groups = [(None, sorted(new))] if by_version is None else list(by_version)
 
-    def read(paths: list[str]) -> pa.Table:
-        chosen = [fragments[p] for p in paths]
-        return pads.FileSystemDataset(
-            chosen, dataset.schema, dataset.format, dataset.filesystem
-        ).to_table()
-
+    batches: list[tuple[list[str], int | None]] = []
     pending: list[str] = []
     pending_rows = 0
     pending_marker: int | None = None  # the last version whose files `pending` completes
@@ -440,13 +436,37 @@ def batches_added_since(
         for path in paths:
             rows = records.get(path, 0)
             if pending and pending_rows + rows > max_rows:
-                yield read(pending), pending_marker
+                batches.append((pending, pending_marker))
                 pending, pending_rows, pending_marker = [], 0, None
             pending.append(path)
             pending_rows += rows
         if pending and version is not None:
             pending_marker = version
-    yield (read(pending) if pending else dataset.schema.empty_table()), current
+    batches.append((pending, current))
+    return batches
+
+
+def batches_added_since(
+    settings: Settings, uri: str, processed_version: int | None, max_rows: int
+) -> Iterator[tuple[pa.Table, int | None]]:
+    """The rows of `plan_batches`, one batch (and its marker) at a time: peak memory is one
+    batch, whatever the size of the table or of the backlog."""
+    raw = open_table(uri, settings)
+    if raw is None:
+        return
+    plan = plan_batches(settings, uri, raw, processed_version, max_rows)
+    if not plan:
+        return
+    dataset = raw.to_pyarrow_dataset()
+    fragments = {_rel(f.path, uri): f for f in dataset.get_fragments()}
+    for paths, version in plan:
+        chosen = [fragments[p] for p in paths]
+        yield (
+            pads.FileSystemDataset(
+                chosen, dataset.schema, dataset.format, dataset.filesystem
+            ).to_table(),
+            version,
+        )
 
 
 def _current_max_ts(table: DeltaTable | None) -> pa.Scalar | None:
