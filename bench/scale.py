@@ -307,6 +307,22 @@ def _spark_rows(
     return rows
 
 
+def gold_again(home: Path, events: int) -> int:
+    """The gold stage again on a kept lake (e.g. after changing a gold setting)."""
+    from lake.gold import prepare_manifest
+
+    env = {"LAKEHOUSE_HOME": str(home)}
+    settings = Settings.from_env(env)
+    print(
+        f"bench/scale.py --gold-on {home}: {events:,} events; gold memory limit "
+        f"{settings.gold_memory_limit}; {machine()}; {load()}",
+        flush=True,
+    )
+    prepare_manifest(settings)
+    _run_stage("gold", stage_gold, env, "", events, None)
+    return 0
+
+
 def _total(rows: list[dict[str, Any]], events: int, engine: str) -> dict[str, Any]:
     wall = sum(r["wall_s"] for r in rows)
     return {
@@ -355,8 +371,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", default="/tmp", help="folder for the temporary lakes")
     parser.add_argument("--port", type=int, default=19320)
     parser.add_argument("--keep", action="store_true", help="keep the temporary lakes")
+    parser.add_argument(
+        "--gold-on",
+        metavar="HOME",
+        help="only the gold stage, on the lake a --keep run left (LAKEHOUSE_HOME; --sizes: its size)",
+    )
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    if args.gold_on:
+        return gold_again(Path(args.gold_on), sizes[0])
 
     versions = ", ".join(
         f"{p} {version(p)}" for p in ("kafka-python", "duckdb", "deltalake", "dbt-duckdb")
