@@ -157,7 +157,8 @@ def stage_gold(env: dict[str, str], bootstrap: str, events: int) -> dict[str, An
     out = _finish(timer, cpu0, {"events": events})
     daily = read_gold(settings, "SELECT count(*) AS n, sum(units) AS units FROM daily_sales")
     out["note"] = (
-        f"dbt build; daily_sales {daily['n'][0].as_py():,} rows, "
+        f"dbt build, DuckDB memory_limit {settings.gold_memory_limit}; daily_sales "
+        f"{daily['n'][0].as_py():,} rows, "
         f"{daily['units'][0].as_py():,} units"
     )
     return out
