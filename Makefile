@@ -108,6 +108,7 @@ bench: venv venv-bi
 	$(BIN)/python bench/lineage.py
 	$(BIN)/python bench/alerts.py
 	$(BIN)/python bench/bi.py --home .lakehouse
+	$(BIN)/python bench/scale.py --spark
 
 clean:
 	rm -rf .lakehouse dbt/target dbt/logs .pytest_cache .ruff_cache

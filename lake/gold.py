@@ -112,6 +112,7 @@ def dbt_env(settings: Settings, gold_db: Path | None = None) -> dict[str, str]:
         "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
         "DBT_PROJECT_DIR": str(DBT_PROJECT_DIR),
         "DBT_LAKEHOUSE_OUR_BRAND": settings.sentiment_brands[0],
+        "DBT_LAKEHOUSE_MEMORY_LIMIT": settings.gold_memory_limit,
     }
     # deltalake (inside the dbt process) reads the AWS_* variables for an s3:// lake root.
     env.update(settings.storage_options)

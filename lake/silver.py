@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -357,6 +357,118 @@ def _rel(path: str, uri: str) -> str:
     return path.split("://", 1)[-1].split(root, 1)[-1]
 
 
+def _file_records(table: DeltaTable) -> dict[str, int]:
+    """Row count of each data file (table-relative path), from the Delta log's statistics."""
+    actions = pa.table(table.get_add_actions(flatten=True))  # arro3 → pyarrow
+    if "num_records" not in actions.column_names:
+        return {}
+    counts = actions["num_records"].fill_null(0).to_pylist()
+    return dict(zip(actions["path"].to_pylist(), counts, strict=True))
+
+
+def _versions_added(
+    settings: Settings, uri: str, processed_version: int | None, current: int, files: set[str]
+) -> list[tuple[int, list[str]]] | None:
+    """`files` grouped by the table version that added them, oldest first (only versions after
+    `processed_version`), or None when that part of the log is gone (cleaned up)."""
+    try:
+        table = open_table(uri, settings, processed_version or 0)
+    except DeltaError:
+        return None
+    if table is None:
+        return None
+    seen = {_rel(u, uri) for u in table.file_uris()}
+    groups: list[tuple[int, list[str]]] = []
+    if processed_version is None:  # the first version's files are new too
+        groups.append((table.version(), sorted(seen & files)))
+    for version in range(table.version() + 1, current + 1):
+        try:
+            table.load_as_version(version)
+        except DeltaError:
+            return None
+        added = {_rel(u, uri) for u in table.file_uris()} - seen
+        seen |= added
+        groups.append((version, sorted(added & files)))
+    return groups
+
+
+def plan_batches(
+    settings: Settings,
+    uri: str,
+    table: DeltaTable,
+    processed_version: int | None,
+    max_rows: int,
+) -> list[tuple[list[str], int | None]]:
+    """The data files (table-relative paths) Delta table `table` gained after
+    `processed_version`, in batches of at most `max_rows` rows (whole files: a file holding
+    more is a batch of its own), oldest first, from the log alone (no data file is read).
+    Each batch comes with the table version it completes — the marker to commit with it — or
+    None when it ends inside a version (or the log before it is gone): commit such a batch
+    without a marker (a re-run reads it again; callers MERGE or anti-join). The last batch
+    always carries the version read (it may hold no file: the marker still moves). Empty when
+    no version was added since `processed_version`."""
+    current = table.version()
+    if processed_version is not None and processed_version >= current:
+        return []
+    records = _file_records(table)
+    present = {_rel(u, uri) for u in table.file_uris()}
+    if processed_version is None:
+        new = present
+    else:
+        try:
+            before = open_table(uri, settings, processed_version)
+            seen = {_rel(u, uri) for u in before.file_uris()} if before else set()
+        except DeltaError:  # old log entries cleaned up: reprocess everything (MERGE dedups)
+            seen = set()
+        new = present - seen
+    if sum(records.get(f, 0) for f in new) <= max_rows:  # the usual case: one batch
+        groups: list[tuple[int | None, list[str]]] = [(current, sorted(new))]
+    else:
+        by_version = _versions_added(settings, uri, processed_version, current, new)
+        # no history to follow (log cleaned up): whole files, the marker on the last batch
+        groups = [(None, sorted(new))] if by_version is None else list(by_version)
+
+    batches: list[tuple[list[str], int | None]] = []
+    pending: list[str] = []
+    pending_rows = 0
+    pending_marker: int | None = None  # the last version whose files `pending` completes
+    for version, paths in groups:
+        for path in paths:
+            rows = records.get(path, 0)
+            if pending and pending_rows + rows > max_rows:
+                batches.append((pending, pending_marker))
+                pending, pending_rows, pending_marker = [], 0, None
+            pending.append(path)
+            pending_rows += rows
+        if pending and version is not None:
+            pending_marker = version
+    batches.append((pending, current))
+    return batches
+
+
+def batches_added_since(
+    settings: Settings, uri: str, processed_version: int | None, max_rows: int
+) -> Iterator[tuple[pa.Table, int | None]]:
+    """The rows of `plan_batches`, one batch (and its marker) at a time: peak memory is one
+    batch, whatever the size of the table or of the backlog."""
+    raw = open_table(uri, settings)
+    if raw is None:
+        return
+    plan = plan_batches(settings, uri, raw, processed_version, max_rows)
+    if not plan:
+        return
+    dataset = raw.to_pyarrow_dataset()
+    fragments = {_rel(f.path, uri): f for f in dataset.get_fragments()}
+    for paths, version in plan:
+        chosen = [fragments[p] for p in paths]
+        yield (
+            pads.FileSystemDataset(
+                chosen, dataset.schema, dataset.format, dataset.filesystem
+            ).to_table(),
+            version,
+        )
+
+
 def _current_max_ts(table: DeltaTable | None) -> pa.Scalar | None:
     if table is None:
         return None
@@ -369,38 +481,67 @@ def _current_max_ts(table: DeltaTable | None) -> pa.Scalar | None:
 
 
 def build_silver(settings: Settings, name: str) -> SilverResult:
-    """Process the raw rows added since the last run into silver table `name` (one commit)."""
+    """Process the raw rows added since the last run into silver table `name`: one commit per
+    batch of at most `settings.max_batch_records` raw rows (`batches_added_since`), each with
+    the raw version it completes, so memory stays bounded by the cap, not by the backlog."""
     started = time.monotonic()
     spec = SPECS[name]
     uri = silver_uri(settings, name)
     target = open_table(uri, settings)
     processed = target.transaction_version(marker(spec.topic)) if target else None
-    batch, raw_version = rows_added_since(settings, raw_uri(settings, spec.topic), processed)
-    result = SilverResult(name, processed, raw_version, raw_rows_read=batch.num_rows)
-    if raw_version is None or (processed is not None and raw_version <= processed):
-        result.seconds = time.monotonic() - started
-        return result
+    result = SilverResult(name, processed, processed)  # up to date unless batches follow
+    batches = batches_added_since(
+        settings, raw_uri(settings, spec.topic), processed, settings.max_batch_records
+    )
+    for batch, raw_version in batches:
+        target = _merge_batch(settings, spec, uri, target, batch, raw_version, result)
+        result.raw_version_to = raw_version
+        result.extra["commits"] = int(result.extra.get("commits", 0)) + 1  # type: ignore[call-overload]
+    # keys already in silver: re-delivered events, or a range re-read in a new epoch
+    result.duplicates_skipped = result.rows_in_batch - result.rows_inserted
+    if result.extra.get("commits") and target is not None:
+        result.table_version = target.version()
+    result.seconds = time.monotonic() - started
+    if result.extra.get("commits"):
+        log.info("%s", result.summary())
+    return result
 
+
+def _merge_batch(
+    settings: Settings,
+    spec: SilverSpec,
+    uri: str,
+    target: DeltaTable | None,
+    batch: pa.Table,
+    raw_version: int | None,
+    result: SilverResult,
+) -> DeltaTable:
+    """Transform one batch of raw rows and MERGE it into silver in one commit (with the
+    marker `raw_version` when it completes one); add its counts to `result`."""
+    result.raw_rows_read += batch.num_rows
     # raw direct identifiers are encrypted: decrypt them; rows of erased subjects drop out
     batch = decrypt_raw_values(settings, spec.topic, batch)
     rows = transform(spec, batch, settings.pii_hash_key)
-    result.rows_in_batch = rows.num_rows
+    del batch
+    result.rows_in_batch += rows.num_rows
+    late = 0
     watermark = _current_max_ts(target)
     if watermark is not None and settings.late_watermark_minutes and rows.num_rows:
         limit = watermark - timedelta(minutes=settings.late_watermark_minutes)
         result.late_watermark = limit.isoformat()
         con = duckdb.connect()
         con.register("rows", rows)
-        result.late_events = con.execute(
-            "SELECT count(*) FROM rows WHERE ts < ?", [limit]
-        ).fetchone()[0]  # type: ignore[index]
+        late = con.execute("SELECT count(*) FROM rows WHERE ts < ?", [limit]).fetchone()[0]  # type: ignore[index]
         con.close()
+    result.late_events += late
 
     commit = CommitProperties(
-        app_transactions=[Transaction(marker(spec.topic), raw_version)],
-        custom_metadata={"lakehouse.late_events": str(result.late_events)},
+        app_transactions=[Transaction(marker(spec.topic), raw_version)]
+        if raw_version is not None
+        else None,
+        custom_metadata={"lakehouse.late_events": str(late)},
     )
-    schema = SILVER_TABLES[name][1]
+    schema = SILVER_TABLES[spec.name][1]
     if target is None:
         write_deltalake(
             uri,
@@ -410,7 +551,7 @@ def build_silver(settings: Settings, name: str) -> SilverResult:
             storage_options=settings.storage_options or None,
             commit_properties=commit,
         )
-        result.rows_inserted = rows.num_rows
+        result.rows_inserted += rows.num_rows
     else:
         metrics = (
             target.merge(
@@ -424,13 +565,8 @@ def build_silver(settings: Settings, name: str) -> SilverResult:
             .when_not_matched_insert_all()
             .execute()
         )
-        result.rows_inserted = int(metrics.get("num_target_rows_inserted", 0))
-    # keys already in silver: re-delivered events, or a range re-read in a new epoch
-    result.duplicates_skipped = result.rows_in_batch - result.rows_inserted
-    result.table_version = open_table(uri, settings).version()  # type: ignore[union-attr]
-    result.seconds = time.monotonic() - started
-    log.info("%s", result.summary())
-    return result
+        result.rows_inserted += int(metrics.get("num_target_rows_inserted", 0))
+    return open_table(uri, settings)  # type: ignore[return-value]
 
 
 def transform(spec: SilverSpec, raw_batch: pa.Table, pii_key: str) -> pa.Table:

@@ -46,7 +46,9 @@ from lake.silver import (
     SilverResult,
     SilverSpec,
     _current_max_ts,
+    _rel,
     marker,
+    plan_batches,
 )
 from lake.spark_delta import (
     anti_join_existing,
@@ -487,23 +489,48 @@ def read_raw(spark: SparkSession, settings: Settings, topic: str, files: list[st
 
 
 def build_silver_spark(settings: Settings, spark: SparkSession, name: str) -> SilverResult:
-    """lake.silver.build_silver on Spark: the raw files added since the table's marker are
-    read, decrypted and transformed by Spark tasks; the rows whose key silver holds are
-    dropped by an anti-join; the tasks write the Parquet files and the driver commits them
-    with the marker in one Delta transaction (lake/spark_delta.py)."""
+    """lake.silver.build_silver on Spark: the raw files added since the table's marker, in the
+    same batches of at most `settings.max_batch_records` raw rows (`plan_batches`), are read,
+    decrypted and transformed by Spark tasks; the rows whose key silver holds are dropped by
+    an anti-join; the tasks write the Parquet files and the driver commits them with the
+    batch's marker in one Delta transaction per batch (lake/spark_delta.py)."""
     started = time.monotonic()
     spec = SPECS[name]
     uri = silver_uri(settings, name)
-    schema = SILVER_TABLES[name][1]
     local_table_path(settings, uri)  # a lake the tasks can write, or one line naming the fix
     target = open_table(uri, settings)
     processed = target.transaction_version(marker(spec.topic)) if target else None
-    files, raw_version = files_added_since(settings, raw_uri(settings, spec.topic), processed)
-    result = SilverResult(name, processed, raw_version)
-    if raw_version is None or (processed is not None and raw_version <= processed):
-        result.seconds = time.monotonic() - started
-        return result
+    result = SilverResult(name, processed, processed)  # up to date unless batches follow
+    source = raw_uri(settings, spec.topic)
+    raw = open_table(source, settings)
+    plan = plan_batches(settings, source, raw, processed, settings.max_batch_records) if raw else []
+    file_uris = {_rel(u, source): u for u in raw.file_uris()} if plan and raw else {}
+    for paths, raw_version in plan:
+        files = [file_uris[p] for p in paths]
+        target = _spark_batch(settings, spark, spec, uri, target, files, raw_version, result)
+        result.raw_version_to = raw_version
+        result.extra["commits"] = int(result.extra.get("commits", 0)) + 1  # type: ignore[call-overload]
+    result.duplicates_skipped = result.rows_in_batch - result.rows_inserted
+    if plan and target is not None:
+        result.table_version = target.version()
+    result.extra["engine"] = "spark"
+    result.seconds = time.monotonic() - started
+    return result
 
+
+def _spark_batch(
+    settings: Settings,
+    spark: SparkSession,
+    spec: SilverSpec,
+    uri: str,
+    target: DeltaTable | None,
+    files: list[str],
+    raw_version: int | None,
+    result: SilverResult,
+) -> DeltaTable | None:
+    """One batch of raw files into silver on Spark, in one commit (with the marker
+    `raw_version` when it completes one); adds its counts to `result`."""
+    schema = SILVER_TABLES[spec.name][1]
     if files:
         raw_df = read_raw(spark, settings, spec.topic, files)
         rows = spark_transform(spec, raw_df, settings.pii_hash_key).persist()
@@ -518,28 +545,26 @@ def build_silver_spark(settings: Settings, spark: SparkSession, name: str) -> Si
             F.count(F.lit(1)).alias("rows"),
             F.sum((F.col("ts") < F.lit(limit)).cast("long") if limit else F.lit(0)).alias("late"),
         ).collect()[0]
-        result.rows_in_batch = int(counts["rows"])
-        result.late_events = int(counts["late"] or 0)
-        if limit is not None and result.rows_in_batch:
+        batch_rows = int(counts["rows"])
+        late = int(counts["late"] or 0) if limit is not None and batch_rows else 0
+        if limit is not None and batch_rows:
             result.late_watermark = limit.isoformat()
-        else:
-            result.late_events = 0
-        result.raw_rows_read = _raw_rows_read(spark, files)
+        result.rows_in_batch += batch_rows
+        result.late_events += late
+        result.raw_rows_read += _raw_rows_read(spark, files)
         fresh = anti_join_existing(spark, rows, target, spec.key, spec.partition_by)
         written = write_data_files(settings, fresh, uri, schema, spec.partition_by)
     finally:
         rows.unpersist()
     commit = CommitProperties(
-        app_transactions=[Transaction(marker(spec.topic), raw_version)],
-        custom_metadata={"lakehouse.late_events": str(result.late_events)},
+        app_transactions=[Transaction(marker(spec.topic), raw_version)]
+        if raw_version is not None
+        else None,
+        custom_metadata={"lakehouse.late_events": str(late)},
     )
     commit_files(settings, uri, target, written, schema, spec.partition_by, commit)
-    result.rows_inserted = written.rows
-    result.duplicates_skipped = result.rows_in_batch - result.rows_inserted
-    result.table_version = open_table(uri, settings).version()  # type: ignore[union-attr]
-    result.extra["engine"] = "spark"
-    result.seconds = time.monotonic() - started
-    return result
+    result.rows_inserted += written.rows
+    return open_table(uri, settings)
 
 
 def _raw_rows_read(spark: SparkSession, files: list[str]) -> int:

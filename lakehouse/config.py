@@ -224,6 +224,9 @@ class Settings:
     # long-running processes (live generator, service warmers) exit after this idle time
     # when run with --exit-when-idle; 0 = never
     idle_exit_seconds: int = 0
+    # DuckDB memory_limit of the gold build (dbt): above it DuckDB spills to disk, so the
+    # build's memory does not grow with the lake
+    gold_memory_limit: str = "2GB"
     # ---- engine (silver transforms): duckdb on one machine, or spark (lake/spark_silver.py) --
     engine: str = "duckdb"
     spark_master: str = "local[*]"
@@ -415,6 +418,13 @@ class Settings:
                 "use megabytes between 1 and 4096 (the size OPTIMIZE compacts files to)",
             ),
             **_operations_settings(env),
+            gold_memory_limit=_parse(
+                env,
+                "LAKEHOUSE_GOLD_MEMORY_LIMIT",
+                "2GB",
+                _memory_size,
+                "use a size such as 2GB or 512MB (DuckDB's memory_limit for the gold build)",
+            ),
             engine=_parse(
                 env,
                 "LAKEHOUSE_ENGINE",
@@ -501,6 +511,13 @@ class Settings:
 
 ENGINES = ("duckdb", "spark")
 SPARK_CONF_PREFIX = "LAKEHOUSE_SPARK_CONF_"
+
+
+def _memory_size(text: str) -> str:
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)\s*([KMGT]i?B)", text, re.IGNORECASE)
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError("expected a positive size with a unit: KB, MB, GB, TB (or KiB ...)")
+    return f"{match.group(1)}{match.group(2).upper().replace('IB', 'iB')}"
 
 
 def _engine(text: str) -> str:

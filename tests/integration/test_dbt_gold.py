@@ -7,6 +7,7 @@ Latest order date 2025-03-10, so the trailing window is [2025-03-04, 2025-03-10]
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -412,3 +413,15 @@ def test_dbt_env_is_absolute(built: tuple[Settings, Path]) -> None:
     assert Path(env["DBT_LAKEHOUSE_GOLD_DB"]).is_absolute()
     assert env["DBT_SEND_ANONYMOUS_USAGE_STATS"] == "False"
     assert Path(env["DBT_PROFILES_DIR"], "profiles.yml").exists()
+
+
+def test_the_gold_build_runs_under_its_memory_limit(built: tuple[Settings, Path]) -> None:
+    """LAKEHOUSE_GOLD_MEMORY_LIMIT reaches DuckDB inside dbt (above it DuckDB spills)."""
+    settings, target = built
+    limited = dataclasses.replace(settings, gold_memory_limit="256MiB")
+    shown = run_dbt(
+        limited,
+        ["show", "--inline", "select current_setting('memory_limit') as memory_limit"],
+        target_path=target,
+    )
+    assert "256.0 MiB" in shown.stdout

@@ -211,3 +211,36 @@ def test_the_commit_carries_partition_values_and_statistics(
     log = sorted(log_folder.glob("*.json"))[-1].read_text()
     commit = [json.loads(line) for line in log.splitlines()]
     assert any(a.get("txn", {}).get("appId") == marker("orders") for a in commit)
+
+
+def test_a_backlog_is_committed_in_the_same_capped_batches_on_both_engines(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """Three raw commits of 200 orders, LAKEHOUSE_MAX_BATCH_RECORDS=250: each engine commits
+    one silver version per raw version, with the same markers, counts and keys."""
+    home, reference_home = tmp_path / "spark" / "home", tmp_path / "duckdb" / "home"
+    capped = {"LAKEHOUSE_MAX_BATCH_RECORDS": "250"}
+    settings = Settings.from_env({"LAKEHOUSE_HOME": str(home), **capped})
+    orders = generated_messages()["orders"][:600]
+    offsets: dict[int, int] = {}
+    for start in range(0, 600, 200):
+        append_raw(
+            settings, "orders", raw_batch(settings, "orders", orders[start : start + 200], offsets)
+        )
+    shutil.copytree(home, reference_home)
+    reference = Settings.from_env({"LAKEHOUSE_HOME": str(reference_home), **capped})
+
+    result = build_silver_spark(settings, spark, "silver_orders")
+    expected = build_silver(reference, "silver_orders")
+    assert (result.raw_rows_read, result.rows_inserted) == (
+        expected.raw_rows_read,
+        expected.rows_inserted,
+    )
+    assert result.extra["commits"] == expected.extra["commits"] == 3
+
+    def markers(s: Settings) -> list[int | None]:
+        uri = silver_uri(s, "silver_orders")
+        return [DeltaTable(uri, version=v).transaction_version(marker("orders")) for v in range(3)]
+
+    assert markers(settings) == markers(reference) == [0, 1, 2]
+    assert _keys(settings).equals(_keys(reference))

@@ -57,6 +57,7 @@ def test_external_broker_and_s3_lake() -> None:
         ("LAKEHOUSE_OPENLINEAGE_URL", "ftp://x", "http(s) endpoint"),
         ("LAKEHOUSE_DAGSTER_POSTGRES_URL", "mysql://x", "postgresql://"),
         ("LAKEHOUSE_MAX_BATCH_RECORDS", "-5", "positive integer"),
+        ("LAKEHOUSE_GOLD_MEMORY_LIMIT", "lots", "such as 2GB"),
         ("LAKEHOUSE_ENGINE", "polars", "duckdb"),
         ("LAKEHOUSE_SPARK_MASTER", "local[0]", "spark://host:port"),
         ("LAKEHOUSE_SPARK_MASTER", "http://x", "sc://host:port"),

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -126,3 +127,53 @@ def test_insert_new_rows_skips_known_keys_and_adds_new_columns(settings: Setting
         ("b", 2.0, None),
         ("c", 3.0, 30.0),
     ]
+
+
+def _orders(first: int, n: int) -> list[dict]:
+    return [{**SEED_ORDER, "order_id": f"o_{i:04d}"} for i in range(first, first + n)]
+
+
+def test_backlog_is_built_in_batches_capped_by_max_batch_records(
+    settings: Settings, lakehouse_env: dict[str, str]
+) -> None:
+    """Six raw commits of 4 orders with a cap of 10 raw rows: three silver commits of two raw
+    versions each, each with the raw version it completes; every order once."""
+    for commit in range(6):
+        append_raw(settings, "orders", _orders(4 * commit, 4), start_offset=4 * commit)
+    append_raw(settings, "orders", _orders(0, 2), start_offset=24)  # 2 re-deliveries
+    capped = Settings.from_env({**lakehouse_env, "LAKEHOUSE_MAX_BATCH_RECORDS": "10"})
+    result = build_silver(capped, "silver_orders")
+    assert (result.raw_rows_read, result.rows_inserted, result.duplicates_skipped) == (26, 48, 4)
+    assert result.extra["commits"] == 3
+    uri = silver_uri(settings, "silver_orders")
+    markers = [
+        DeltaTable(uri, version=v).transaction_version("silver<-raw_orders") for v in range(3)
+    ]
+    assert markers == [1, 3, 6]  # raw versions 0-1, 2-3, 4-6: each commit completes one
+    rows = DeltaTable(silver_uri(settings, "silver_orders")).to_pyarrow_table()
+    assert rows.num_rows == 48 and len(set(rows["order_id"].to_pylist())) == 24
+    assert build_silver(capped, "silver_orders").rows_inserted == 0  # up to date
+
+
+def test_backlog_whose_log_was_cleaned_up_is_built_in_capped_batches(
+    settings: Settings, lakehouse_env: dict[str, str]
+) -> None:
+    """Without the raw log's history (checkpointed, older commits removed) the versions that
+    added each file are unknown: capped batches of whole files, committed without a marker but
+    the last, which carries the raw version read."""
+    for commit in range(6):
+        append_raw(settings, "orders", _orders(4 * commit, 4), start_offset=4 * commit)
+    raw = DeltaTable(raw_uri(settings, "orders"))
+    raw.create_checkpoint()
+    log_dir = Path(raw.table_uri.removeprefix("file://")) / "_delta_log"
+    for version in range(raw.version()):
+        (log_dir / f"{version:020d}.json").unlink()
+    capped = Settings.from_env({**lakehouse_env, "LAKEHOUSE_MAX_BATCH_RECORDS": "10"})
+    result = build_silver(capped, "silver_orders")
+    assert (result.raw_rows_read, result.rows_inserted, result.extra["commits"]) == (24, 48, 3)
+    uri = silver_uri(settings, "silver_orders")
+    markers = [
+        DeltaTable(uri, version=v).transaction_version("silver<-raw_orders") for v in range(3)
+    ]
+    assert markers == [None, None, 5]
+    assert build_silver(capped, "silver_orders").rows_inserted == 0
