@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import signal
 import socket
+import subprocess
 from collections import defaultdict
 from typing import Any
 
@@ -172,3 +176,18 @@ def lineage_upstream(events: list[dict[str, Any]], start: LineageNode) -> set[Li
             seen.add(parent)
             todo.append(parent)
     return seen
+
+
+def stop_session(process: subprocess.Popen, timeout: float = 30) -> None:
+    """Stop a process started with `start_new_session=True` and everything in its session:
+    SIGTERM to the group, then SIGKILL to whatever is left of it (children that outlived
+    their parent, such as a Dagster daemon's code server and its workers)."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=timeout)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()

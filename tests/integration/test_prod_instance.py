@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 import psycopg2
 import pytest
-from testkit import free_port
+from testkit import free_port, stop_session
 
 from lakehouse import prod
 from lakehouse.config import Settings
@@ -268,8 +268,9 @@ def test_racing_sensor_ticks_make_one_run_and_a_queued_run_waits_for_the_topic(
             assert len(instance.get_runs()) == 2  # still one run for the sensor's range
             print(f"daemon part: {time.monotonic() - started:.1f} s")
     finally:
-        daemon.terminate()
-        daemon.wait(30)
+        # the daemon, the code server it started and that server's workers: the server
+        # and its workers were seen outliving a daemon stopped by SIGTERM alone
+        stop_session(daemon)
 
 
 def _partition_counts(broker, topic: str) -> list[int]:
