@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -102,3 +103,21 @@ def append_raw(settings: Settings, topic: str, raw: pa.Table) -> None:
 
 def event(topic_key: str, payload: dict[str, object]) -> tuple[bytes, bytes]:
     return topic_key.encode(), json.dumps(payload, ensure_ascii=False).encode()
+
+
+def module_spark(app_name: str) -> Any:
+    """A module-scoped `spark` fixture: one local Spark session (`app_name`) shared by the
+    module's tests, stopped after them (a session costs tens of seconds to start)."""
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def spark() -> Iterator[Any]:
+        from lake.spark_silver import local_spark
+
+        session = local_spark(app_name)
+        try:
+            yield session
+        finally:
+            session.stop()
+
+    return spark

@@ -17,14 +17,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable
-from spark_kit import append_raw, event, generated_messages, raw_batch
+from spark_kit import append_raw, event, generated_messages, module_spark, raw_batch
 
 pytest.importorskip("pyspark")
 
@@ -32,7 +31,7 @@ from pyspark.sql import SparkSession
 
 from lake.silver import build_silver, marker
 from lake.spark_delta import unreferenced_files
-from lake.spark_silver import build_silver_spark, local_spark
+from lake.spark_silver import build_silver_spark
 from lake.tables import silver_uri
 from lakehouse.config import Settings
 
@@ -60,13 +59,7 @@ build_silver_spark(Settings.from_env(), local_spark("killed-run"), "silver_order
 """
 
 
-@pytest.fixture(scope="module")
-def spark() -> Iterator[SparkSession]:
-    session = local_spark("test-spark-commit")
-    try:
-        yield session
-    finally:
-        session.stop()
+spark = module_spark("test-spark-commit")
 
 
 def _kill_between_write_and_commit(home: Path, tmp: Path) -> int:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -24,7 +23,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
-from spark_kit import append_raw, event, generated_messages, raw_batch
+from spark_kit import append_raw, event, generated_messages, module_spark, raw_batch
 
 pytest.importorskip("pyspark")
 
@@ -38,7 +37,6 @@ from governance.crypto import key_id
 from governance.keystore import open_key_store
 from governance.pii import pseudonym
 from lake.silver import SPECS
-from lake.spark_silver import local_spark
 from lake.tables import SILVER_TABLES, silver_uri
 from lakehouse.config import Settings
 
@@ -48,13 +46,7 @@ ERASED = "c_erased_1"
 EDGE_CUSTOMER = "c_edge_1"
 
 
-@pytest.fixture(scope="module")
-def spark() -> Iterator[SparkSession]:
-    session = local_spark("test-spark-engine")
-    try:
-        yield session
-    finally:
-        session.stop()
+spark = module_spark("test-spark-engine")
 
 
 def _edge_cases(

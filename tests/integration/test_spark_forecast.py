@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 import polars as pl
 import pytest
 from deltalake import write_deltalake
+from spark_kit import module_spark
 
 pytest.importorskip("pyspark")
 
@@ -33,7 +33,6 @@ from dagster_project.resources import LakehouseResource
 from forecasting import pipeline
 from forecasting.demand import daily_demand
 from forecasting.spark_forecast import collect_daily, spark_daily_demand
-from lake.spark_silver import local_spark
 from lake.tables import SILVER_ORDERS_SCHEMA, silver_uri
 from lakehouse.config import Settings
 
@@ -99,13 +98,7 @@ def _orders(seed: int = 4) -> pl.DataFrame:
     )
 
 
-@pytest.fixture(scope="module")
-def spark() -> Iterator[SparkSession]:
-    session = local_spark("test-spark-forecast")
-    try:
-        yield session
-    finally:
-        session.stop()
+spark = module_spark("test-spark-forecast")
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hmac
 import json
 import random
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from hashlib import sha256
 
@@ -20,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable, write_deltalake
+from spark_kit import module_spark
 
 pytest.importorskip("pyspark")
 
@@ -28,7 +28,6 @@ from pyspark.sql import SparkSession
 from lake.silver import SPECS, transform
 from lake.spark_silver import (
     DAILY_SALES_SCHEMA,
-    local_spark,
     read_delta,
     spark_daily_sales,
     spark_silver_orders,
@@ -45,13 +44,7 @@ CITIES = [("Paris", "FR"), ("Lyon", "FR"), ("Lille", "FR"), ("Genève", "CH"), (
 SKUS = {f"S{i:02d}": round(1 + i * 3.37, 2) for i in range(20)}
 
 
-@pytest.fixture(scope="module")
-def spark() -> Iterator[SparkSession]:
-    session = local_spark("test-spark-parity")
-    try:
-        yield session
-    finally:
-        session.stop()
+spark = module_spark("test-spark-parity")
 
 
 def _ts(rng: random.Random, i: int) -> str:

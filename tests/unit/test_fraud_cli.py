@@ -16,20 +16,25 @@ from lakehouse.errors import ConfigError, PromotionRefused
 from lakehouse.registry import check_comparable
 
 
+def _serve(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`lakehouse fraud serve ARGS` in a fresh home, no LAKEHOUSE_* setting inherited."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")}
+    env |= {"LAKEHOUSE_HOME": str(tmp_path / "home"), "PYTHONPATH": os.getcwd()}
+    return subprocess.run(
+        [sys.executable, "-m", "lakehouse", "fraud", "serve", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def test_serve_on_a_taken_port_fails_first_with_one_line(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")}
-        env |= {"LAKEHOUSE_HOME": str(tmp_path / "home"), "PYTHONPATH": os.getcwd()}
-        done = subprocess.run(
-            [sys.executable, "-m", "lakehouse", "fraud", "serve", "--port", str(port)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        done = _serve(tmp_path, "--port", str(port))
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and done.stdout == ""
     assert done.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}")
@@ -38,15 +43,7 @@ def test_serve_on_a_taken_port_fails_first_with_one_line(tmp_path: Path) -> None
 
 
 def test_serve_workers_without_redis_fails_with_one_line(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")}
-    env |= {"LAKEHOUSE_HOME": str(tmp_path / "home"), "PYTHONPATH": os.getcwd()}
-    done = subprocess.run(
-        [sys.executable, "-m", "lakehouse", "fraud", "serve", "--workers", "2"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = _serve(tmp_path, "--workers", "2")
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and done.stdout == ""
     assert done.stderr.startswith("error: --workers 2 needs the Redis feature store")
