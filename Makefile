@@ -81,9 +81,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Two workers: a module (and its module-scoped fixtures) stays on one, see tests/conftest.py.
+TEST_WORKERS ?= 2
+
 test: venv venv-bi chromium lint
 	$(BIN)/lakehouse contracts check
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q --durations=25 -n $(TEST_WORKERS) --dist loadgroup
 
 ui: venv
 	$(BIN)/lakehouse ui

@@ -8,6 +8,7 @@ schedules (dagster_project/forecasting.py, fraud.py, sentiment.py)."""
 import dagster as dg
 
 from lakehouse.ownership import owner_of
+from monitoring.failures import AUTOMATION_TAG
 
 # every quarter hour: gold stays well inside LAKEHOUSE_GOLD_MAX_AGE_MINUTES (30 by default)
 GOLD_REFRESH_CRON = "*/15 * * * *"
@@ -37,7 +38,7 @@ gold_automation_sensor = dg.AutomationConditionSensorDefinition(
     target=dg.AssetSelection.groups("gold", "gold_staging", "reference", "platform"),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
-    run_tags={"lakehouse/automation": "gold_refresh", **owner_of("gold_dbt").tags()},
+    run_tags={AUTOMATION_TAG: "gold_refresh", **owner_of("gold_dbt").tags()},
     description=f"Evaluates the gold models' automation condition (`gold_refresh`: each "
     f"`{GOLD_REFRESH_CRON}` tick, or as soon as a model is new) and requests their dbt build.",
 )

@@ -27,7 +27,7 @@ from ingestion.broker import TOPICS
 from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError
 from monitoring.alerts import Condition, reconcile
-from monitoring.failures import run_condition
+from monitoring.failures import run_condition, run_subject
 from monitoring.freshness import (
     gold_condition,
     latency_threshold,
@@ -144,12 +144,13 @@ def orphan_files_sensor(
 @dg.run_failure_sensor(
     name="run_failure_alerts",
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="A failed run alerts (webhook + `alerts`); the job's next success resolves it.",
+    description="A failed run alerts (webhook + `alerts`); the next success of the same job (or "
+    "automation, or asset selection) resolves it.",
 )
 def run_failure_alerts(context: dg.RunFailureSensorContext, lakehouse: LakehouseResource) -> None:
     run = context.dagster_run
     message = context.failure_event.message or ""
-    deliver(lakehouse.settings(), [run_condition(run.job_name, run.run_id, True, message)])
+    deliver(lakehouse.settings(), [run_condition(_subject(run), run.run_id, True, message)])
 
 
 @dg.run_status_sensor(
@@ -160,7 +161,12 @@ def run_failure_alerts(context: dg.RunFailureSensorContext, lakehouse: Lakehouse
 )
 def run_success_resolves(context: dg.RunStatusSensorContext, lakehouse: LakehouseResource) -> None:
     run = context.dagster_run
-    deliver(lakehouse.settings(), [run_condition(run.job_name, run.run_id, False)])
+    deliver(lakehouse.settings(), [run_condition(_subject(run), run.run_id, False)])
+
+
+def _subject(run: dg.DagsterRun) -> str:
+    assets = [key.to_user_string() for key in run.asset_selection or ()]
+    return run_subject(run.job_name, dict(run.tags), assets)
 
 
 def null_rate_check(topic: str) -> dg.AssetChecksDefinition:

@@ -9,14 +9,37 @@ from pathlib import Path
 
 from monitoring.alerts import CHECK_FAILURE, RUN_FAILURE, Condition
 
+# Dagster names the job of a run that targets assets directly (declarative automation, a
+# sensor's or the UI's asset selection, `materialize`) with a reserved `__` name such as
+# `__ASSET_JOB`: one name for runs of unrelated assets, so it cannot tell whose failure a
+# success resolves.
+IMPLICIT_JOB_PREFIX = "__"
+AUTOMATION_TAG = "lakehouse/automation"
+
+
+def run_subject(job: str, tags: dict[str, str], assets: list[str] | None) -> str:
+    """What a run's failure alert is about, so that the next success of the same work, and
+    only that, resolves it: the job's name; for an implicit asset job, the automation that
+    requested it (`automation gold_refresh`) or else the assets it targets."""
+    if not job.startswith(IMPLICIT_JOB_PREFIX):
+        return job
+    if tags.get(AUTOMATION_TAG):
+        return f"automation {tags[AUTOMATION_TAG]}"
+    names = sorted(assets or [])
+    if not names:
+        return job
+    shown = ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
+    return f"assets {shown}"
+
 
 def run_condition(job: str, run_id: str, failed: bool, message: str = "") -> Condition:
-    """A job's last run: firing when it failed, cleared by the next successful run."""
+    """A job's last run: firing when it failed, cleared by the next successful run. `job` is
+    the run's subject (`run_subject`)."""
     if failed:
         first_line = (message.strip().splitlines() or [""])[0][:300]
-        summary = f"Run {run_id[:8]} of job {job} failed: {first_line}"
+        summary = f"Run {run_id[:8]} of {job} failed: {first_line}"
     else:
-        summary = f"Job {job} succeeded again (run {run_id[:8]})"
+        summary = f"{job} succeeded again (run {run_id[:8]})"
     return Condition(
         kind=RUN_FAILURE,
         subject=job,

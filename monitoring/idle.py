@@ -72,7 +72,9 @@ def idle_message(topic: str, activity: StreamActivity, now: float, slow_every_s:
 class IdleWatch:
     """Expires after `timeout_s` without a change of `progress()` (a counter of activity:
     requests served, offsets the lake consumed). `progress` is sampled at most every
-    `sample_every_s` so a hot loop may call `expired()` on every item."""
+    `sample_every_s` so a hot loop may call `expired()` on every item. The first `expired()`
+    starts the clock: a process that is slow to start its work (imports, connecting) is not
+    idle before it began."""
 
     def __init__(
         self,
@@ -85,16 +87,19 @@ class IdleWatch:
         self._progress = progress
         self._sample_every = sample_every_s
         self._clock = clock
-        self._last_value = progress()
-        self._last_change = self._last_sample = clock()
+        self._last_value: object = None
+        self._last_change: float | None = None
+        self._last_sample = 0.0
 
     @property
     def idle_seconds(self) -> float:
-        return self._clock() - self._last_change
+        return 0.0 if self._last_change is None else self._clock() - self._last_change
 
     def expired(self) -> bool:
         now = self._clock()
-        if now - self._last_sample >= self._sample_every:
+        if self._last_change is None:
+            self._last_value, self._last_change, self._last_sample = self._progress(), now, now
+        elif now - self._last_sample >= self._sample_every:
             self._last_sample = now
             value = self._progress()
             if value != self._last_value:

@@ -147,3 +147,29 @@ def postgres_url() -> Iterator[str]:
     yield f"postgresql://postgres@127.0.0.1:5432/{name}"
     admin.cursor().execute(f"DROP DATABASE {name} WITH (FORCE)")
     admin.close()
+
+
+# `make test` runs the suite on two workers (pytest-xdist, --dist loadgroup). A module's tests
+# stay on one worker (its module-scoped fixtures, a Spark session or a served lake, are built
+# once), and the modules reading the session's demo lake share one worker, so it is built
+# once. The longest groups are handed out first, so neither worker is left with a long tail.
+FIRST_GROUPS = (
+    "demo_lake",
+    "tests/integration/test_spark_parity.py",
+    "tests/integration/test_spark_engine.py",
+    "tests/integration/test_spark_forecast.py",
+    "tests/integration/test_prod_instance.py",
+)
+
+
+def _module(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    on_demo = {_module(i) for i in items if "demo_lake" in getattr(i, "fixturenames", ())}
+    groups = {id(i): "demo_lake" if _module(i) in on_demo else _module(i) for i in items}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(groups[id(item)]))
+    rank = {name: i for i, name in enumerate(FIRST_GROUPS)}
+    items.sort(key=lambda item: rank.get(groups[id(item)], len(rank)))  # stable: order kept

@@ -120,7 +120,7 @@ def test_decision_service_exits_after_idle_timeout(settings: Settings) -> None:
     port = free_port()
     service = subprocess.Popen(
         [*LAKEHOUSE, "fraud", "serve", "--port", str(port), "--exit-when-idle"],
-        env=_env(settings, LAKEHOUSE_IDLE_EXIT_SECONDS="4"),
+        env=_env(settings, LAKEHOUSE_IDLE_EXIT_SECONDS="6"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -128,14 +128,14 @@ def test_decision_service_exits_after_idle_timeout(settings: Settings) -> None:
     try:
         deadline = time.monotonic() + 120
         served = 0
-        while time.monotonic() < deadline and service.poll() is None and served < 6:
-            try:  # requests keep it alive: six of them, 1 s apart (longer than the timeout)
+        while time.monotonic() < deadline and service.poll() is None and served < 8:
+            try:  # requests keep it alive: eight of them, 1 s apart (longer than the timeout)
                 httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).raise_for_status()
                 served += 1
             except httpx.HTTPError:
                 pass
             time.sleep(1)
-        assert served == 6 and service.poll() is None  # busy for 6 s > 4 s: still up
+        assert served == 8 and service.poll() is None  # busy for 8 s > 6 s: still up
         last_request = time.monotonic()
         rc = service.wait(timeout=60)
         idle_for = time.monotonic() - last_request
@@ -144,5 +144,5 @@ def test_decision_service_exits_after_idle_timeout(settings: Settings) -> None:
         if service.poll() is None:
             service.kill()
     assert rc == 0, output
-    assert "no request for 4 s (LAKEHOUSE_IDLE_EXIT_SECONDS): exiting" in output
-    assert idle_for >= 3.5
+    assert "no request for 6 s (LAKEHOUSE_IDLE_EXIT_SECONDS): exiting" in output
+    assert idle_for >= 5.5

@@ -215,3 +215,73 @@ def test_failed_run_alerts_and_next_success_resolves(
         "dedup_key": "run_failure:flaky_job",
     }
     assert open_alerts(settings) == []
+
+
+@dg.asset
+def _flaky_gold() -> None:
+    if os.environ.get("FLAKY_FAILS") == "1":
+        raise RuntimeError("dbt build failed: model daily_sales")
+
+
+@dg.asset
+def _other_asset() -> None:
+    pass
+
+
+def test_automated_run_failure_is_resolved_only_by_the_same_automation(
+    hook: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs the daemon starts for asset selections all carry the job name `__ASSET_JOB`: the
+    alert names the automation (or the assets), and another selection's success leaves it open."""
+    settings = Settings.from_env()
+
+    def run(asset: dg.AssetsDefinition, tags: dict[str, str], fails: bool) -> dg.DagsterRun:
+        monkeypatch.setenv("FLAKY_FAILS", "1" if fails else "0")
+        result = dg.materialize([asset], instance=instance, tags=tags, raise_on_error=False)
+        assert result.success is not fails
+        # as the daemon names it: the implicit asset job, the selection it was asked for
+        return result.dagster_run._replace(
+            job_name="__ASSET_JOB", asset_selection=frozenset({asset.key})
+        )
+
+    def event(run: dg.DagsterRun, kind: str) -> dg.DagsterEvent:
+        return next(
+            e.dagster_event
+            for e in instance.all_logs(run.run_id)
+            if e.dagster_event is not None and e.dagster_event.event_type_value == kind
+        )
+
+    def resolve(run: dg.DagsterRun) -> None:
+        context = dg.build_run_status_sensor_context(
+            sensor_name="run_success_resolves",
+            dagster_event=event(run, "PIPELINE_SUCCESS"),
+            dagster_instance=instance,
+            dagster_run=run,
+            resources=RESOURCES,
+        )
+        run_success_resolves(context)
+
+    automation = {"lakehouse/automation": "gold_refresh"}
+    with dg.instance_for_test() as instance:
+        failed = run(_flaky_gold, automation, fails=True)
+        run_failure_alerts(
+            dg.build_run_status_sensor_context(
+                sensor_name="run_failure_alerts",
+                dagster_event=event(failed, "PIPELINE_FAILURE"),
+                dagster_instance=instance,
+                dagster_run=failed,
+                resources=RESOURCES,
+            ).for_run_failure()
+        )
+        (trigger,) = _pagerduty(hook)
+        assert trigger["dedup_key"] == "run_failure:automation gold_refresh"
+        assert "of automation gold_refresh failed: " in trigger["payload"]["summary"]
+
+        resolve(run(_other_asset, {}, fails=False))  # another selection succeeds: still open
+        assert [a["brand"] for a in open_alerts(settings)] == ["automation gold_refresh"]
+        assert len(_pagerduty(hook)) == 1
+
+        resolve(run(_flaky_gold, automation, fails=False))  # the automation's next run
+    assert _pagerduty(hook)[-1]["event_action"] == "resolve"
+    assert _pagerduty(hook)[-1]["dedup_key"] == "run_failure:automation gold_refresh"
+    assert open_alerts(settings) == []

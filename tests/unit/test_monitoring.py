@@ -239,14 +239,16 @@ def test_idle_stream_cadence_and_idle_watch() -> None:
     clock = [0.0]
     counter = [0]
     watch = IdleWatch(10, lambda: counter[0], sample_every_s=1, clock=lambda: clock[0])
-    clock[0] = 9.5
+    clock[0] = 100.0  # created long before its first look: not idle yet
+    assert not watch.expired() and watch.idle_seconds == 0  # the first look starts the clock
+    clock[0] = 109.5
     assert not watch.expired()
     counter[0] += 1  # activity resets the idle clock at its next sample
-    clock[0] = 10.5
+    clock[0] = 110.5
     assert not watch.expired() and watch.idle_seconds == 0
-    clock[0] = 20.4
+    clock[0] = 120.4
     assert not watch.expired()
-    clock[0] = 20.6
+    clock[0] = 120.6
     assert watch.expired() and watch.idle_seconds == pytest.approx(10.1)
 
 
@@ -308,3 +310,20 @@ def test_usage_writer_batches_rows_off_the_hot_path(settings: Settings) -> None:
         "raw_orders",
         "silver_orders",
     ]
+
+
+def test_a_run_failure_names_the_work_that_failed() -> None:
+    from monitoring.failures import run_condition, run_subject
+
+    assert run_subject("materialize_raw", {}, None) == "materialize_raw"
+    automated = {"lakehouse/automation": "gold_refresh", "domain": "analytics"}
+    assert run_subject("__ASSET_JOB", automated, ["daily_sales"]) == "automation gold_refresh"
+    assert run_subject("__ASSET_JOB_1", {}, ["silver_orders", "raw_orders"]) == (
+        "assets raw_orders, silver_orders"
+    )
+    many = [f"m{i}" for i in range(7)]
+    assert run_subject("__ASSET_JOB", {}, many) == "assets m0, m1, m2, m3, m4 (+2 more)"
+    assert run_subject("__ephemeral_asset_job__", {}, []) == "__ephemeral_asset_job__"
+    fired = run_condition("automation gold_refresh", "0123456789", True, "boom\nstack")
+    assert fired.key == ("run_failure", "automation gold_refresh", "")
+    assert fired.summary == "Run 01234567 of automation gold_refresh failed: boom"
