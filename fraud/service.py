@@ -31,6 +31,7 @@ from fraud.store import FeatureStore, InMemoryStore, open_store, to_silver
 from governance.tokens import AuthError, TokenCheck, require_tokens_to_bind
 from lakehouse.config import Settings
 from lakehouse.errors import ConfigError
+from lakehouse.net import http_url
 from monitoring.idle import IdleWatch
 
 log = logging.getLogger(__name__)
@@ -359,7 +360,7 @@ def serve(
     engine = build_engine(settings, warm=warm)
     store = "redis" if settings.redis_url else "in-process"
     print(
-        f"fraud decision service on http://{host}:{port} ({engine.model_status}, store {store}"
+        f"fraud decision service on {http_url(host, port)} ({engine.model_status}, store {store}"
         f"{f', {workers} workers' if workers > 1 else ''}); POST /v1/decisions"
     )
     idle = settings.idle_exit_seconds if exit_when_idle else 0

@@ -50,6 +50,7 @@ import yaml
 
 from lakehouse.config import Settings, create_secret_file
 from lakehouse.errors import LakehouseError
+from lakehouse.net import http_url
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLE_DIR = REPO / "bi"
@@ -547,11 +548,21 @@ def _record(settings: Settings) -> dict[str, Any]:
         return {}
 
 
+def public_url(settings: Settings, host: str) -> str:
+    """The URL users open for a server bound on `host`:LAKEHOUSE_BI_PORT: LAKEHOUSE_BI_PUBLIC_URL
+    when set (a proxy in front), else that address (this machine's name for 0.0.0.0)."""
+    return settings.bi_public_url or http_url(host, settings.bi_port)
+
+
+def _instance(url: str) -> str:
+    """The lineage namespace's authority of a public URL: host[:port]."""
+    return url.partition("://")[2].split("/", 1)[0]
+
+
 def _url(settings: Settings) -> str:
     """Where users reach Superset: the running server's address, else the configured one."""
     record = _record(settings)
-    host = record.get("host", settings.bi_host)
-    return f"http://{host}:{record.get('public_port', settings.bi_port)}"
+    return str(record.get("url") or public_url(settings, settings.bi_host))
 
 
 def local_url(settings: Settings) -> str:
@@ -774,7 +785,7 @@ def provision(
     imported = False
     if state.get("bundle") != wanted:
         progress(f"importing the dashboards from {BUNDLE_DIR}")
-        with publish_lineage(settings, gold, instance or f"127.0.0.1:{settings.bi_port}"):
+        with publish_lineage(settings, gold, instance or _instance(_url(settings))):
             import_bundle(settings, gold=gold)
         state["bundle"] = wanted
         imported = True
@@ -823,8 +834,9 @@ def up(
 
         progress(f"publishing the gold of role {role}")
         connection, _ = publish_role_gold(settings, role)
-    instance = f"{host}:{settings.bi_port}"
-    report = UpReport(f"http://{instance}", settings.bi_admin_user, password if generated else None)
+    url = public_url(settings, host)
+    instance = _instance(url)
+    report = UpReport(url, settings.bi_admin_user, password if generated else None)
     if roles and behind_gateway:
         report.gateway_roles = roles
     if running:
@@ -838,7 +850,7 @@ def up(
     started = time.monotonic()
     superset_port = _free_loopback_port() if behind_gateway else settings.bi_port
     record = {"pid": _start(settings, progress, superset_port), "port": superset_port}
-    record |= {"host": host, "public_port": settings.bi_port, "role": role, "roles": roles}
+    record |= {"host": host, "url": url, "role": role, "roles": roles}
     bi_paths(settings).pid_file.write_text(json.dumps(record), "utf-8")
     if behind_gateway:
         record["gateway_pid"] = _start_gateway(settings, host, superset_port, roles, progress)

@@ -18,6 +18,7 @@ from fraud.cli import fraud_app
 from governance.cli import register as register_governance
 from lakehouse.config import Settings
 from lakehouse.errors import ConfigError, LakehouseError
+from lakehouse.net import http_url
 from sentiment.cli import app as _sentiment_app
 
 app = typer.Typer(
@@ -555,7 +556,7 @@ def ui(
     root = Path(__file__).resolve().parent.parent
     os.chdir(root)
     if is_loopback(host):
-        print(f"Dagster UI on http://{host}:{port} (DAGSTER_HOME={settings.dagster_home})")
+        print(f"Dagster UI on {http_url(host, port)} (DAGSTER_HOME={settings.dagster_home})")
         command = [str(dagster), "dev", "-w", str(root / "workspace.yaml")]
         os.execv(str(dagster), [*command, "-h", host, "-p", str(port)])
     _ui_behind_gateway(settings, dagster, root, host, port)
@@ -576,7 +577,7 @@ def _ui_behind_gateway(settings: Settings, dagster: Path, root: Path, host: str,
     # same process group: a signal to `lakehouse ui`'s group (Ctrl-C, a supervisor) reaches it
     process = subprocess.Popen([*command, "-h", "127.0.0.1", "-p", str(inner)])
     print(
-        f"Dagster UI on http://{host}:{port} behind the token gateway (roles of policy "
+        f"Dagster UI on {http_url(host, port)} behind the token gateway (roles of policy "
         f"services.dagster_ui; the UI itself on 127.0.0.1:{inner}, DAGSTER_HOME="
         f"{settings.dagster_home})",
         flush=True,

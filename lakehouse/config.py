@@ -118,6 +118,13 @@ def _url(text: str) -> str:
     return text
 
 
+def _public_url(text: str) -> str:
+    host = _url(text).partition("://")[2].split("/", 1)[0]
+    if not host or host.split(":")[0] in ("0.0.0.0", "[::]"):
+        raise ValueError("names no address users can open")
+    return text.rstrip("/")
+
+
 def _postgres_url(text: str) -> str:
     if not text.startswith(("postgresql://", "postgres://")):
         raise ValueError("expected postgresql://user@host:port/db")
@@ -246,6 +253,9 @@ class Settings:
     bi_port: int = 8088
     # beyond loopback, Superset moves to a private loopback port behind the token gateway
     bi_host: str = "127.0.0.1"
+    # where users reach the BI server (a proxy's URL); None: http://<host>:<port>, with this
+    # machine's name for a wildcard host (0.0.0.0, ::)
+    bi_public_url: str | None = None
     bi_admin_user: str = "admin"
     # None: a password generated once and kept in <home>/bi/admin_password (0600)
     bi_admin_password: str | None = field(default=None, repr=False)
@@ -455,6 +465,13 @@ class Settings:
                 "127.0.0.1",
                 _bind_host,
                 "use an interface address such as 127.0.0.1, 0.0.0.0 or 10.0.0.5 (no port)",
+            ),
+            bi_public_url=_parse(
+                env,
+                "LAKEHOUSE_BI_PUBLIC_URL",
+                None,
+                _public_url,
+                "use the http(s)://host[:port] users open, e.g. https://bi.example.com, or unset it",
             ),
             bi_admin_user=_parse(
                 env,

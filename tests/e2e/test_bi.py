@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -233,6 +234,8 @@ def test_beyond_loopback_superset_is_served_through_the_token_gateway_for_one_ro
     up = lakehouse(env, "bi", "up", "--host", "0.0.0.0", "--role", "analyst")
     assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
     assert "through the token gateway: send a token of role analyst" in up.stdout
+    here = f"{socket.getfqdn()}:{settings.bi_port}"  # 0.0.0.0 is no address to open
+    assert f"http://{here}/" in up.stdout and "http://0.0.0.0" not in up.stdout, up.stdout
     record = json.loads((settings.home / "bi" / "superset.pid").read_text())
     assert record["port"] != settings.bi_port and record["roles"] == ["analyst"]
     assert "through the token gateway (roles analyst)" in bi.status(settings).describe()
@@ -279,7 +282,7 @@ def test_beyond_loopback_superset_is_served_through_the_token_gateway_for_one_ro
     ]
     assert validate_event(published) > 0
     role_file = f"duckdb://{(settings.gold_db_path.parent / 'roles' / 'analyst.duckdb').resolve()}"
-    instance = f"superset://0.0.0.0:{settings.bi_port}"
+    instance = f"superset://{here}"
     sales = lineage_upstream(events, (instance, "sales"))
     assert (role_file, "analyst.main.conversion_by_channel") in sales
     assert (

@@ -12,6 +12,7 @@ import yaml
 
 from lakehouse import bi
 from lakehouse.config import Settings
+from lakehouse.errors import ConfigError
 from lakehouse.ownership import owner_of
 
 
@@ -214,3 +215,26 @@ def test_bi_beyond_loopback_without_tokens_is_refused_before_any_work(settings: 
     assert not bi.bi_paths(settings).home.exists()
     with pytest.raises(ConfigError, match="LAKEHOUSE_BI_HOST"):
         Settings.from_env({"LAKEHOUSE_BI_HOST": "http://example.org:80"})
+
+
+def test_printed_addresses_are_ones_users_can_open(settings: Settings) -> None:
+    import socket
+
+    from lakehouse.net import http_url
+
+    here = socket.getfqdn()
+    assert here not in ("", "0.0.0.0")
+    assert http_url("0.0.0.0", 8088) == f"http://{here}:8088"  # listens everywhere: this machine
+    assert http_url("::", 3000) == (
+        f"http://[{here}]:3000" if ":" in here else f"http://{here}:3000"
+    )
+    assert http_url("10.0.0.5", 8088) == "http://10.0.0.5:8088"
+    assert http_url("fd00::5", 8088) == "http://[fd00::5]:8088"
+    assert bi.public_url(settings, "0.0.0.0") == f"http://{here}:{settings.bi_port}"
+    behind_proxy = Settings.from_env(
+        {"LAKEHOUSE_HOME": str(settings.home), "LAKEHOUSE_BI_PUBLIC_URL": "https://bi.example.com/"}
+    )
+    assert bi.public_url(behind_proxy, "0.0.0.0") == "https://bi.example.com"
+    for wrong in ("bi.example.com", "http://0.0.0.0:8088", "https:///path"):
+        with pytest.raises(ConfigError, match="LAKEHOUSE_BI_PUBLIC_URL"):
+            Settings.from_env({"LAKEHOUSE_BI_PUBLIC_URL": wrong})
