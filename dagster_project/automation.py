@@ -1,6 +1,6 @@
 """Declarative automation of the gold layer (docs/architecture.md, "Orchestration").
 
-The dbt gold models and seeds, and the platform snapshot, carry
+The dbt gold models and seeds, the platform snapshot and the negative wordcloud carry
 `gold_refresh()`; the `gold_automation` sensor (running by default) evaluates it and requests
 one run for every key that is due. Supply-chain models and nightly training keep their
 schedules (dagster_project/forecasting.py, fraud.py, sentiment.py)."""

@@ -32,7 +32,9 @@ from lakehouse.ownership import owner_of
 # supply-chain gold, ...) only change when those run: their nightly job rebuilds them.
 gold_job = dg.define_asset_job(
     name="refresh_gold",
-    selection=dg.AssetSelection.assets(gold_dbt, platform.platform_snapshot)
+    selection=dg.AssetSelection.assets(
+        gold_dbt, platform.platform_snapshot, sentiment.sentiment_negative_wordcloud
+    )
     - dg.AssetSelection.tag(NIGHTLY_TAG, "nightly").downstream(),
     description="Rebuild the dbt gold KPIs from silver and publish the gold DuckDB file.",
 )

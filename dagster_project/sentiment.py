@@ -11,6 +11,7 @@ Nothing heavy is imported at module level.
 import dagster as dg
 from openlineage.client.event_v2 import Dataset
 
+from dagster_project.automation import GOLD_REFRESH
 from dagster_project.lineage import lineage_run
 from dagster_project.resources import LakehouseResource
 from lakehouse.config import Settings
@@ -256,6 +257,8 @@ def train_sentiment_model() -> None:
     deps=["sentiment_negative_words"],
     group_name="gold",
     kinds={"python"},
+    # drawn in the same run as the gold model it reads, after it (no schedule of its own)
+    automation_condition=GOLD_REFRESH,
     owners=["team:social-insights"],
     description=(
         "PNG wordcloud of the words of negative posts over the last 7 days (gold "
@@ -289,10 +292,6 @@ def silver_social_sentiment_contract(lakehouse: LakehouseResource) -> dg.AssetCh
     )
 
 
-dashboard_job = dg.define_asset_job(
-    "refresh_sentiment_wordcloud", selection=dg.AssetSelection.assets(sentiment_negative_wordcloud)
-)
-
 defs = dg.Definitions(
     assets=[
         silver_social,
@@ -301,7 +300,7 @@ defs = dg.Definitions(
         sentiment_negative_wordcloud,
     ],
     asset_checks=[silver_social_sentiment_contract],
-    jobs=[train_sentiment_model, dashboard_job],
+    jobs=[train_sentiment_model],
     schedules=[
         dg.ScheduleDefinition(
             name="train_sentiment_model_nightly",
@@ -309,11 +308,6 @@ defs = dg.Definitions(
             cron_schedule="30 2 * * *",
             execution_timezone="Europe/Paris",  # as nightly_supply_chain
             default_status=dg.DefaultScheduleStatus.RUNNING,  # on by default, like the others
-        ),
-        dg.ScheduleDefinition(
-            name="refresh_sentiment_wordcloud_every_15_minutes",
-            job=dashboard_job,
-            cron_schedule="5-59/15 * * * *",
         ),
     ],
 )
