@@ -25,7 +25,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
-.PHONY: venv venv-bi bi chromium demo test lint ui docs mlflow bench clean help
+.PHONY: setup venv venv-bi bi chromium demo test lint ui docs mlflow bench clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -84,7 +84,12 @@ lint: $(STAMP)
 # Two workers: a module (and its module-scoped fixtures) stays on one, see tests/conftest.py.
 TEST_WORKERS ?= 2
 
-test: venv venv-bi chromium lint
+# The three setups are independent downloads and installs: build them side by side.
+setup:
+	$(MAKE) -j3 venv venv-bi chromium
+
+test: setup
+	$(MAKE) lint
 	$(BIN)/lakehouse contracts check
 	$(BIN)/python -m pytest -q --durations=25 -n $(TEST_WORKERS) --dist loadgroup
 

@@ -1,9 +1,11 @@
-"""raw → silver: typed, validated, deduplicated (Delta MERGE on the business key), PII treated.
+"""raw → silver: typed, validated, deduplicated on the business key, PII treated.
 
 Each silver table keeps, as a Delta transaction identifier in its own commits, the raw table
 version it has processed (app id `silver<-raw_<topic>`), so a run reads only the raw files added
-since, and the MERGE plus that marker land in one atomic commit. Re-processing is harmless: the
-MERGE inserts only keys it has not seen. Transforms are DuckDB SQL over Arrow, no Python loop
+since, and the new rows plus that marker land in one atomic commit. Re-processing is harmless:
+a batch is anti-joined with the keys of the partitions it touches and only unseen keys are
+appended (a MERGE's memory grows with the table, the anti-join's with the batch). Concurrent writers of one
+table conflict on a shared writer id, and the loser redoes its anti-join. Transforms are DuckDB SQL over Arrow, no Python loop
 per row. Personal fields are treated as their contract classifies them (`governance.pii`:
 direct identifiers keyed-hashed, quasi-identifiers hashed or generalised).
 """
@@ -18,15 +20,16 @@ from datetime import timedelta
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
-from deltalake.exceptions import DeltaError
+from deltalake.exceptions import CommitFailedError, DeltaError
 
 from governance.crypto import decrypt_raw_values
 from governance.pii import hmac_sql, silver_sql
 
 __all__ = ["hmac_sql"]  # re-exported: the silver hash, for callers that spell it in SQL
-from lake.tables import SILVER_TABLES, open_table, raw_uri, silver_uri
+from lake.tables import SILVER_TABLES, consistent_dataset, open_table, raw_uri, silver_uri
 from lakehouse.config import Settings
 
 log = logging.getLogger(__name__)
@@ -228,13 +231,9 @@ class SilverSpec:
     name: str
     topic: str
     key: tuple[str, ...]
+    # a function of the key: deduplication reads only the partitions a batch touches
     partition_by: str
     sql: Callable[[str], str]  # pii_key -> SQL over the view `raw_batch`
-
-    def merge_predicate(self) -> str:
-        keys = " AND ".join(f"t.{k} = s.{k}" for k in self.key)
-        # the partition column is a function of the key: it lets the MERGE prune files
-        return f"{keys} AND t.{self.partition_by} = s.{self.partition_by}"
 
 
 SPECS: dict[str, SilverSpec] = {
@@ -404,7 +403,7 @@ def plan_batches(
     more is a batch of its own), oldest first, from the log alone (no data file is read).
     Each batch comes with the table version it completes — the marker to commit with it — or
     None when it ends inside a version (or the log before it is gone): commit such a batch
-    without a marker (a re-run reads it again; callers MERGE or anti-join). The last batch
+    without a marker (a re-run reads it again; callers deduplicate on the key). The last batch
     always carries the version read (it may hold no file: the marker still moves). Empty when
     no version was added since `processed_version`."""
     current = table.version()
@@ -418,7 +417,9 @@ def plan_batches(
         try:
             before = open_table(uri, settings, processed_version)
             seen = {_rel(u, uri) for u in before.file_uris()} if before else set()
-        except DeltaError:  # old log entries cleaned up: reprocess everything (MERGE dedups)
+        except (
+            DeltaError
+        ):  # old log entries cleaned up: reprocess everything (the anti-join dedups)
             seen = set()
         new = present - seen
     if sum(records.get(f, 0) for f in new) <= max_rows:  # the usual case: one batch
@@ -494,7 +495,7 @@ def build_silver(settings: Settings, name: str) -> SilverResult:
         settings, raw_uri(settings, spec.topic), processed, settings.max_batch_records
     )
     for batch, raw_version in batches:
-        target = _merge_batch(settings, spec, uri, target, batch, raw_version, result)
+        target = _write_batch(settings, spec, uri, target, batch, raw_version, result)
         result.raw_version_to = raw_version
         result.extra["commits"] = int(result.extra.get("commits", 0)) + 1  # type: ignore[call-overload]
     # keys already in silver: re-delivered events, or a range re-read in a new epoch
@@ -507,7 +508,7 @@ def build_silver(settings: Settings, name: str) -> SilverResult:
     return result
 
 
-def _merge_batch(
+def _write_batch(
     settings: Settings,
     spec: SilverSpec,
     uri: str,
@@ -516,8 +517,9 @@ def _merge_batch(
     raw_version: int | None,
     result: SilverResult,
 ) -> DeltaTable:
-    """Transform one batch of raw rows and MERGE it into silver in one commit (with the
-    marker `raw_version` when it completes one); add its counts to `result`."""
+    """Transform one batch of raw rows and append the keys silver does not hold yet in one
+    commit (with the marker `raw_version` when it completes one); add its counts to
+    `result`. A commit that lost a race with another writer is redone on the new version."""
     result.raw_rows_read += batch.num_rows
     # raw direct identifiers are encrypted: decrypt them; rows of erased subjects drop out
     batch = decrypt_raw_values(settings, spec.topic, batch)
@@ -535,38 +537,105 @@ def _merge_batch(
         con.close()
     result.late_events += late
 
-    commit = CommitProperties(
-        app_transactions=[Transaction(marker(spec.topic), raw_version)]
-        if raw_version is not None
-        else None,
-        custom_metadata={"lakehouse.late_events": str(late)},
-    )
     schema = SILVER_TABLES[spec.name][1]
+    rows = rows.cast(schema)
+    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        try:
+            inserted = _append_fresh(settings, spec, uri, target, rows, raw_version, late)
+            break
+        except CommitFailedError:
+            # another writer committed to this table since `target` was read (its writer id
+            # conflicts with ours): read the table again and drop the keys it added
+            if attempt == COMMIT_ATTEMPTS:
+                raise
+            result.extra["concurrent_retries"] = attempt
+            log.warning("%s: concurrent commit, retrying (%d)", spec.name, attempt)
+            target = open_table(uri, settings)
+    result.rows_inserted += inserted
+    return open_table(uri, settings)  # type: ignore[return-value]
+
+
+COMMIT_ATTEMPTS = 10
+
+
+def writer_id(topic: str) -> str:
+    """The transaction identifier every silver commit built from raw `topic` carries: two
+    writers of one silver table conflict (delta-rs checks concurrent commits for a shared
+    app id), so neither appends keys the other has just added."""
+    return f"silver-writer<-raw_{topic}"
+
+
+def _append_fresh(
+    settings: Settings,
+    spec: SilverSpec,
+    uri: str,
+    target: DeltaTable | None,
+    rows: pa.Table,
+    raw_version: int | None,
+    late: int,
+) -> int:
+    """Append the `rows` whose key `target` does not hold yet, in one commit with the writer id
+    and (when it completes one) the raw version's marker; the rows appended. The commit is
+    made against the version `target` was read at, so a concurrent writer's commit fails it
+    (CommitFailedError) instead of letting both append one key."""
+    transactions = [Transaction(writer_id(spec.topic), target.version() + 1 if target else 0)]
+    if raw_version is not None:
+        transactions.append(Transaction(marker(spec.topic), raw_version))
+    commit = CommitProperties(
+        app_transactions=transactions,
+        custom_metadata={"lakehouse.late_events": str(late)},
+        max_commit_retries=0 if target is None else None,  # two creators: one wins
+    )
     if target is None:
-        write_deltalake(
-            uri,
-            rows.cast(schema),
-            mode="append",
-            partition_by=[spec.partition_by],
-            storage_options=settings.storage_options or None,
-            commit_properties=commit,
-        )
-        result.rows_inserted += rows.num_rows
-    else:
-        metrics = (
-            target.merge(
-                rows.cast(schema),
-                predicate=spec.merge_predicate(),
-                source_alias="s",
-                target_alias="t",
-                merge_schema=True,  # a column a newer contract version added (older rows: null)
+        try:
+            write_deltalake(
+                uri,
+                rows,
+                mode="error",  # another writer may have created it since it was looked for
+                partition_by=[spec.partition_by],
+                storage_options=settings.storage_options or None,
                 commit_properties=commit,
             )
-            .when_not_matched_insert_all()
-            .execute()
-        )
-        result.rows_inserted += int(metrics.get("num_target_rows_inserted", 0))
-    return open_table(uri, settings)  # type: ignore[return-value]
+        except DeltaError as error:
+            if "already exists" not in str(error):
+                raise
+            raise CommitFailedError(str(error)) from error
+        return rows.num_rows
+    fresh = fresh_rows(target, rows, spec.key, spec.partition_by)
+    write_deltalake(
+        target,  # committed against the version read: a concurrent writer's commit fails it
+        fresh,
+        mode="append",
+        partition_by=[spec.partition_by],
+        schema_mode="merge",  # a column a newer contract version added (older rows: null)
+        commit_properties=commit,
+    )
+    return fresh.num_rows
+
+
+def fresh_rows(
+    target: DeltaTable, rows: pa.Table, key: tuple[str, ...], partition_by: str
+) -> pa.Table:
+    """`rows` whose (key, partition value) `target` does not hold: an anti-join against the
+    key columns of only the files of the partitions `rows` touches (the partition column is
+    a function of the key), so memory follows the batch's partitions, not the table."""
+    if rows.num_rows == 0:
+        return rows
+    wanted = pc.unique(rows[partition_by])
+    existing = consistent_dataset(target).to_table(
+        columns=[*key, partition_by], filter=pc.field(partition_by).isin(wanted)
+    )
+    if existing.num_rows == 0:
+        return rows
+    con = duckdb.connect()
+    try:
+        con.register("batch", rows)
+        con.register("existing", existing)
+        using = ", ".join(f'"{c}"' for c in (*key, partition_by))
+        fresh = con.sql(f"SELECT * FROM batch ANTI JOIN existing USING ({using})").to_arrow_table()
+    finally:
+        con.close()
+    return fresh.cast(rows.schema)
 
 
 def transform(spec: SilverSpec, raw_batch: pa.Table, pii_key: str) -> pa.Table:

@@ -49,6 +49,7 @@ from lake.silver import (
     _rel,
     marker,
     plan_batches,
+    writer_id,
 )
 from lake.spark_delta import (
     anti_join_existing,
@@ -556,11 +557,15 @@ def _spark_batch(
         written = write_data_files(settings, fresh, uri, schema, spec.partition_by)
     finally:
         rows.unpersist()
+    # the writer id a DuckDB silver commit carries too: a concurrent writer of this table
+    # (either engine) fails this commit instead of both appending one key
+    transactions = [Transaction(writer_id(spec.topic), target.version() + 1 if target else 0)]
+    if raw_version is not None:
+        transactions.append(Transaction(marker(spec.topic), raw_version))
     commit = CommitProperties(
-        app_transactions=[Transaction(marker(spec.topic), raw_version)]
-        if raw_version is not None
-        else None,
+        app_transactions=transactions,
         custom_metadata={"lakehouse.late_events": str(late)},
+        max_commit_retries=0 if target is None else None,
     )
     commit_files(settings, uri, target, written, schema, spec.partition_by, commit)
     result.rows_inserted += written.rows
