@@ -565,6 +565,17 @@ def writer_id(topic: str) -> str:
     return f"silver-writer<-raw_{topic}"
 
 
+def commit_transactions(
+    topic: str, target: DeltaTable | None, raw_version: int | None
+) -> list[Transaction]:
+    """The transaction identifiers of a silver commit (either engine): the writer id, and the
+    raw version's marker when the commit completes one."""
+    transactions = [Transaction(writer_id(topic), target.version() + 1 if target else 0)]
+    if raw_version is not None:
+        transactions.append(Transaction(marker(topic), raw_version))
+    return transactions
+
+
 def _append_fresh(
     settings: Settings,
     spec: SilverSpec,
@@ -578,11 +589,8 @@ def _append_fresh(
     and (when it completes one) the raw version's marker; the rows appended. The commit is
     made against the version `target` was read at, so a concurrent writer's commit fails it
     (CommitFailedError) instead of letting both append one key."""
-    transactions = [Transaction(writer_id(spec.topic), target.version() + 1 if target else 0)]
-    if raw_version is not None:
-        transactions.append(Transaction(marker(spec.topic), raw_version))
     commit = CommitProperties(
-        app_transactions=transactions,
+        app_transactions=commit_transactions(spec.topic, target, raw_version),
         custom_metadata={"lakehouse.late_events": str(late)},
         max_commit_retries=0 if target is None else None,  # two creators: one wins
     )

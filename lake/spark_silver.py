@@ -47,9 +47,9 @@ from lake.silver import (
     SilverSpec,
     _current_max_ts,
     _rel,
+    commit_transactions,
     marker,
     plan_batches,
-    writer_id,
 )
 from lake.spark_delta import (
     anti_join_existing,
@@ -559,11 +559,8 @@ def _spark_batch(
         rows.unpersist()
     # the writer id a DuckDB silver commit carries too: a concurrent writer of this table
     # (either engine) fails this commit instead of both appending one key
-    transactions = [Transaction(writer_id(spec.topic), target.version() + 1 if target else 0)]
-    if raw_version is not None:
-        transactions.append(Transaction(marker(spec.topic), raw_version))
     commit = CommitProperties(
-        app_transactions=transactions,
+        app_transactions=commit_transactions(spec.topic, target, raw_version),
         custom_metadata={"lakehouse.late_events": str(late)},
         max_commit_retries=0 if target is None else None,
     )
