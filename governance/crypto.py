@@ -27,8 +27,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 from binascii import b2a_base64
 from collections.abc import Callable
+from functools import cache
 
 import duckdb
 import numpy as np
@@ -83,9 +85,12 @@ def _extract(values: pa.Array, paths: list[str]) -> dict[str, pa.Array]:
         con.close()
 
 
+_ESCAPED = re.compile(r'[\x00-\x1f"\\]')  # what a JSON string cannot hold as itself
+
+
 def _json_text(value: str) -> str:
     """`value` as the text between the quotes of a JSON string (the spelling silver gets back)."""
-    return json.dumps(value, ensure_ascii=False)[1:-1]
+    return json.dumps(value, ensure_ascii=False)[1:-1] if _ESCAPED.search(value) else value
 
 
 # ---- byte buffers of string arrays -----------------------------------------------------------
@@ -137,49 +142,108 @@ def _gather(data: np.ndarray, at: np.ndarray) -> np.ndarray:
 # ---- ingestion ----------------------------------------------------------------------------
 
 
-def _locate(values: pa.Array, path: str, plain: pa.Array) -> np.ndarray:
-    """Byte offset in each payload of the text of top-level string field `path` (whose value
-    is `plain`), found by byte search; -1 where it must be placed by `_to_front`.
+# Bytes searched for an identifier's closing quote, then for the identifiers longer than
+# that; a longer one still is parsed.
+_WINDOW, _LONG_WINDOW = 32, 320
 
-    Where the payload has no `\\u` escape, a key made of letters and `_` can only be spelled
-    as itself, so a single `"path"` in the payload is the top-level key `plain` came from;
-    its value must follow as `:"` or `: "` and read, byte for byte, as `plain` (no escape)."""
-    n = len(values)
-    key = f'"{path}"'
-    offsets, data = _buffers(values)
-    poffsets, pdata = _buffers(_large(plain))
-    found = pc.fill_null(pc.find_substring(values, key), -1).to_numpy()
-    usable = (
-        pc.fill_null(pc.equal(pc.count_substring(values, key), 1), False).to_numpy(
-            zero_copy_only=False
-        )
-        & ~pc.fill_null(pc.match_substring(values, "\\u"), True).to_numpy(zero_copy_only=False)
-        & plain.is_valid().to_numpy(zero_copy_only=False)
-        & ~pc.fill_null(pc.match_substring_regex(plain, r"[\x00-\x1f]"), True).to_numpy(
-            zero_copy_only=False
-        )
-        & (found >= 0)
+
+def _closing(data: np.ndarray, starts: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Length of the JSON string text starting at each of `starts` and whether it holds no
+    escape (ends at a quote before any backslash or control byte) within `width` bytes;
+    length -1 where none of these bytes comes within `width`."""
+    # windows of the buffer; the last `width` bytes are copied with zeros after them, so a
+    # window reaching past the end reads zeros
+    base = max(len(data) - width, 0)
+    tail = np.concatenate([data[base:], np.zeros(width, np.uint8)])
+    inner = starts < base
+    window = np.empty((len(starts), width), np.uint8)
+    if inner.any():
+        window[inner] = np.lib.stride_tricks.sliding_window_view(data, width)[starts[inner]]
+    window[~inner] = np.lib.stride_tricks.sliding_window_view(tail, width)[starts[~inner] - base]
+    stop = (window == _QUOTE) | (window == ord("\\")) | (window < 0x20)
+    first = stop.argmax(axis=1)
+    found = stop[np.arange(len(starts)), first]
+    ok = found & (window[np.arange(len(starts)), first] == _QUOTE)
+    return np.where(found, first, -1), ok
+
+
+@cache
+def _always_present(topic: str, path: str) -> bool:
+    """Whether every contract version of `topic` requires top-level field `path` (so a valid
+    payload holding its key once holds it at the top level)."""
+    from ingestion.contracts import contract
+
+    topic_contract = contract(topic)
+    return all(
+        path in topic_contract.schema_for(v).get("required", ()) for v in topic_contract.versions
     )
+
+
+def _rows_holding(offsets: np.ndarray, data: np.ndarray, pattern: bytes) -> np.ndarray:
+    """Which rows hold the two-byte `pattern`."""
+    hits = np.flatnonzero((data[:-1] == pattern[0]) & (data[1:] == pattern[1]))
+    rows = np.zeros(len(offsets) - 1, bool)
+    rows[np.searchsorted(offsets, hits, side="right") - 1] = True
+    return rows
+
+
+def _find(
+    values: pa.Array, offsets: np.ndarray, data: np.ndarray, whole: bytes, path: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Byte offset in each payload of the text of string field `path` and its length, found
+    by byte search (offset -1: not found so, left to the parser).
+
+    Where a payload has no `\\u` escape, a key of letters and `_` can only be spelled as
+    itself: held once, it is the only field of that name. Its value must follow as `:"` or
+    `: "` and end within `_WINDOW` bytes, with no escape (the text is then the value)."""
+    key = f'"{path}"'
+    found = pc.fill_null(pc.find_substring(values, key), -1).to_numpy()
+    hit = found >= 0
+    if whole.count(key.encode()) != hit.sum():  # some payload holds the key more than once
+        hit &= pc.fill_null(pc.equal(pc.count_substring(values, key), 1), False).to_numpy(
+            zero_copy_only=False
+        )
+    if b"\\u" in whole:
+        hit &= ~_rows_holding(offsets, data, b"\\u")
     after = offsets[:-1] + np.maximum(found, 0) + len(key.encode())
     c0, c1, c2 = (_gather(data, after + i) for i in range(3))
-    colon = c0 == ord(":")
+    hit &= (c0 == ord(":")) & ((c1 == _QUOTE) | ((c1 == ord(" ")) & (c2 == _QUOTE)))
     start = np.where(c1 == _QUOTE, after + 2, after + 3)
-    usable &= colon & ((c1 == _QUOTE) | ((c1 == ord(" ")) & (c2 == _QUOTE)))
-    lengths = np.diff(poffsets)
-    end = start + lengths
-    usable &= (end < offsets[1:]) & (_gather(data, end) == _QUOTE)
-    rows = np.flatnonzero(usable)
-    at = _ranges(start[rows], lengths[rows])
-    same = data[at] == pdata[_ranges(poffsets[:-1][rows], lengths[rows])]
-    usable[rows[np.unique(np.repeat(np.arange(len(rows)), lengths[rows])[~same])]] = False
-    return np.where(usable, start - offsets[:-1], -1)[:n]
+    rows = np.flatnonzero(hit)
+    length, ok = _closing(data, start[rows], _WINDOW)
+    longer = np.flatnonzero(~ok & (length < 0))
+    if len(longer):  # no quote in the first bytes: a longer identifier
+        length[longer], ok[longer] = _closing(data, start[rows[longer]], _LONG_WINDOW)
+    ok &= start[rows] + length < offsets[rows + 1]
+    at = np.full(len(values), -1, np.int64)
+    lengths = np.zeros(len(values), np.int64)
+    at[rows[ok]] = (start - offsets[:-1])[rows[ok]]
+    lengths[rows[ok]] = length[ok]
+    return at, lengths
+
+
+def _texts(offsets: np.ndarray, data: np.ndarray, at: np.ndarray, lengths: np.ndarray) -> pa.Array:
+    """The text at `at` (offset in row; -1: null) of `lengths` bytes of each payload."""
+    present = at >= 0
+    starts = (offsets[:-1] + at)[present]
+    sizes = lengths[present]
+    text_offsets = np.zeros(len(at) + 1, np.int64)
+    np.cumsum(np.where(present, lengths, 0), out=text_offsets[1:])
+    validity = pa.array(present).buffers()[1]
+    return pa.Array.from_buffers(
+        pa.large_string(),
+        len(at),
+        [validity, pa.py_buffer(text_offsets), pa.py_buffer(data[_ranges(starts, sizes)])],
+        int((~present).sum()),
+    )
 
 
 def _to_front(
     values: pa.Array, plains: dict[str, pa.Array]
-) -> tuple[pa.Array, dict[str, np.ndarray]]:
+) -> tuple[pa.Array, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Payloads rewritten as `{"<field>":"<text>",...,<the rest>}` for the identifiers of
-    `plains` (their top-level values; null: absent), with each one's byte offset (-1: absent)."""
+    `plains` (their top-level values; null: absent), with each one's byte offset (-1: absent)
+    and length; a payload holding none is kept as it is."""
     paths = list(plains)
     con = duckdb.connect()
     try:
@@ -193,21 +257,28 @@ def _to_front(
     finally:
         con.close()
     texts = [plains[p].to_pylist() for p in paths]
+    originals = values.to_pylist()
     out: list[str] = []
-    at = {p: np.full(len(values), -1, np.int64) for p in paths}
+    placed = {
+        p: (np.full(len(values), -1, np.int64), np.zeros(len(values), np.int64)) for p in paths
+    }
     for i, remainder in enumerate(rest):  # the payloads the byte search could not place: few
         head = "{"
         for p, column in zip(paths, texts, strict=True):
             if column[i] is None:
                 continue
             head += ("," if len(head) > 1 else "") + f'"{p}":"'
-            at[p][i] = len(head.encode())
-            head += _json_text(column[i]) + '"'
-        if remainder is None or remainder == "{}":
+            text = _json_text(column[i])
+            placed[p][0][i] = len(head.encode())
+            placed[p][1][i] = len(text.encode())
+            head += text + '"'
+        if len(head) == 1:
+            out.append(originals[i])
+        elif remainder is None or remainder == "{}":
             out.append(head + "}")
         else:
-            out.append(head + ("," if len(head) > 1 else "") + remainder[1:])
-    return pa.array(out, pa.large_string()), at
+            out.append(head + "," + remainder[1:])
+    return pa.array(out, pa.large_string()), placed
 
 
 # Tokens already made in this process, per key store and subject kind: a subject seen in an
@@ -289,35 +360,49 @@ def encrypt_raw_values(
     columns |= {pii_column(f.path): pa.nulls(len(values), PII_TOKEN_TYPE) for f in fields}
     if not fields or not settings.raw_encryption or len(values) == 0:
         return pa.table(columns)
-    plains = _extract(values, [f.path for f in fields])
-    at = {p: _locate(values, p, plain) for p, plain in plains.items()}
+    offsets, data = _buffers(values)
+    whole = data.tobytes()
+    placed = {f.path: _find(values, offsets, data, whole, f.path) for f in fields}
+    plains = {p: _texts(offsets, data, at, n) for p, (at, n) in placed.items()}
     unplaced = np.zeros(len(values), bool)
-    for p, plain in plains.items():
-        unplaced |= (at[p] < 0) & plain.is_valid().to_numpy(zero_copy_only=False)
+    for f in fields:
+        at, _ = placed[f.path]
+        if _always_present(topic, f.path):
+            unplaced |= at < 0
+            continue
+        # an optional field: the byte search must agree with the parser (held at the top level)
+        parsed = _extract(values, [f.path])[f.path].cast(pa.large_string())
+        agree = pc.fill_null(pc.equal(plains[f.path], parsed), False).to_numpy(zero_copy_only=False)
+        unplaced |= ~agree & parsed.is_valid().to_numpy(zero_copy_only=False)
+        at[~agree] = -1
     if unplaced.any():
         rows = pa.array(np.flatnonzero(unplaced))
-        fronted, front_at = _to_front(
-            values.take(rows), {p: c.take(rows) for p, c in plains.items()}
-        )
+        parsed = {
+            p: c.cast(pa.large_string())
+            for p, c in _extract(values.take(rows), list(placed)).items()
+        }
+        fronted, fronted_at = _to_front(values.take(rows), parsed)
         values = _large(pc.replace_with_mask(values, pa.array(unplaced), fronted))
-        for p in plains:
-            at[p][unplaced] = front_at[p]
+        for p, (at, n) in fronted_at.items():
+            placed[p][0][unplaced], placed[p][1][unplaced] = at, n
+            plains[p] = pc.replace_with_mask(plains[p], pa.array(unplaced), parsed[p])
     offsets, data = _buffers(values)
     spans: list[tuple[np.ndarray, np.ndarray]] = []
     owned = store is None
     store = store or open_key_store(settings)
     try:
         for f in fields:
-            plain = plains[f.path]
+            at, lengths = placed[f.path]
+            plain = pc.if_else(
+                pa.array(at >= 0), plains[f.path], pa.scalar(None, pa.large_string())
+            )
             distinct = pc.unique(plain.drop_null())
             listed = [str(v) for v in distinct.to_pylist()]
             index = pc.index_in(plain, value_set=distinct)
-            rows = np.flatnonzero(index.is_valid().to_numpy(zero_copy_only=False))
-            texts = pa.array([_json_text(v).encode() for v in listed], pa.binary())
-            lengths = pc.binary_length(texts.take(index.filter(index.is_valid())))
-            spans.append((offsets[rows] + at[f.path][rows], lengths.to_numpy().astype(np.int64)))
+            rows = np.flatnonzero(at >= 0)
+            spans.append((offsets[rows] + at[rows], lengths[rows]))
             tokens = _tokens(settings, store, str(f.subject), listed)
-            columns[pii_column(f.path)] = _token_column(tokens, index, at[f.path])
+            columns[pii_column(f.path)] = _token_column(tokens, index, at)
     finally:
         if owned:
             store.close()  # type: ignore[attr-defined]
@@ -474,7 +559,9 @@ def decrypt_raw_values(
             plain = opener.open(key_ids, distinct.to_pylist())
             opened = np.array([p is not None for p in plain])[index]
             keep[rows[~opened]] = False
-            texts = pa.array([_json_text(p).encode() if p else b"" for p in plain], pa.binary())
+            texts = pa.array(
+                [b"" if p is None else _json_text(p).encode() for p in plain], pa.binary()
+            )
             at = taken.field("pos").to_numpy(zero_copy_only=False).astype(np.int64)
             writes.append((rows[opened], at[opened], texts.take(pa.array(index[opened]))))
         old = ~sealed_rows & pc.fill_null(
