@@ -15,11 +15,13 @@ of silver on any replay. Rows written before these columns hold the token inside
 
 Identifiers repeat heavily within a batch (a customer orders many times), so each distinct
 value is sealed (and opened) once per batch and mapped back to the rows columnwise
-(`pc.index_in` + `take`). The field's text is found by byte search — its key spelled once
-in the payload, no `\\u` escape that could spell it otherwise — and masked by writing into a
-copy of the Arrow data buffer. A payload spelled differently (the key also nested, escapes
-in the value) has its identifiers moved to the front of the object (DuckDB's
-`json_merge_patch` removes them from the rest), which places them at known offsets.
+(`pc.index_in` + `take`). The field's text is found by byte search over the Arrow buffers —
+its key spelled once in the payload, no `\\u` escape that could spell it otherwise; a field
+every contract version requires needs no JSON parse, an optional one is checked against
+DuckDB's — and masked by writing into a copy of the data buffer. A payload spelled
+differently (the key also nested, escapes in the value) has its identifiers moved to the
+front of the object (DuckDB's `json_merge_patch` removes them from the rest), which places
+them at known offsets.
 """
 
 from __future__ import annotations
