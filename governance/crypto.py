@@ -106,11 +106,13 @@ def _large(values: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 
 def _buffers(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Offsets (len + 1) and data bytes of a large string/binary array with offset 0."""
+    """Offsets (len + 1) and data bytes (up to the last row's end: a slice's buffer may hold
+    more) of a large string/binary array with offset 0."""
     buffers = values.buffers()
     offsets = np.frombuffer(buffers[1], np.int64)[: len(values) + 1]
-    data = np.frombuffer(buffers[2], np.uint8) if buffers[2] is not None else np.zeros(0, np.uint8)
-    return offsets, data
+    if buffers[2] is None:
+        return offsets, np.zeros(0, np.uint8)
+    return offsets, np.frombuffer(buffers[2], np.uint8)[: offsets[-1]]
 
 
 def _with_data(values: pa.Array, data: np.ndarray) -> pa.Array:
@@ -184,6 +186,7 @@ def _always_present(topic: str, path: str) -> bool:
 def _rows_holding(offsets: np.ndarray, data: np.ndarray, pattern: bytes) -> np.ndarray:
     """Which rows hold the two-byte `pattern`."""
     hits = np.flatnonzero((data[:-1] == pattern[0]) & (data[1:] == pattern[1]))
+    hits = hits[hits >= offsets[0]]
     rows = np.zeros(len(offsets) - 1, bool)
     rows[np.searchsorted(offsets, hits, side="right") - 1] = True
     return rows
