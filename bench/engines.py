@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from _common import Timer, load, machine, print_table, raw_orders_table
 from deltalake import DeltaTable, write_deltalake
 
-from governance.crypto import encrypt_values
+from governance.crypto import encrypt_raw
 from lake.silver import build_silver
 from lake.tables import RAW_SCHEMA, raw_uri, silver_uri
 from lakehouse.config import Settings
@@ -40,8 +40,7 @@ def _raw(settings: Settings, n: int, first_id: int, offsets: dict[int, int]) -> 
         mine = table.filter(pc.equal(table["partition"], p))
         if mine.num_rows:
             offsets[p] = pc.max(mine["offset"]).as_py() + 1
-    values = encrypt_values(settings, "orders", table["value"].combine_chunks())
-    return table.set_column(RAW_SCHEMA.get_field_index("value"), RAW_SCHEMA.field("value"), values)
+    return encrypt_raw(settings, "orders", table)
 
 
 def _write(settings: Settings, table: pa.Table, commits: int) -> None:

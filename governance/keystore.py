@@ -6,7 +6,7 @@ keyed hash of the subject, so the store itself names nobody. Destroying a subjec
 every raw value encrypted under it unreadable (crypto-shredding).
 
 A key id names one value of one subject, so each data key seals exactly one value: its token
-(what raw stores) is kept beside it. A process meeting a known subject then reads the token
+(the sealed value raw stores, kept here as `pii1.<key id>.<base64>`) is kept beside it. A process meeting a known subject then reads the token
 instead of unwrapping the key and sealing again — which is what every Dagster run, a fresh
 process, would otherwise pay per distinct subject of its batch. The token adds nothing to what
 the row holds (it opens only with the row's key) and goes with it when the key is destroyed.

@@ -126,6 +126,16 @@ def personal_fields(topic: str | None = None, level: str | None = None) -> list[
     ]
 
 
+def sealed_fields(topic: str) -> list[FieldClass]:
+    """The direct identifiers raw ingestion seals (governance.crypto): the top-level fields of
+    `x-pii: direct`, once each whatever the number of contract versions naming them."""
+    seen: dict[str, FieldClass] = {}
+    for f in personal_fields(topic, "direct"):
+        if "." not in f.path:
+            seen.setdefault(f.path, f)
+    return list(seen.values())
+
+
 def subjects() -> dict[str, list[FieldClass]]:
     """Subject name → the direct-identifier fields that name it, over all topics."""
     out: dict[str, list[FieldClass]] = {}

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from governance import pii
-from lake.tables import open_table, raw_uri
+from lake.tables import open_table, pii_column, raw_uri
 from lakehouse.config import Settings
 
 
@@ -37,7 +37,8 @@ class ScanResult:
 
 def raw_personal_values(settings: Settings, topic: str, raw: pa.Table | None = None) -> dict:
     """{field: distinct values} of the flat personal fields of `topic` as raw received them
-    (decrypted: `governance.crypto` tokens are read back through the key store)."""
+    (decrypted: `governance.crypto`'s sealed identifiers, in the raw `pii_<field>` columns
+    or, in older rows, in the payload, are read back through the key store)."""
     fields = [f for f in pii.personal_fields(topic) if "." not in f.path]
     if not fields:
         return {}
@@ -45,7 +46,9 @@ def raw_personal_values(settings: Settings, topic: str, raw: pa.Table | None = N
         table = open_table(raw_uri(settings, topic), settings)
         if table is None:
             return {}
-        raw = table.to_pyarrow_table(columns=["value"])
+        sealed = [pii_column(f.path) for f in pii.sealed_fields(topic)]
+        present = {f.name for f in table.schema().fields}  # an older table may lack them
+        raw = table.to_pyarrow_table(columns=["value", *(c for c in sealed if c in present)])
     raw = _plain_values(settings, topic, raw)
     con = duckdb.connect()
     try:

@@ -34,11 +34,19 @@ import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
-from governance.crypto import encrypt_values
+from governance.crypto import encrypt_raw_values
 from ingestion import kafka_client
 from ingestion.contracts import contract
 from ingestion.validation import validate_versions
-from lake.tables import DEAD_LETTER_SCHEMA, RAW_SCHEMA, dead_letter_uri, open_table, raw_uri
+from lake.tables import (
+    DEAD_LETTER_SCHEMA,
+    PII_TOKEN_TYPE,
+    RAW_SCHEMA,
+    dead_letter_uri,
+    open_table,
+    raw_schema,
+    raw_uri,
+)
 from lakehouse.config import Settings
 from lakehouse.errors import BrokerBehindLakeError, ConcurrentIngestError
 
@@ -281,10 +289,10 @@ def start_new_epoch(settings: Settings, topic: str, bootstrap: str, reason: str)
     }
     write_deltalake(
         uri,
-        RAW_SCHEMA.empty_table(),
+        raw_schema(topic).empty_table(),
         mode="append",
         partition_by=["ingest_date"],
-        schema_mode="merge",  # a raw table written before schema_version existed gains it
+        schema_mode="merge",  # a raw table written before a column existed gains it
         storage_options=settings.storage_options or None,
         commit_properties=CommitProperties(
             app_transactions=[Transaction(epoch_app_id(topic), epoch)],
@@ -302,18 +310,16 @@ def _batch_id(topic: str, epoch: int, start: dict[int, int], end: dict[int, int]
 
 def _prepare_group(
     settings: Settings, topic: str, group: pa.Table, schemas: list[tuple[int, dict]]
-) -> tuple[pa.Array, pa.Array, pa.Array]:
-    """Reasons, schema versions and stored values (direct identifiers encrypted; null for
-    the rows refused) of one group of records."""
+) -> tuple[pa.Array, pa.Array, pa.Table]:
+    """Reasons, schema versions and what raw stores of one group of records: `value` and the
+    `pii_<field>` columns (direct identifiers masked and sealed; null for the rows refused)."""
     reasons, versions = validate_versions(group, schemas)
     valid = pc.is_null(reasons)
-    stored = pa.nulls(group.num_rows, pa.large_string())
-    if pc.any(valid).as_py():
-        values = pc.cast(group["value"].combine_chunks().filter(valid), pa.large_string())
-        sealed = encrypt_values(settings, topic, values)
-        if isinstance(sealed, pa.ChunkedArray):
-            sealed = sealed.combine_chunks()
-        stored = pc.replace_with_mask(stored, valid, sealed)
+    values = pc.cast(group["value"].combine_chunks().filter(valid), pa.large_string())
+    sealed = encrypt_raw_values(settings, topic, values)
+    # each record's row of `sealed`, null for the refused ones (take yields a null row)
+    where = pc.subtract(pc.cumulative_sum(pc.cast(valid, pa.int64())), 1)
+    stored = sealed.take(pc.if_else(valid, where, pa.scalar(None, pa.int64())))
     return reasons, versions, stored
 
 
@@ -345,7 +351,7 @@ def ingest_batch(
     # keeps all its threads: validation (~10 µs of CPU a record) costs more than decoding, so
     # capping it to the core the polling thread leaves free made it the bottleneck.
     chunks: list[pa.Table] = []
-    validated: list[Future[tuple[pa.Array, pa.Array, pa.Array]]] = []
+    validated: list[Future[tuple[pa.Array, pa.Array, pa.Table]]] = []
     pending: list[pa.Table] = []
     with ThreadPoolExecutor(1, thread_name_prefix=f"validate-{topic}") as pool:
         for chunk in kafka_client.read_range(bootstrap, topic, start, capped, max_records=cap):
@@ -360,7 +366,7 @@ def ingest_batch(
             validated.append(pool.submit(_prepare_group, settings, topic, group, schemas))
         outcomes = [future.result() for future in validated]
     batch = pa.concat_tables(chunks) if chunks else kafka_client.RECORDS_SCHEMA.empty_table()
-    reasons, versions, stored = _concat_outcomes(outcomes)
+    reasons, versions, stored = _concat_outcomes(topic, outcomes)
     if capped != target:  # stopped at the cap with lag left: end every partition at one time
         keep = time_step_mask(batch, start, capped, target)
         batch, reasons, versions = batch.filter(keep), reasons.filter(keep), versions.filter(keep)
@@ -396,7 +402,7 @@ def ingest_records(settings: Settings, topic: str, records: pa.Table) -> BatchRe
         _prepare_group(settings, topic, records.slice(i, VALIDATION_GROUP), schemas)
         for i in range(0, records.num_rows, VALIDATION_GROUP)
     ]
-    reasons, versions, stored = _concat_outcomes(outcomes)
+    reasons, versions, stored = _concat_outcomes(topic, outcomes)
     read_upto, _ = _last_records(records)
     return _commit_batch(
         settings, topic, state, start, read_upto, records, reasons, versions, stored, started, None
@@ -404,11 +410,20 @@ def ingest_records(settings: Settings, topic: str, records: pa.Table) -> BatchRe
 
 
 def _concat_outcomes(
-    outcomes: list[tuple[pa.Array, pa.Array, pa.Array]],
-) -> tuple[pa.Array, pa.Array, pa.Array]:
+    topic: str, outcomes: list[tuple[pa.Array, pa.Array, pa.Table]]
+) -> tuple[pa.Array, pa.Array, pa.Table]:
     if not outcomes:
-        return pa.array([], pa.string()), pa.array([], pa.int32()), pa.array([], pa.large_string())
-    return tuple(pa.concat_arrays([o[i] for o in outcomes]) for i in range(3))  # type: ignore[return-value]
+        stored = raw_schema(topic).empty_table().select(["value", *_pii_columns(topic)])
+        return pa.array([], pa.string()), pa.array([], pa.int32()), stored
+    return (
+        pa.concat_arrays([o[0] for o in outcomes]),
+        pa.concat_arrays([o[1] for o in outcomes]),
+        pa.concat_tables([o[2] for o in outcomes]),
+    )
+
+
+def _pii_columns(topic: str) -> list[str]:
+    return raw_schema(topic).names[len(RAW_SCHEMA) :]
 
 
 def _commit_batch(
@@ -420,11 +435,12 @@ def _commit_batch(
     batch: pa.Table,
     reasons: pa.Array,
     versions: pa.Array,
-    stored: pa.Array,
+    stored: pa.Table,
     started: float,
     cap_target: dict[int, int] | None,
 ) -> BatchResult:
-    """Dead letters, then the raw rows (`stored`: their values, encrypted) with their offsets,
+    """Dead letters, then the raw rows (`stored`: their values and pii columns, identifiers
+    sealed) with their offsets,
     in one commit each. `cap_target`: the range the batch cap stopped short of, if it did."""
     read_upto, last_fingerprints = _last_records(batch)
     read_to = {**start, **read_upto}
@@ -454,12 +470,15 @@ def _commit_batch(
         result.dead_letter_reasons = {c["values"]: c["counts"] for c in counts}
 
     good = batch.filter(pc.invert(bad))
-    raw = _raw_rows(good, versions.filter(pc.invert(bad)), topic, state.epoch, batch_id, now)
-    # direct identifiers already encrypted under their subjects' keys (governance.crypto, in
-    # _prepare_group): no plaintext identifier reaches a raw file
-    raw = raw.set_column(
-        RAW_SCHEMA.get_field_index("value"),
-        RAW_SCHEMA.field("value"),
+    # direct identifiers already masked and sealed under their subjects' keys
+    # (governance.crypto, in _prepare_group): no plaintext identifier reaches a raw file
+    raw = _raw_rows(
+        good,
+        versions.filter(pc.invert(bad)),
+        topic,
+        state.epoch,
+        batch_id,
+        now,
         stored.filter(pc.invert(bad)),
     )
     fingerprints = {**state.fingerprints, **last_fingerprints}
@@ -490,7 +509,7 @@ def _commit_batch(
         with contextlib.suppress(DeltaError):
             write_deltalake(
                 uri,
-                RAW_SCHEMA.empty_table(),
+                raw_schema(topic).empty_table(),
                 mode="append",
                 partition_by=["ingest_date"],
                 storage_options=settings.storage_options or None,
@@ -503,7 +522,9 @@ def _commit_batch(
                 raw,
                 mode="append",
                 partition_by=["ingest_date"],
-                schema_mode="merge",  # a raw table written before schema_version existed gains it
+                # a raw table written before a column existed (schema_version, the pii
+                # columns) gains it; its older rows read null there
+                schema_mode="merge",
                 storage_options=settings.storage_options or None,
                 commit_properties=commit,
             )
@@ -547,9 +568,21 @@ def _raise_if_offsets_taken(
 
 
 def _raw_rows(
-    good: pa.Table, versions: pa.Array, topic: str, epoch: int, batch_id: str, now: datetime
+    good: pa.Table,
+    versions: pa.Array,
+    topic: str,
+    epoch: int,
+    batch_id: str,
+    now: datetime,
+    stored: pa.Table | None = None,
 ) -> pa.Table:
+    """Raw rows (`raw_schema(topic)`) of these records; `stored`: their `value` and pii
+    columns as `_prepare_group` made them (default: the values as received, no pii columns)."""
     n = good.num_rows
+    sealed = {
+        name: stored[name] if stored is not None else pa.nulls(n, PII_TOKEN_TYPE)
+        for name in _pii_columns(topic)
+    }
     return pa.table(
         {
             "epoch": pa.array([epoch] * n, pa.int32()),
@@ -557,7 +590,9 @@ def _raw_rows(
             "partition": good["partition"],
             "offset": good["offset"],
             "key": pc.cast(good["key"], pa.string()),
-            "value": pc.cast(good["value"], pa.large_string()),
+            "value": stored["value"]
+            if stored is not None
+            else pc.cast(good["value"], pa.large_string()),
             "kafka_timestamp": pc.cast(
                 pc.cast(good["timestamp_ms"], pa.timestamp("ms", tz="UTC")),
                 RAW_SCHEMA.field("kafka_timestamp").type,
@@ -567,8 +602,9 @@ def _raw_rows(
             "batch_id": pa.array([batch_id] * n, pa.string()),
             "ingest_date": pa.array([now.date()] * n, pa.date32()),
             "schema_version": versions,
+            **sealed,
         },
-        schema=RAW_SCHEMA,
+        schema=raw_schema(topic),
     )
 
 

@@ -57,7 +57,14 @@ from lake.spark_delta import (
     local_table_path,
     write_data_files,
 )
-from lake.tables import SILVER_ORDERS_SCHEMA, SILVER_TABLES, open_table, raw_uri, silver_uri
+from lake.tables import (
+    SILVER_ORDERS_SCHEMA,
+    SILVER_TABLES,
+    open_table,
+    pii_column,
+    raw_uri,
+    silver_uri,
+)
 from lakehouse.config import Settings
 
 # qty is read as DOUBLE: the contract accepts 2.0 as an integer (JSON Schema), which DuckDB's
@@ -469,7 +476,7 @@ def files_added_since(
 
 def _decrypt_task(settings: Settings, topic: str) -> Callable[..., Iterator[pa.RecordBatch]]:
     """Runs in each task: governance.crypto's decryption of the raw tokens, batch by batch
-    (rows of erased subjects drop out, as on the DuckDB path)."""
+    (rows of erased subjects drop out, as on the DuckDB path; the pii columns are dropped)."""
 
     def decrypt(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
@@ -481,8 +488,13 @@ def _decrypt_task(settings: Settings, topic: str) -> Callable[..., Iterator[pa.R
 
 
 def read_raw(spark: SparkSession, settings: Settings, topic: str, files: list[str]) -> DataFrame:
-    """Raw rows of these files, PII tokens decrypted inside the Spark tasks."""
-    raw = spark.read.parquet(*files).select(*_RAW_COLUMNS)
+    """Raw rows of these files, PII tokens decrypted inside the Spark tasks. Read with the
+    schema given, not inferred: a file written before the `pii_<field>` columns reads null
+    there (its payload holds `pii1.` tokens, which the tasks decrypt as well)."""
+    sealed = [pii_column(f.path) for f in pii.sealed_fields(topic)]
+    token = "STRUCT<key_id: BINARY, sealed: BINARY, pos: INT>"  # lake.tables.PII_TOKEN_TYPE
+    schema = ", ".join([_RAW_DDL, *(f"{name} {token}" for name in sealed)])
+    raw = spark.read.schema(schema).parquet(*files).select(*_RAW_COLUMNS, *sealed)
     return raw.mapInArrow(_decrypt_task(settings, topic), _RAW_DDL)
 
 

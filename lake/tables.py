@@ -38,6 +38,31 @@ RAW_SCHEMA = pa.schema(
     ]
 )
 
+# A direct identifier sealed at ingestion (governance.crypto), in the raw column
+# `pii_<field>` of each one (`raw_schema`): the key id of its subject's data key (16 bytes),
+# the AES-GCM sealed value (nonce | ciphertext | tag) and the byte offset in `value` of the
+# masked text it replaces. Null where the payload holds the field as received (encryption
+# off, rows written before these columns: their payload holds a `pii1.` token instead).
+PII_TOKEN_TYPE = pa.struct(
+    [
+        pa.field("key_id", pa.binary()),
+        pa.field("sealed", pa.binary()),
+        pa.field("pos", pa.int32()),
+    ]
+)
+
+
+def pii_column(path: str) -> str:
+    return f"pii_{path}"
+
+
+def raw_schema(topic: str) -> pa.Schema:
+    """The raw table schema of `topic`: RAW_SCHEMA and one sealed-identifier column per direct
+    identifier of its contracts."""
+    extra = [pa.field(pii_column(f.path), PII_TOKEN_TYPE) for f in pii.sealed_fields(topic)]
+    return pa.schema([*RAW_SCHEMA, *extra])
+
+
 # _dead_letter: one table for every topic; payload kept as bytes (it may not be UTF-8).
 DEAD_LETTER_SCHEMA = pa.schema(
     [

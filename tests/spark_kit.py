@@ -18,12 +18,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import write_deltalake
 
-from governance.crypto import encrypt_values
+from governance.crypto import encrypt_raw
 from ingestion import kafka_client
 from ingestion.contracts import contract
 from ingestion.raw import _raw_rows
 from ingestion.validation import validate_versions
-from lake.tables import RAW_SCHEMA, raw_uri
+from lake.tables import raw_uri
 from lakehouse.config import Settings
 
 
@@ -62,7 +62,7 @@ def raw_batch(
     epoch: int = 0,
     ingested_at: datetime | None = None,
 ) -> pa.Table:
-    """Raw rows (RAW_SCHEMA) of `messages` (key, value) as one ingestion micro-batch would
+    """Raw rows (`raw_schema(topic)`) of `messages` (key, value) as one ingestion micro-batch would
     write them: key-hashed partitions, offsets from `next_offsets` (advanced in place),
     contract-validated (invalid payloads left out: the ingestion tests cover dead letters),
     direct identifiers encrypted."""
@@ -83,11 +83,7 @@ def raw_batch(
     reasons, versions = validate_versions(records, schemas)
     good = pc.is_null(reasons)
     raw = _raw_rows(records.filter(good), versions.filter(good), topic, epoch, "test", now)
-    return raw.set_column(
-        RAW_SCHEMA.get_field_index("value"),
-        RAW_SCHEMA.field("value"),
-        encrypt_values(settings, topic, raw["value"].combine_chunks()),
-    )
+    return encrypt_raw(settings, topic, raw)
 
 
 def append_raw(settings: Settings, topic: str, raw: pa.Table) -> None:

@@ -14,7 +14,7 @@ import pytest
 from deltalake import DeltaTable
 from testkit import SEED_TRANSACTION, order_message
 
-from governance.crypto import TOKEN_PREFIX, decrypt_raw_values
+from governance.crypto import TOKEN_PREFIX, decrypt_raw_values, encrypt_raw_values
 from governance.pii import pseudonym
 from ingestion import kafka_client
 from ingestion.broker import EmbeddedBroker
@@ -48,10 +48,13 @@ def test_raw_identifiers_are_encrypted_and_silver_decrypts(
     assert ingest_batch(settings, "transactions", broker.bootstrap).rows_written == 50
 
     raw = DeltaTable(raw_uri(settings, "orders")).to_pyarrow_table()
+    # the payload keeps the field, its text masked byte for byte; the sealed value is beside it
     customers = {json.loads(v)["customer_id"] for v in raw["value"].to_pylist()}
-    assert all(c.startswith(TOKEN_PREFIX) for c in customers)
-    # one token per distinct customer per batch: 10 customers, 10 tokens
-    assert len(customers) == 10
+    assert customers == {"***"}
+    tokens = raw["pii_customer_id"].to_pylist()
+    # one token per distinct customer: 10 customers, 10 tokens (binary key id, no base64)
+    assert len({t["sealed"] for t in tokens}) == 10
+    assert {len(t["key_id"]) for t in tokens} == {16}
     lake = Path(settings.lake_root)
     for plain in (b"c_3", b"acc_5", b"4a1f...ed"):
         assert _files_holding(lake / "raw", plain) == []
@@ -167,20 +170,20 @@ def test_a_subject_erased_between_batches_gets_a_new_key_not_its_cached_token(
     new key instead of sealed under the destroyed one."""
     import pyarrow as pa
 
-    from governance.crypto import encrypt_values, key_id
+    from governance.crypto import key_id
     from governance.keystore import open_key_store
 
     event = {**SEED_TRANSACTION, "account_id": "acc_cached"}
     values = pa.array([json.dumps(event)], pa.large_string())
-    first = encrypt_values(settings, "transactions", values)
-    assert encrypt_values(settings, "transactions", values).equals(first)  # reused token
+    first = encrypt_raw_values(settings, "transactions", values)
+    assert encrypt_raw_values(settings, "transactions", values).equals(first)  # reused token
     with open_key_store(settings) as store:
         assert store.destroy([key_id("account_id", "acc_cached", settings.pii_hash_key)]) == 1
-    shredded = decrypt_raw_values(settings, "transactions", pa.table({"value": first}))
+    shredded = decrypt_raw_values(settings, "transactions", first)
     assert shredded.num_rows == 0  # the old token no longer opens
-    second = encrypt_values(settings, "transactions", values)
-    assert not second.equals(first)
-    opened = decrypt_raw_values(settings, "transactions", pa.table({"value": second}))
+    second = encrypt_raw_values(settings, "transactions", values)
+    assert not second["pii_account_id"].equals(first["pii_account_id"])
+    opened = decrypt_raw_values(settings, "transactions", second)
     assert json.loads(opened["value"][0].as_py())["account_id"] == "acc_cached"
 
 
@@ -199,15 +202,15 @@ def test_a_fresh_process_reads_known_subjects_tokens_from_the_key_store(
         [json.dumps({**SEED_TRANSACTION, "account_id": f"acc_{i}"}) for i in range(3)],
         pa.large_string(),
     )
-    first = crypto.encrypt_values(settings, "transactions", values)
+    first = crypto.encrypt_raw_values(settings, "transactions", values)
     crypto._token_caches.clear()  # a new process: nothing made in memory yet
-    assert crypto.encrypt_values(settings, "transactions", values).equals(first)
+    assert crypto.encrypt_raw_values(settings, "transactions", values).equals(first)
 
     with sqlite3.connect(settings.key_store_path) as con:  # as an older store holds it
         con.execute("UPDATE subject_keys SET token = NULL")
     crypto._token_caches.clear()
-    again = crypto.encrypt_values(settings, "transactions", values)
-    opened = decrypt_raw_values(settings, "transactions", pa.table({"value": again}))
+    again = crypto.encrypt_raw_values(settings, "transactions", values)
+    opened = decrypt_raw_values(settings, "transactions", again)
     assert [json.loads(v)["account_id"] for v in opened["value"].to_pylist()] == [
         "acc_0",
         "acc_1",
@@ -220,22 +223,107 @@ def test_a_fresh_process_reads_known_subjects_tokens_from_the_key_store(
 
 
 def test_identifiers_are_sealed_whatever_the_payload_spelling(settings: Settings) -> None:
-    """Spaces, escapes and the same pair nested again take the parsing path: the top-level
-    identifier is sealed, the nested object is left as received, and silver reads it back."""
+    """The same pair nested again, escapes in the value or elsewhere, non-ASCII text before
+    it: the top-level identifier is masked and sealed, the nested object and the other fields
+    are left as received, and silver reads the payload back."""
     import pyarrow as pa
-
-    from governance.crypto import encrypt_values
 
     payloads = [
         '{"customer_id": "c_1", "x": {"customer_id":"c_1"}}',
         '{"x":{"customer_id":"c_2"},"customer_id":"c_2"}',
         '{"customer_id":"c_\\u0033"}',
         '{"customer_id":"c_4","note":"\\"customer_id\\":\\"c_4\\""}',
+        '{"city":"Besançon","customer_id":"c_\\"5é"}',
+        '{"city":"Besançon", "customer_id": "c_6é"}',
+        '{"customer_id":"c_' + "7" * 100 + '"}',  # longer than the first bytes searched
     ]
-    sealed = encrypt_values(settings, "orders", pa.array(payloads, pa.large_string()))
-    docs = [json.loads(v) for v in sealed.to_pylist()]
-    assert all(d["customer_id"].startswith(TOKEN_PREFIX) for d in docs)
+    sealed = encrypt_raw_values(settings, "orders", pa.array(payloads, pa.large_string()))
+    docs = [json.loads(v) for v in sealed["value"].to_pylist()]
+    # one `*` per byte of the text between the quotes (`c_\"5é`: 7 bytes)
+    assert [d["customer_id"] for d in docs] == ["*" * n for n in (3, 3, 3, 3, 7, 5, 102)]
     assert [d.get("x") for d in docs[:2]] == [{"customer_id": "c_1"}, {"customer_id": "c_2"}]
     assert docs[3]["note"] == '"customer_id":"c_4"'
-    opened = decrypt_raw_values(settings, "orders", pa.table({"value": sealed}))
+    assert [d.get("city") for d in docs[4:6]] == ["Besançon", "Besançon"]
+    assert sealed["pii_customer_id"].null_count == 0
+    opened = decrypt_raw_values(settings, "orders", sealed)
+    assert opened.column_names == ["value"]
     assert [json.loads(v) for v in opened["value"].to_pylist()] == [json.loads(p) for p in payloads]
+
+
+def test_raw_files_name_no_customer_and_rows_with_payload_tokens_still_decrypt(
+    settings: Settings, broker: EmbeddedBroker
+) -> None:
+    """A raw table written before the pii columns (its payloads hold `pii1.` tokens) gains
+    them on the next ingestion; no raw file holds a plaintext identifier; silver reads the
+    rows of both layouts, and an erasure removes a subject's rows of either layout."""
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+    from deltalake import write_deltalake
+    from testkit import order
+
+    from governance import crypto
+    from governance.keystore import open_key_store
+    from ingestion.raw import _raw_rows
+    from lake.tables import RAW_SCHEMA
+
+    kid = crypto.key_id("customer_id", "c_old", settings.pii_hash_key)
+    with open_key_store(settings) as store:  # the token as ingestion put it in the payload
+        token = store.tokens([kid], crypto._sealer({kid: "c_old"}))[kid]
+    assert token.startswith(TOKEN_PREFIX)
+    records = pa.table(
+        {
+            "partition": [0],
+            "offset": [10**6],
+            "key": [b"o_old"],
+            "value": [json.dumps(order(999, order_id="o_old", customer_id=token)).encode()],
+            "timestamp_ms": [1_755_345_600_000],
+            "headers": [[]],
+        },
+        schema=kafka_client.RECORDS_SCHEMA,
+    )
+    now = datetime(2025, 8, 16, 12, 0, tzinfo=UTC)
+    old = _raw_rows(records, pa.array([1], pa.int32()), "orders", 0, "old", now)
+    old = old.select(RAW_SCHEMA.names)  # as raw was before the pii columns
+    write_deltalake(raw_uri(settings, "orders"), old, partition_by=["ingest_date"])
+
+    kafka_client.produce(
+        broker.bootstrap, "orders", [order_message(i, customer_id=f"c_{i % 4}") for i in range(20)]
+    )
+    assert ingest_batch(settings, "orders", broker.bootstrap).rows_written == 20
+    raw = DeltaTable(raw_uri(settings, "orders")).to_pyarrow_table()
+    assert "pii_customer_id" in raw.column_names  # the older table gained the column
+    rows = {json.loads(r["value"])["order_id"]: r for r in raw.to_pylist()}
+    assert rows["o_old"]["pii_customer_id"] is None and token in rows["o_old"]["value"]
+    assert json.loads(rows["o_3"]["value"])["customer_id"] == "***"
+    assert rows["o_3"]["pii_customer_id"]["sealed"]
+    raw_files = Path(settings.lake_root) / "raw"
+    for plain in (b"c_old", b"c_0", b"c_1", b"c_2", b"c_3"):
+        assert _files_holding(raw_files, plain) == []
+
+    opened = decrypt_raw_values(settings, "orders", raw)
+    assert "pii_customer_id" not in opened.column_names
+    assert {json.loads(v)["customer_id"] for v in opened["value"].to_pylist()} == {
+        "c_old",
+        "c_0",
+        "c_1",
+        "c_2",
+        "c_3",
+    }
+    assert build_silver(settings, "silver_orders").rows_inserted == 42  # 21 orders, 2 lines
+    silver = DeltaTable(silver_uri(settings, "silver_orders")).to_pyarrow_table()
+    hashes = dict(
+        zip(silver["order_id"].to_pylist(), silver["customer_id_hash"].to_pylist(), strict=True)
+    )
+    assert hashes["o_old"] == pseudonym("c_old", settings.pii_hash_key)
+    assert hashes["o_2"] == pseudonym("c_2", settings.pii_hash_key)
+
+    with open_key_store(settings) as store:
+        store.destroy([kid, crypto.key_id("customer_id", "c_1", settings.pii_hash_key)])
+    left = decrypt_raw_values(settings, "orders", raw)
+    assert {json.loads(v)["customer_id"] for v in left["value"].to_pylist()} == {
+        "c_0",
+        "c_2",
+        "c_3",
+    }
+    assert left.num_rows == 15
