@@ -93,14 +93,14 @@ def _v(value: int | None) -> int:
 def silver_social(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource
 ) -> dg.MaterializeResult:
-    from lake.tables import RAW_SCHEMA, raw_uri
+    from lake.tables import raw_schema, raw_uri
     from sentiment.outbox import publish_new_rows
     from sentiment.pipeline import build_silver_social, clean_message
     from sentiment.tables import CLEAN_TOPIC, SILVER_SOCIAL_SCHEMA, silver_social_uri
 
     settings = lakehouse.settings()
     uri = silver_social_uri(settings)
-    inputs = [("raw_social_raw", raw_uri(settings, "social_raw"), RAW_SCHEMA)]
+    inputs = [("raw_social_raw", raw_uri(settings, "social_raw"), raw_schema("social_raw"))]
     outputs = [("silver_social", uri, SILVER_SOCIAL_SCHEMA), _topic(settings, CLEAN_TOPIC)]
     with lineage_run(settings, context, inputs, outputs) as h:
         result = build_silver_social(settings)

@@ -10,7 +10,7 @@ from dagster_project.resources import LakehouseResource
 from ingestion.broker import TOPICS
 from ingestion.contracts import contract
 from ingestion.raw import ingest_batch
-from lake.tables import RAW_SCHEMA, raw_uri
+from lake.tables import raw_schema, raw_uri
 from lakehouse.lineage import kafka_dataset
 
 
@@ -47,7 +47,7 @@ def raw_asset(topic: str) -> dg.AssetsDefinition:
         # input: the topic, named per the OpenLineage spec (kafka://<bootstrap> + topic)
         source = kafka_dataset(settings, topic, json_schema=contract(topic).schema)
         with lineage_run(
-            settings, context, [source], [(f"raw_{topic}", uri, RAW_SCHEMA)]
+            settings, context, [source], [(f"raw_{topic}", uri, raw_schema(topic))]
         ) as handle:
             result = ingest_batch(
                 settings,

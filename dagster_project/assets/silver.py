@@ -12,7 +12,7 @@ import dagster as dg
 from dagster_project.lineage import lineage_run
 from governance.policy import access_note
 from lake.silver import SPECS, SilverResult, build_inventory_current, build_silver
-from lake.tables import RAW_SCHEMA, SILVER_TABLES, raw_uri, silver_uri
+from lake.tables import SILVER_TABLES, raw_schema, raw_uri, silver_uri
 from lakehouse.config import Settings
 
 DESCRIPTIONS = {
@@ -107,7 +107,7 @@ def silver_asset(name: str, engine: str) -> dg.AssetsDefinition:
     def _silver(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         settings = context.resources.lakehouse.settings()
         uri = silver_uri(settings, name)
-        inputs = [(f"raw_{spec.topic}", raw_uri(settings, spec.topic), RAW_SCHEMA)]
+        inputs = [(f"raw_{spec.topic}", raw_uri(settings, spec.topic), raw_schema(spec.topic))]
         with lineage_run(settings, context, inputs, [(name, uri, SILVER_TABLES[name][1])]) as h:
             result = build(context, settings)
             h.set_output_stats(name, result.rows_inserted)
