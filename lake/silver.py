@@ -624,26 +624,40 @@ def _append_fresh(
 def fresh_rows(
     target: DeltaTable, rows: pa.Table, key: tuple[str, ...], partition_by: str
 ) -> pa.Table:
-    """`rows` whose (key, partition value) `target` does not hold: an anti-join against the
-    key columns of only the files of the partitions `rows` touches (the partition column is
-    a function of the key), so memory follows the batch's partitions, not the table."""
+    """`rows` whose (key, partition value) `target` does not hold: an anti-join, one partition
+    value at a time, against the key columns of only that partition's files (the partition
+    column is a function of the key), so memory is the batch plus one partition's keys,
+    whatever the size of the table."""
     if rows.num_rows == 0:
         return rows
-    wanted = pc.unique(rows[partition_by])
-    existing = consistent_dataset(target).to_table(
-        columns=[*key, partition_by], filter=pc.field(partition_by).isin(wanted)
-    )
-    if existing.num_rows == 0:
-        return rows
+    dataset = consistent_dataset(target)
+    columns = [*key, partition_by]
+    using = ", ".join(f'"{c}"' for c in columns)
     con = duckdb.connect()
     try:
         con.register("batch", rows)
-        con.register("existing", existing)
-        using = ", ".join(f'"{c}"' for c in (*key, partition_by))
-        fresh = con.sql(f"SELECT * FROM batch ANTI JOIN existing USING ({using})").to_arrow_table()
+        parts = []
+        for value in pc.unique(rows[partition_by]):
+            if not value.is_valid:  # a null key part never matches: those rows are all new
+                query = f'SELECT * FROM batch WHERE "{partition_by}" IS NULL'
+                parts.append(con.execute(query).to_arrow_table())
+                continue
+            existing = dataset.to_table(columns=columns, filter=pc.field(partition_by) == value)
+            con.register("existing", existing)
+            parts.append(
+                con.execute(
+                    f'SELECT * FROM (SELECT * FROM batch WHERE "{partition_by}" = ?) '
+                    f"ANTI JOIN existing USING ({using})",
+                    [value.as_py()],
+                ).to_arrow_table()
+            )
+            con.unregister("existing")
+            del existing
     finally:
         con.close()
-    return fresh.cast(rows.schema)
+    if not parts:
+        return rows.slice(0, 0)
+    return pa.concat_tables([part.cast(rows.schema) for part in parts])
 
 
 def transform(spec: SilverSpec, raw_batch: pa.Table, pii_key: str) -> pa.Table:
