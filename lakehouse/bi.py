@@ -417,7 +417,8 @@ def normalise_export(files: dict[str, str], gold: str) -> dict[str, str]:
     """Superset's export (file name -> YAML) as the bundle is kept in the repo: the folder
     prefix dropped, file names without database ids, the gold path as the placeholder,
     dataset and chart ids (params, query contexts, dashboard positions) renumbered by the
-    files' sorted order, so an export does not depend on ids of one metadata database."""
+    files' sorted order, and the label colours viewing a dashboard saves dropped, so an export
+    does not depend on one metadata database or on who looked at what."""
     docs: dict[str, Any] = {}
     for name, text in files.items():
         parts = name.split("/")
@@ -452,6 +453,11 @@ def normalise_export(files: dict[str, str], gold: str) -> dict[str, str]:
                 doc, dataset_ids.get(doc.get("dataset_uuid"), 0), chart_ids[doc["uuid"]]
             )
         elif name.startswith("dashboards/"):
+            # Superset's front end saves the colours it gave each series when a dashboard is
+            # viewed: state of one metadata database, not part of the dashboard's definition
+            metadata = doc.get("metadata") or {}
+            metadata.pop("map_label_colors", None)
+            metadata.update(shared_label_colors=[], color_scheme_domain=[])
             for node in (doc.get("position") or {}).values():
                 if isinstance(node, dict) and node.get("type") == "CHART":
                     node["meta"]["chartId"] = chart_ids.get(node["meta"].get("uuid"), 0)

@@ -82,7 +82,8 @@ def test_import_zip_names_this_homes_gold_file(settings: Settings) -> None:
 
 def test_export_normalisation_restores_the_repo_bundle_from_any_ids(settings: Settings) -> None:
     """What Superset exports (folder prefix, ids of its own database in file names, params,
-    query contexts and positions, the home's gold path) normalises back to the repo's YAML."""
+    query contexts and positions, the home's gold path, the label colours that viewing a
+    dashboard saves) normalises back to the repo's YAML."""
     gold = str(settings.gold_db_path)
     exported: dict[str, str] = {}
     for name, text in bi.bundle_files().items():
@@ -98,6 +99,10 @@ def test_export_normalisation_restores_the_repo_bundle_from_any_ids(settings: Se
             for node in doc["position"].values():
                 if isinstance(node, dict) and node.get("type") == "CHART":
                     node["meta"]["chartId"] = 9000 + node["meta"]["chartId"]
+            # the colours a browser assigned to the series it drew, saved by viewing it
+            doc["metadata"]["map_label_colors"] = {"Our brand": "#1FA8C9"}
+            doc["metadata"]["shared_label_colors"] = ["Our brand"]
+            doc["metadata"]["color_scheme_domain"] = ["#1FA8C9", "#454E7C"]
         folder, _, file_name = name.partition("/")
         exported[f"dashboard_export_20260101T000000/{folder}/{file_name[:-5]}_17.yaml"] = (
             yaml.safe_dump(doc)
