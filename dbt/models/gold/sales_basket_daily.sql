@@ -6,7 +6,7 @@ with baskets as (
         channel,
         order_id,
         sum(qty) as units,
-        sum(qty * price) as amount
+        sum(cast(qty * price as decimal(38, 6))) as amount
     from {{ ref('stg_orders') }}
     group by all
 )
@@ -16,8 +16,8 @@ select
     channel,
     count(*) as orders,
     cast(sum(units) as bigint) as units,
-    round(sum(amount), 2) as revenue,
-    round(sum(amount) / count(*), 2) as avg_basket_eur,
+    cast(round(sum(amount), 2) as double) as revenue,  -- exact terms: no order-dependent cent
+    cast(round(sum(amount) / count(*), 2) as double) as avg_basket_eur,
     round(sum(units) / count(*), 3) as units_per_order
 from baskets
 group by all

@@ -23,7 +23,7 @@ decided as (
 select
     tx_date as d,
     count(*) as transactions,
-    round(sum(amount), 2) as amount_eur,
+    {{ money_sum("amount") }} as amount_eur,
     count(*) filter (where decision = 'ALLOW') as allowed,
     count(*) filter (where decision = 'CHALLENGE') as challenged,
     count(*) filter (where decision = 'BLOCK') as blocked,
