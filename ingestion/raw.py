@@ -440,8 +440,7 @@ def _commit_batch(
     cap_target: dict[int, int] | None,
 ) -> BatchResult:
     """Dead letters, then the raw rows (`stored`: their values and pii columns, identifiers
-    sealed) with their offsets,
-    in one commit each. `cap_target`: the range the batch cap stopped short of, if it did."""
+    sealed) with their offsets, in one commit each. `cap_target`: the range the batch cap stopped short of, if it did."""
     read_upto, last_fingerprints = _last_records(batch)
     read_to = {**start, **read_upto}
     result = BatchResult(topic, state.epoch, None, start, read_to, high_watermarks)

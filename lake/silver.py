@@ -4,9 +4,9 @@ Each silver table keeps, as a Delta transaction identifier in its own commits, t
 version it has processed (app id `silver<-raw_<topic>`), so a run reads only the raw files added
 since, and the new rows plus that marker land in one atomic commit. Re-processing is harmless:
 a batch is anti-joined with the keys of the partitions it touches and only unseen keys are
-appended (a MERGE's memory grows with the table, the anti-join's with the batch). Concurrent writers of one
-table conflict on a shared writer id, and the loser redoes its anti-join. Transforms are DuckDB SQL over Arrow, no Python loop
-per row. Personal fields are treated as their contract classifies them (`governance.pii`:
+appended (a MERGE's memory grows with the table, the anti-join's with the batch). Concurrent
+writers of one table conflict on a shared writer id, and the loser redoes its anti-join.
+Transforms are DuckDB SQL over Arrow, no Python loop per row. Personal fields are treated as their contract classifies them (`governance.pii`:
 direct identifiers keyed-hashed, quasi-identifiers hashed or generalised).
 """
 
@@ -417,10 +417,8 @@ def plan_batches(
         try:
             before = open_table(uri, settings, processed_version)
             seen = {_rel(u, uri) for u in before.file_uris()} if before else set()
-        except (
-            DeltaError
-        ):  # old log entries cleaned up: reprocess everything (the anti-join dedups)
-            seen = set()
+        except DeltaError:
+            seen = set()  # old log entries cleaned up: reprocess everything (the anti-join dedups)
         new = present - seen
     if sum(records.get(f, 0) for f in new) <= max_rows:  # the usual case: one batch
         groups: list[tuple[int | None, list[str]]] = [(current, sorted(new))]

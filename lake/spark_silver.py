@@ -32,6 +32,7 @@ from deltalake import CommitProperties, DeltaTable, Transaction
 from deltalake.exceptions import DeltaError
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema, from_arrow_type
 
 from governance import pii
 from governance.crypto import decrypt_raw_values
@@ -58,6 +59,7 @@ from lake.spark_delta import (
     write_data_files,
 )
 from lake.tables import (
+    PII_TOKEN_TYPE,
     SILVER_ORDERS_SCHEMA,
     SILVER_TABLES,
     open_table,
@@ -492,7 +494,7 @@ def read_raw(spark: SparkSession, settings: Settings, topic: str, files: list[st
     schema given, not inferred: a file written before the `pii_<field>` columns reads null
     there (its payload holds `pii1.` tokens, which the tasks decrypt as well)."""
     sealed = [pii_column(f.path) for f in pii.sealed_fields(topic)]
-    token = "STRUCT<key_id: BINARY, sealed: BINARY, pos: INT>"  # lake.tables.PII_TOKEN_TYPE
+    token = from_arrow_type(PII_TOKEN_TYPE).simpleString()
     schema = ", ".join([_RAW_DDL, *(f"{name} {token}" for name in sealed)])
     raw = spark.read.schema(schema).parquet(*files).select(*_RAW_COLUMNS, *sealed)
     return raw.mapInArrow(_decrypt_task(settings, topic), _RAW_DDL)
@@ -587,8 +589,6 @@ def _raw_rows_read(spark: SparkSession, files: list[str]) -> int:
 
 
 def _spark_schema(spark: SparkSession, schema: pa.Schema) -> object:
-    from pyspark.sql.pandas.types import from_arrow_schema
-
     return from_arrow_schema(schema)
 
 
