@@ -285,14 +285,13 @@ async def _watch_registry(engine: DecisionEngine, every: float) -> None:
 def build_engine(
     settings: Settings,
     say: Callable[[str], object] = print,
-    redis_prefix: str = "lakehouse:fraud:",
     warm: bool = False,
 ) -> DecisionEngine:
     from fraud.training import configure_registry
 
     configure_registry(settings)
     champion: Champion = resolve_champion(settings, say)
-    store = open_store(settings.redis_url, redis_prefix)
+    store = open_store(settings.redis_url, settings.redis_prefix)
     if warm:
         started = time.monotonic()
         loaded = warm_store(settings, store)

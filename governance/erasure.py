@@ -181,7 +181,7 @@ def forget(settings: Settings, subject_text: str) -> ErasureResult:
     if settings.redis_url and (accounts or cards):
         from fraud.store import RedisStore
 
-        online = RedisStore(settings.redis_url)
+        online = RedisStore(settings.redis_url, settings.redis_prefix)
         try:
             result.online_keys_removed = online.forget(accounts, cards)
         finally:

@@ -137,6 +137,12 @@ def _redis_url(text: str) -> str:
     return text
 
 
+def _redis_prefix(text: str) -> str:
+    if any(c.isspace() or c in "*?[]" for c in text):
+        raise ValueError("no spaces or glob characters (* ? [ ])")
+    return text
+
+
 def _mlflow_uri(text: str) -> str:
     if not text.startswith(("sqlite:///", "http://", "https://", "postgresql://")):
         raise ValueError("expected sqlite:///path.db, http(s):// or postgresql://")
@@ -187,6 +193,9 @@ class Settings:
     mlflow_tracking_uri: str
     alert_webhook_url: str | None
     sentiment_encoder: str = "static"
+    # every key of the online fraud feature store starts with this: deployments (or test
+    # runs) sharing one Redis database stay apart
+    redis_prefix: str = "lakehouse:fraud:"
     # brands the sentiment pipeline recognises in posts: ours first, then competitors
     sentiment_brands: tuple[str, ...] = ("Lumio", "Vexa", "Nordline")
     storage_options: dict[str, str] = field(default_factory=dict)
@@ -344,6 +353,13 @@ class Settings:
                 None,
                 _redis_url,
                 "use redis://host:port/db, or unset it for the in-process feature store",
+            ),
+            redis_prefix=_parse(
+                env,
+                "LAKEHOUSE_REDIS_PREFIX",
+                "lakehouse:fraud:",
+                _redis_prefix,
+                "use a key prefix such as lakehouse:fraud: (no spaces or * ? [ ])",
             ),
             mlflow_tracking_uri=_parse(
                 env,

@@ -1,5 +1,6 @@
 """`lakehouse fraud serve --workers 2` against one worker, over real HTTP and the real Redis
-(its own database, emptied before and after each service): the same transaction stream — the
+(its own database and key prefix, emptied before and after each service: another run of
+this suite on the same Redis cannot touch its keys): the same transaction stream — the
 seed's worked example, a card-testing burst and ordinary traffic of cards sharing devices,
 accounts and merchants — gets the same decisions, scores and reasons, when replayed
 sequentially per lane and concurrently across lanes (each lane its own cards, merchants,
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -35,6 +37,7 @@ from lakehouse.config import Settings
 pytestmark = pytest.mark.integration
 
 REDIS_URL = "redis://127.0.0.1:6379/11"  # this test's own database
+REDIS_PREFIX = f"test:fraud-workers:{uuid.uuid4().hex}:"  # this run's own keys
 END = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 LAKEHOUSE = str(Path(sys.executable).with_name("lakehouse"))
 FIELDS = ("transaction_id", "decision", "score", "reasons", "rule_ids", "anomaly_score")
@@ -51,6 +54,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     environment |= {
         "LAKEHOUSE_HOME": str(home),
         "LAKEHOUSE_REDIS_URL": REDIS_URL,
+        "LAKEHOUSE_REDIS_PREFIX": REDIS_PREFIX,
         "LAKEHOUSE_API_TOKENS": f"{hash_token(TOKEN)}=fraud-ops-user:fraud_ops",
     }
     train_simulated_champion(
@@ -60,7 +64,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def _clear_redis() -> None:
-    store = RedisStore(REDIS_URL)
+    store = RedisStore(REDIS_URL, REDIS_PREFIX)
     store.clear()
     store.close()
 

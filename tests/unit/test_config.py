@@ -61,6 +61,7 @@ def test_external_broker_and_s3_lake() -> None:
         ("LAKEHOUSE_ENGINE", "polars", "duckdb"),
         ("LAKEHOUSE_SPARK_MASTER", "local[0]", "spark://host:port"),
         ("LAKEHOUSE_SPARK_MASTER", "http://x", "sc://host:port"),
+        ("LAKEHOUSE_REDIS_PREFIX", "team a:*", "such as lakehouse:fraud:"),
     ],
 )
 def test_bad_values_give_one_line_naming_variable_and_fix(name: str, value: str, fix: str) -> None:
