@@ -26,7 +26,6 @@ them at known offsets.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
@@ -326,9 +325,19 @@ def _sealer(subject_values: dict[str, str]) -> Callable[[list[str], list[bytes]]
     return seal
 
 
-def _token_parts(token: str) -> Token:
-    kid = token[len(TOKEN_PREFIX) : len(TOKEN_PREFIX) + KEY_ID_CHARS]
-    return bytes.fromhex(kid), base64.b64decode(token[len(TOKEN_PREFIX) + KEY_ID_CHARS + 1 :])
+def _token_parts(tokens: list[str]) -> list[Token]:
+    """(key id, sealed) bytes of key-store tokens, decoded column-wise (unhex, from_base64)."""
+    con = duckdb.connect()
+    try:
+        con.register("t", pa.table({"t": pa.array(tokens, pa.string())}))
+        kid, sealed = len(TOKEN_PREFIX) + 1, len(TOKEN_PREFIX) + KEY_ID_CHARS + 2  # 1-based
+        parts = con.sql(
+            f"SELECT unhex(substr(t, {kid}, {KEY_ID_CHARS})) AS k, from_base64(substr(t, {sealed}))"
+            " AS s FROM t"
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return list(zip(parts["k"].to_pylist(), parts["s"].to_pylist(), strict=True))
 
 
 def _tokens(settings: Settings, store: KeyStore, subject: str, distinct: list[str]) -> list[Token]:
@@ -337,7 +346,7 @@ def _tokens(settings: Settings, store: KeyStore, subject: str, distinct: list[st
     if new:
         ids = _key_ids(subject, pa.array(new, pa.string()), settings.pii_hash_key)
         made = store.tokens(ids, _sealer(dict(zip(ids, new, strict=True))))
-        known.update((value, _token_parts(made[kid])) for value, kid in zip(new, ids, strict=True))
+        known.update(zip(new, _token_parts([made[kid] for kid in ids]), strict=True))
     return [known[value] for value in distinct]
 
 
@@ -519,7 +528,7 @@ def _open_payload_tokens(
         if not pc.any(is_token).as_py():
             continue
         distinct = pc.unique(pc.filter(column, is_token))
-        parts = [_token_parts(str(t)) for t in distinct.to_pylist()]
+        parts = _token_parts([str(t) for t in distinct.to_pylist()])
         plain = opener.open([kid.hex() for kid, _ in parts], [blob for _, blob in parts])
         mapped = pc.take(pa.array(plain, pa.string()), pc.index_in(column, value_set=distinct))
         erased = pc.and_(is_token, pc.is_null(mapped)).to_numpy(zero_copy_only=False)
