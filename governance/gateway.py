@@ -5,8 +5,9 @@ the gateway listens on the wider address and checks every request — page, API 
 websocket upgrade — against `LAKEHOUSE_API_TOKENS` (governance.tokens): 401 without a known
 token, 403 when the token's role is not listed for the service under `services:` in
 governance/policy.yaml. Allowed requests are forwarded to the loopback upstream, streamed
-both ways (websockets too); the caller's token is stripped and `X-Forwarded-User` /
-`X-Forwarded-Role` are added.
+both ways (websockets too); the caller's token and any `X-Forwarded-*` / `X-Lakehouse-*`
+header it sent are stripped, and `X-Forwarded-User` / `X-Forwarded-Role` are added (with a
+proof shared with the upstream, when given: Superset then signs the caller in by that name).
 
 A token is accepted as `Authorization: Bearer <token>` (scripts) or as the password of HTTP
 Basic authentication (browsers: a 401 carries a Basic challenge, so the browser asks once
@@ -27,6 +28,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import ClientConnectionError, ClientSession, ClientTimeout, WSMsgType, web
 
@@ -50,6 +52,9 @@ _DROP_REQUEST = {
     "authorization",
     "content-length",
 }
+# what the gateway itself says about the caller: never taken from the caller
+_IDENTITY = ("x-forwarded-", "x-lakehouse-")
+PROOF_HEADER = "X-Lakehouse-Gateway-Proof"
 _DROP_RESPONSE = {"connection", "keep-alive", "transfer-encoding", "content-length"}
 
 
@@ -74,11 +79,17 @@ def check_request(check: TokenCheck, authorization: str | None) -> Caller:
 
 
 def build_app(
-    settings: Settings, service: str, upstream: str, roles: Collection[str] | None = None
+    settings: Settings,
+    service: str,
+    upstream: str,
+    roles: Collection[str] | None = None,
+    proof: str | None = None,
 ) -> web.Application:
     """The proxy as an aiohttp application: every request checked, then forwarded. `roles`
     narrows the roles the policy allows for the service (e.g. the one role whose data a BI
-    server shows)."""
+    server shows); `proof`, a secret shared with the upstream, goes with every forwarded
+    request (as PROOF_HEADER), so the upstream can trust X-Forwarded-User to sign the caller
+    in (Superset behind `bi up --host`)."""
     check = TokenCheck(settings, service)
     if roles is not None:
         check.roles &= set(roles)
@@ -111,8 +122,14 @@ def build_app(
                 exc.reason,
             )
             return web.json_response({"detail": exc.reason}, status=exc.status, headers=headers)
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROP_REQUEST}
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() not in _DROP_REQUEST and not k.lower().startswith(_IDENTITY)
+        }
         headers |= {"X-Forwarded-User": caller.subject, "X-Forwarded-Role": caller.role}
+        if proof:
+            headers[PROOF_HEADER] = proof
         # the client library would ask for gzip on its own: ask for what the caller accepts
         headers.setdefault("Accept-Encoding", "identity")
         headers["X-Forwarded-For"] = request.remote or ""
@@ -198,12 +215,17 @@ def _check_bind(settings: Settings, service: str, host: str) -> None:
 
 
 def start_gateway(
-    settings: Settings, service: str, host: str, port: int, upstream: str
+    settings: Settings,
+    service: str,
+    host: str,
+    port: int,
+    upstream: str,
+    proof: str | None = None,
 ) -> RunningGateway:
     """The gateway serving in a background thread; `.stop()` ends it."""
     _check_bind(settings, service, host)
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(build_app(settings, service, upstream), access_log=None)
+    runner = web.AppRunner(build_app(settings, service, upstream, proof=proof), access_log=None)
     started = threading.Event()
     failure: list[BaseException] = []
 
@@ -235,12 +257,13 @@ def serve_gateway(
     port: int,
     upstream: str,
     roles: Collection[str] | None = None,
+    proof: str | None = None,
 ) -> None:
     """The gateway in the foreground until interrupted (or SIGTERM)."""
     _check_bind(settings, service, host)
     with contextlib.suppress(KeyboardInterrupt):
         web.run_app(
-            build_app(settings, service, upstream, roles),
+            build_app(settings, service, upstream, roles, proof),
             host=host,
             port=port,
             access_log=None,
@@ -250,8 +273,8 @@ def serve_gateway(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m governance.gateway SERVICE HOST PORT UPSTREAM [--roles a,b]`: the process
-    `lakehouse bi up --host` starts in front of Superset."""
+    """`python -m governance.gateway SERVICE HOST PORT UPSTREAM [--roles a,b] [--proof-file F]`:
+    the process `lakehouse bi up --host` starts in front of Superset."""
     import argparse
     import sys
 
@@ -263,11 +286,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("port", type=int)
     parser.add_argument("upstream")
     parser.add_argument("--roles", help="comma-separated; default: the policy's for SERVICE")
+    parser.add_argument("--proof-file", help="a secret sent upstream with every request")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     roles = [r for r in args.roles.split(",") if r] if args.roles is not None else None
     try:
-        serve_gateway(Settings.from_env(), args.service, args.host, args.port, args.upstream, roles)
+        proof = Path(args.proof_file).read_text("utf-8").strip() if args.proof_file else None
+        serve_gateway(
+            Settings.from_env(), args.service, args.host, args.port, args.upstream, roles, proof
+        )
     except (LakehouseError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

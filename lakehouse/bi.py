@@ -113,6 +113,10 @@ class BiPaths:
     def gateway_log(self) -> Path:
         return self.home / "gateway.log"
 
+    @property
+    def gateway_proof(self) -> Path:
+        return self.home / "gateway_proof"
+
 
 def bi_paths(settings: Settings) -> BiPaths:
     return BiPaths(settings.home / "bi")
@@ -222,15 +226,84 @@ SUPERSET_WEBSERVER_TIMEOUT = 120
 ROW_LIMIT = 50000
 '''
 
+# Appended when Superset is served behind the token gateway (`bi up --host`).
+GATEWAY_CONFIG_TEMPLATE = '''
+# Behind the token gateway: the gateway checked the caller's token and names its subject in
+# X-Forwarded-User, with a proof only it and this server know. The caller is signed in as the
+# Superset user of that name (created on first visit) with the role VIEWER_ROLE: dashboards,
+# charts and explore on this server's database, no SQL Lab, no admin. A request without the
+# proof gets no user. Password sign-in is off (the API one is answered with a line saying why);
+# the admin works on this machine: `lakehouse bi` commands, or Superset on loopback.
+import hmac
 
-def write_config(settings: Settings | BiPaths) -> BiPaths:
+from flask_appbuilder.security.manager import AUTH_REMOTE_USER
+from superset.security import SupersetSecurityManager
+
+
+class GatewaySecurityManager(SupersetSecurityManager):
+    # FAB's REMOTE_USER login view instead of Superset's password form
+    register_superset_auth_view = False
+
+    def auth_user_remote_user(self, username):
+        # every user the gateway signs in has exactly the viewer role, whatever it had before
+        user = super().auth_user_remote_user(username)
+        viewer = self.find_role(AUTH_USER_REGISTRATION_ROLE)
+        if user is not None and viewer is not None and list(user.roles) != [viewer]:
+            user.roles = [viewer]
+            self.update_user(user)
+        return user
+
+
+CUSTOM_SECURITY_MANAGER = GatewaySecurityManager
+AUTH_TYPE = AUTH_REMOTE_USER
+AUTH_USER_REGISTRATION = True
+AUTH_USER_REGISTRATION_ROLE = {viewer_role!r}
+RECAPTCHA_PUBLIC_KEY = ""  # Superset reads it whenever registration is on; no form uses it
+_GATEWAY_PROOF = open({proof_file!r}, encoding="utf-8").read().strip().encode()
+_ADMIN_USER = {admin_user!r}
+
+
+class GatewayIdentity:
+    """WSGI middleware: REMOTE_USER from the gateway's X-Forwarded-User, only with its proof."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        environ.pop("REMOTE_USER", None)
+        proof = environ.pop("HTTP_X_LAKEHOUSE_GATEWAY_PROOF", "").encode()
+        user = environ.get("HTTP_X_FORWARDED_USER", "")
+        if hmac.compare_digest(proof, _GATEWAY_PROOF):
+            if environ.get("PATH_INFO", "").startswith("/api/v1/security/login"):
+                start_response("403 FORBIDDEN", [("Content-Type", "application/json")])
+                return [b'{{"message": "through the gateway your lakehouse token signs you in"}}']
+            if user and user != _ADMIN_USER:
+                environ["REMOTE_USER"] = user
+        return self.app(environ, start_response)
+
+
+ADDITIONAL_MIDDLEWARE = [GatewayIdentity]
+'''
+# The Superset role of the users the gateway signs in (provisioned by every bundle import).
+VIEWER_ROLE = "Lakehouse Viewer"
+
+
+def write_config(settings: Settings | BiPaths, behind_gateway: bool = False) -> BiPaths:
+    """Superset's configuration for this home; `behind_gateway`: users are signed in by the
+    token gateway (gateway_proof, a secret created once, proves a request came through it)."""
     paths = settings if isinstance(settings, BiPaths) else bi_paths(settings)
     paths.home.mkdir(parents=True, exist_ok=True)
     _secret(paths.secret_key, lambda: secrets.token_urlsafe(48))
-    paths.config.write_text(
-        CONFIG_TEMPLATE.format(secret_key=str(paths.secret_key), metadata_db=paths.metadata_db),
-        "utf-8",
-    )
+    text = CONFIG_TEMPLATE.format(secret_key=str(paths.secret_key), metadata_db=paths.metadata_db)
+    if behind_gateway:
+        assert isinstance(settings, Settings)
+        _secret(paths.gateway_proof, lambda: secrets.token_urlsafe(32))
+        text += GATEWAY_CONFIG_TEMPLATE.format(
+            viewer_role=VIEWER_ROLE,
+            proof_file=str(paths.gateway_proof),
+            admin_user=settings.bi_admin_user,
+        )
+    paths.config.write_text(text, "utf-8")
     return paths
 
 
@@ -318,6 +391,18 @@ with app.app_context():
         contents = get_contents_from_bundle(bundle)
     with override_user(security_manager.find_user(username=sys.argv[2])):
         ImportAssetsCommand(contents).run()
+
+    # the role of the users the token gateway signs in: Gamma's permissions (dashboards,
+    # charts, explore) and access to the databases of the bundle, nothing more
+    from superset.extensions import db
+    from superset.models.core import Database
+
+    viewer = security_manager.add_role(sys.argv[3])
+    granted = list(security_manager.find_role("Gamma").permissions)
+    for database in db.session.query(Database).all():
+        granted.append(security_manager.add_permission_view_menu("database_access", database.perm))
+    viewer.permissions = granted
+    db.session.commit()
 """
 
 
@@ -332,7 +417,14 @@ def import_bundle(settings: Settings, folder: Path = BUNDLE_DIR, gold: Path | No
         path = Path(tmp) / "bundle.zip"
         path.write_bytes(bundle_zip(settings, folder, gold))
         done = subprocess.run(
-            [str(_bin("python")), "-c", _IMPORT_SCRIPT, str(path), settings.bi_admin_user],
+            [
+                str(_bin("python")),
+                "-c",
+                _IMPORT_SCRIPT,
+                str(path),
+                settings.bi_admin_user,
+                VIEWER_ROLE,
+            ],
             env=superset_env(settings),
             capture_output=True,
             text=True,
@@ -673,21 +765,23 @@ class UpReport:
     gateway_roles: list[str] | None = None  # served through the token gateway for these roles
 
     def lines(self) -> list[str]:
-        out = [
-            f"Superset on {self.url} (user {self.user}"
-            + (
-                f", password {self.password}"
-                if self.password
-                else ", password from LAKEHOUSE_BI_ADMIN_PASSWORD"
-            )
-            + ")"
-        ]
         if self.gateway_roles:
-            out[0] += (
-                " through the token gateway: send a token of role "
+            out = [
+                f"Superset on {self.url} through the token gateway: send a token of role "
                 + " or ".join(self.gateway_roles)
-                + " (LAKEHOUSE_API_TOKENS) as the HTTP Basic password, then log in"
-            )
+                + " (LAKEHOUSE_API_TOKENS) as the HTTP Basic password; it signs you in as "
+                f"the token's subject, Superset role {VIEWER_ROLE}"
+            ]
+        else:
+            out = [
+                f"Superset on {self.url} (user {self.user}"
+                + (
+                    f", password {self.password}"
+                    if self.password
+                    else ", password from LAKEHOUSE_BI_ADMIN_PASSWORD"
+                )
+                + ")"
+            ]
         if self.already_running:
             out[0] = "already running: " + out[0]
         out += [
@@ -736,11 +830,13 @@ def provision(
     progress: Progress = _quiet,
     gold: Path | None = None,
     instance: str | None = None,
+    behind_gateway: bool = False,
 ) -> bool:
     """Metadata database, admin and bundle, each only when it changed; True when the bundle
     was imported. `gold`: the DuckDB file the database connection reads (default: this home's
-    gold file); `instance`: host:port users reach Superset on (the lineage namespace)."""
-    paths = write_config(settings)
+    gold file); `instance`: host:port users reach Superset on (the lineage namespace);
+    `behind_gateway`: users are signed in by the token gateway (see write_config)."""
+    paths = write_config(settings, behind_gateway)
     state = _state(paths)
     password, _ = admin_password(settings)
     fix = f"see {paths.log}; remove {paths.metadata_db} to start from an empty Superset"
@@ -847,11 +943,12 @@ def up(
         report.gateway_roles = roles
     if running:
         report.already_running = True
-        report.imported = provision(settings, progress, connection, instance)  # imported live
+        # imported live
+        report.imported = provision(settings, progress, connection, instance, behind_gateway)
         return report
     report.install_s = ensure_environment(progress) + prepare_template(progress)
     started = time.monotonic()
-    report.imported = provision(settings, progress, connection, instance)
+    report.imported = provision(settings, progress, connection, instance, behind_gateway)
     report.provision_s = time.monotonic() - started
     started = time.monotonic()
     superset_port = _free_loopback_port() if behind_gateway else settings.bi_port
@@ -929,6 +1026,7 @@ def _start_gateway(
     log = open(paths.gateway_log, "ab")  # noqa: SIM115 - handed to the gateway process
     command = [sys.executable, "-m", "governance.gateway", "bi", host, str(settings.bi_port)]
     command += [f"http://127.0.0.1:{superset_port}", "--roles", ",".join(roles)]
+    command += ["--proof-file", str(paths.gateway_proof)]  # signs its callers in (write_config)
     process = subprocess.Popen(
         command,
         # the config path marks it as this home's (see _ours), like the Superset server

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -206,23 +206,14 @@ def test_a_published_gold_file_is_read_by_the_next_query_without_restart(
     assert chart_data_rows(client, top["id"]) == 3
 
 
-def _login_form(client: httpx.Client, settings: Settings) -> dict[str, str]:
-    page = client.get("/login/")
-    assert page.status_code == 200, page.text[:300]
-    csrf = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text) or re.search(
-        r'"csrf_token":\s*"([^"]+)"', page.text
-    )
-    assert csrf, page.text[:300]
-    password, _ = bi.admin_password(settings)
-    return {"username": settings.bi_admin_user, "password": password, "csrf_token": csrf[1]}
-
-
 def test_beyond_loopback_superset_is_served_through_the_token_gateway_for_one_role(
     running_bi: RunningBi,
 ) -> None:
     """`bi up --host 0.0.0.0 --role analyst`: Superset on a private loopback port, the
-    gateway on LAKEHOUSE_BI_PORT (401 / 403 / forwarded, Superset's own login through it),
-    and the dashboards connected to the analyst's published gold, which reaches nothing else."""
+    gateway on LAKEHOUSE_BI_PORT (401 / 403 / forwarded), the token signing its holder in as
+    a Superset user of its own with the viewer role (no admin, no password sign-in through
+    the gateway, no identity forged by a header), and the dashboards connected to the
+    analyst's published gold, which reaches nothing else."""
     settings = running_bi.settings
     refused = lakehouse(running_bi.env, "bi", "up", "--host", "0.0.0.0", timeout=60)
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
@@ -250,21 +241,20 @@ def test_beyond_loopback_superset_is_served_through_the_token_gateway_for_one_ro
     other_role = httpx.get(f"{public}/login/", auth=("fred", tokens["fraud_ops"][0]), timeout=30)
     assert other_role.status_code == 403 and "analyst" in other_role.json()["detail"]
 
-    # a browser: the token as the HTTP Basic password on every request, Superset's login
-    # form and its session cookie through the gateway
+    # a browser: the token as the HTTP Basic password on every request; the token signs its
+    # holder in (Superset's session cookie through the gateway), whatever header it adds
     with httpx.Client(base_url=public, auth=("alice", tokens["analyst"][0]), timeout=60) as browser:
         assert browser.get("/health").text.strip() == "OK"
-        done = browser.post("/login/", data=_login_form(browser, settings))
-        assert done.status_code in (302, 303) and "session" in browser.cookies
-        location = done.headers["location"]
-        assert f":{record['port']}" not in location  # redirects name the gateway's address
-        welcome = browser.get(location, follow_redirects=True)
+        signed = browser.get("/login/", headers={"X-Forwarded-User": settings.bi_admin_user})
+        assert signed.status_code in (302, 303) and "session" in browser.cookies
+        assert f":{record['port']}" not in signed.headers["location"]  # the gateway's address
+        welcome = browser.get(signed.headers["location"], follow_redirects=True)
         assert welcome.status_code == 200 and welcome.url.port == settings.bi_port
+        me = browser.get("/api/v1/me/roles/").json()["result"]
+        assert me["username"] == "analyst-user"  # the token's subject, not the forged header
+        assert list(me["roles"]) == [bi.VIEWER_ROLE]
         dashboard = browser.get("/superset/dashboard/sales/")
         assert dashboard.status_code == 200 and "<html" in dashboard.text.lower()
-        (database,) = browser.get("/api/v1/database/").json()["result"]
-        uri = browser.get(f"/api/v1/database/{database['id']}/connection").json()["result"]
-        assert uri["sqlalchemy_uri"].endswith("/roles/analyst.duckdb?access_mode=read_only")
         charts = {c["slice_name"]: c["id"] for c in dashboard_charts(browser)["sales"]}
         assert chart_data_rows(browser, charts["Conversion rate by channel"]) > 0
         fraud = {c["slice_name"]: c["id"] for c in dashboard_charts(browser)["fraud"]}
@@ -272,6 +262,28 @@ def test_beyond_loopback_superset_is_served_through_the_token_gateway_for_one_ro
             f"/api/v1/chart/{fraud['Decisions per day (ALLOW / CHALLENGE / BLOCK)']}/data/"
         )
         assert denied.status_code != 200 and "fraud_kpis" in denied.text  # not in its file
+        # a viewer: no database settings, no SQL Lab
+        (listed,) = browser.get("/api/v1/database/").json()["result"]
+        assert browser.get(f"/api/v1/database/{listed['id']}/connection").status_code == 403
+        assert browser.get("/sqllab/").status_code == 403
+        # the admin's password does not sign in through the gateway
+        password, _ = bi.admin_password(settings)
+        as_admin = browser.post(
+            "/api/v1/security/login",
+            json={"username": settings.bi_admin_user, "password": password, "provider": "db"},
+        )
+        assert as_admin.status_code == 403 and "access_token" not in as_admin.text
+
+    private = f"http://127.0.0.1:{record['port']}"
+    # on the private port, a forged identity without the gateway's proof signs nobody in
+    forged = {"X-Forwarded-User": "analyst-user", "X-Lakehouse-Gateway-Proof": "guess"}
+    with httpx.Client(base_url=private, headers=forged, timeout=30) as intruder:
+        assert intruder.get("/login/").status_code in (302, 303)
+        assert intruder.get("/api/v1/me/").status_code == 401
+    # the connection Superset holds (its metadata database): the analyst's file, read-only
+    with sqlite3.connect(bi.bi_paths(settings).metadata_db) as metadata:
+        (uri,) = metadata.execute("SELECT sqlalchemy_uri FROM dbs").fetchall()
+    assert uri[0].endswith("/roles/analyst.duckdb?access_mode=read_only")
 
     # lineage: gold -> the analyst's file (the per-role publish) -> the dashboards
     events = _events(settings)

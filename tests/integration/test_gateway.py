@@ -54,6 +54,8 @@ def upstream() -> Iterator[str]:
                 "body": body.decode(),
                 "authorization": request.headers.get("Authorization"),
                 "user": request.headers.get("X-Forwarded-User"),
+                "users": request.headers.getall("X-Forwarded-User", []),
+                "proof": request.headers.getall("X-Lakehouse-Gateway-Proof", []),
                 "role": request.headers.get("X-Forwarded-Role"),
                 "accept_encoding": request.headers.get("Accept-Encoding"),
                 "forwarded_proto": request.headers.get("X-Forwarded-Proto"),
@@ -137,6 +139,28 @@ def test_every_request_needs_a_token_of_an_allowed_role(
     assert (
         httpx.get(url + "/", headers={"Authorization": f"Basic {analyst_basic}"}).status_code == 403
     )
+
+
+def test_the_caller_cannot_say_who_it_is(
+    tmp_path: Path, tokens: dict[str, str], upstream: str
+) -> None:
+    """Identity headers come from the gateway alone: what the caller sends under
+    X-Forwarded-* or X-Lakehouse-* is dropped, in any letter case; the proof shared with the
+    upstream goes with every request."""
+    settings = Settings.from_env(_env(tmp_path, tokens))
+    running = start_gateway(settings, "bi", "0.0.0.0", free_port(), upstream, proof="s3cret")
+    try:
+        forged = {
+            "Authorization": f"Bearer {tokens['analyst']}",
+            "x-forwarded-user": "admin",
+            "X-FORWARDED-ROLE": "data_engineer",
+            "X-Lakehouse-Gateway-Proof": "guess",
+        }
+        echoed = httpx.get(_url(running) + "/", headers=forged).json()
+    finally:
+        running.stop()
+    assert (echoed["users"], echoed["role"]) == (["analyst-user"], "analyst")
+    assert echoed["proof"] == ["s3cret"]
 
 
 def test_websockets_are_checked_and_forwarded(

@@ -123,6 +123,18 @@ def test_secrets_are_created_once_with_mode_0600(settings: Settings) -> None:
     config = paths.config.read_text()
     assert str(paths.metadata_db) in config and "SUPERSET_LOAD_EXAMPLES = False" in config
     assert "scarf" not in config  # no analytics host allowed by the content-security policy
+    assert "AUTH_REMOTE_USER" not in config and not paths.gateway_proof.exists()
+    # behind the token gateway: users signed in by the gateway's proof (kept 0600, once)
+    bi.write_config(settings, behind_gateway=True)
+    proof = paths.gateway_proof.read_text()
+    assert paths.gateway_proof.stat().st_mode & 0o777 == 0o600 and len(proof.strip()) >= 32
+    gateway = paths.config.read_text()
+    assert "AUTH_TYPE = AUTH_REMOTE_USER" in gateway and str(paths.gateway_proof) in gateway
+    assert f"AUTH_USER_REGISTRATION_ROLE = {bi.VIEWER_ROLE!r}" in gateway
+    assert proof.strip() not in gateway  # the secret is read from its file, never copied
+    bi.write_config(settings, behind_gateway=True)
+    assert paths.gateway_proof.read_text() == proof
+    assert "AUTH_REMOTE_USER" not in bi.write_config(settings).config.read_text()
 
 
 def test_platform_dashboard_shows_alerts_and_finops_usage() -> None:
