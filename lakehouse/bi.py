@@ -943,7 +943,7 @@ def up(
         report.gateway_roles = roles
     if running:
         report.already_running = True
-        # imported live
+        # into the running server: the next request sees the new objects
         report.imported = provision(settings, progress, connection, instance, behind_gateway)
         return report
     report.install_s = ensure_environment(progress) + prepare_template(progress)
