@@ -91,7 +91,7 @@ setup:
 test: setup
 	$(MAKE) lint
 	$(BIN)/lakehouse contracts check
-	$(BIN)/python -m pytest -q --durations=25 -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -q --durations=25 -n $(TEST_WORKERS) --dist loadscope
 
 ui: venv
 	$(BIN)/lakehouse ui

@@ -149,10 +149,11 @@ def postgres_url() -> Iterator[str]:
     admin.close()
 
 
-# `make test` runs the suite on two workers (pytest-xdist, --dist loadgroup). A module's tests
-# stay on one worker (its module-scoped fixtures, a Spark session or a served lake, are built
-# once), and the modules reading the session's demo lake share one worker, so it is built
-# once. The longest groups are handed out first, so neither worker is left with a long tail.
+# `make test` runs the suite on two workers (pytest-xdist, --dist loadscope). A module's tests
+# stay on one worker, in order (its module-scoped fixtures, a Spark session or a served lake,
+# are built once, and a test may follow from the one before). Each worker builds the session's
+# demo lake once, for the first demo-lake module it gets. The longest groups are handed out
+# first, so neither worker is left with a long tail.
 FIRST_GROUPS = (
     "demo_lake",
     "tests/integration/test_spark_parity.py",
@@ -168,8 +169,10 @@ def _module(item: pytest.Item) -> str:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     on_demo = {_module(i) for i in items if "demo_lake" in getattr(i, "fixturenames", ())}
-    groups = {id(i): "demo_lake" if _module(i) in on_demo else _module(i) for i in items}
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(groups[id(item)]))
     rank = {name: i for i, name in enumerate(FIRST_GROUPS)}
-    items.sort(key=lambda item: rank.get(groups[id(item)], len(rank)))  # stable: order kept
+
+    def order(item: pytest.Item) -> int:
+        module = _module(item)
+        return rank.get("demo_lake" if module in on_demo else module, len(rank))
+
+    items.sort(key=order)  # stable: the order within a module is kept
