@@ -4,6 +4,7 @@ LAKEHOUSE_MAX_BATCH_RECORDS, and the same first size with silver on the Spark en
 
     .venv/bin/python bench/scale.py                          # 1M, 5M, 10M; Spark at 1M
     .venv/bin/python bench/scale.py --sizes 100000 --spark   # smoke (~2 min)
+    .venv/bin/python bench/scale.py --sizes 100000 --spark-s3   # + Spark silver on s3:// (moto)
     .venv/bin/python bench/scale.py --sizes 10000000 --root /big/tmp
 
 For each size, in a lake of its own (a temporary LAKEHOUSE_HOME under `--root`, deleted at
@@ -23,8 +24,11 @@ keeps the whole topic in memory: `memory://` storage) are read from /proc. With 
 the first size's raw table is copied into a second lake and silver is built there by
 `lake.spark_silver.build_silver_spark` with LAKEHOUSE_ENGINE=spark and
 LAKEHOUSE_SPARK_MASTER=local[2] (session built from `spark_config`, as the Dagster pyspark
-resource is; its start-up timed apart), then gold by dbt on that silver. Prints Markdown tables
-and the load average, asserts nothing.
+resource is; its start-up timed apart), then gold by dbt on that silver. With `--spark-s3`,
+also the same raw table uploaded to an `s3://` lake on moto's S3 server (a local HTTP endpoint,
+LAKEHOUSE_S3_SSE=AES256) and silver built there by the same stage: the Spark tasks read the
+raw files with boto3 + pyarrow and put the silver files with boto3 (no Hadoop S3 connector).
+Prints Markdown tables and the load average, asserts nothing.
 """
 
 from __future__ import annotations
@@ -33,10 +37,14 @@ import argparse
 import os
 import resource
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from importlib.metadata import version
 from multiprocessing import get_context
 from pathlib import Path
@@ -229,7 +237,13 @@ def _run_stage(
 
 
 def run_size(
-    events: int, root: Path, port: int, batch_records: int | None, spark: bool, keep: bool
+    events: int,
+    root: Path,
+    port: int,
+    batch_records: int | None,
+    spark: bool,
+    keep: bool,
+    spark_s3: bool = False,
 ) -> list[dict[str, Any]]:
     home = Path(tempfile.mkdtemp(prefix=f"lakehouse-bench-scale-{events}-", dir=root))
     env = {
@@ -276,8 +290,10 @@ def run_size(
         row["engine"] = "duckdb"
     rows.append(_total(rows, events, "duckdb"))
     rows[-1]["note"] = f"broker peak RSS {broker_mb or float('nan'):,.0f} MB (memory:// log)"
-    if spark:
+    if spark or spark_s3:
         rows.extend(_spark_rows(events, home, env, settings))
+    if spark_s3:
+        rows.extend(_spark_s3_rows(events, env, settings))
     if not keep:
         shutil.rmtree(home, ignore_errors=True)
     return rows
@@ -359,10 +375,79 @@ def _linearity(rows: list[dict[str, Any]]) -> None:
     print_table(["stage", *[f"{s:,}" for s in sizes]], table)
 
 
+@contextmanager
+def _moto_s3() -> Iterator[str]:
+    """moto's S3 server (its own process) on a free loopback port; yields the endpoint."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def _spark_s3_rows(events: int, env: dict[str, str], settings: Settings) -> list[dict[str, Any]]:
+    """Silver on Spark local[2] on an s3:// lake (moto), from an upload of the same raw table."""
+    import boto3
+
+    from lake.tables import raw_uri
+
+    with _moto_s3() as endpoint:
+        s3_env = {
+            **env,
+            "LAKEHOUSE_LAKE_ROOT": "s3://bench-lake/lakehouse",
+            "LAKEHOUSE_ENGINE": "spark",
+            "LAKEHOUSE_SPARK_MASTER": "local[2]",
+            "LAKEHOUSE_S3_SSE": "AES256",
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ALLOW_HTTP": "true",
+        }
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+        )
+        client.create_bucket(Bucket="bench-lake")
+        local = Path(raw_uri(settings, TOPIC))
+        for path in sorted(p for p in local.rglob("*") if p.is_file()):
+            key = f"lakehouse/raw/{TOPIC}/{path.relative_to(local).as_posix()}"
+            client.upload_file(str(path), "bench-lake", key)
+        print(f"\n=== {events:,} events, silver on Spark local[2], s3:// (moto); {load()}")
+        row = _run_stage(
+            "silver (spark local[2], s3:// moto)", stage_silver_spark, s3_env, "", events, None
+        )
+    row["size"] = events
+    row["engine"] = "spark"
+    return [row]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000000,5000000,10000000", help="comma-separated")
     parser.add_argument("--spark", action="store_true", help="silver on Spark at the first size")
+    parser.add_argument(
+        "--spark-s3",
+        action="store_true",
+        help="--spark, then silver on Spark on an s3:// lake (moto) from the same raw table",
+    )
     parser.add_argument(
         "--batch-records",
         type=int,
@@ -397,6 +482,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.batch_records,
                 args.spark and i == 0,
                 args.keep,
+                args.spark_s3 and i == 0,
             )
         )
     print()

@@ -1,8 +1,9 @@
 """Exactly-once Delta commits from Spark, without the delta-spark jar.
 
-Spark tasks write the Parquet data files themselves, into the table's folder (hive-style
-`<partition column>=<value>/` sub-folders, partition columns left out of the files, as
-delta-rs writes them), and return one small row per file: its path, size, partition value
+Spark tasks write the Parquet data files themselves, into the table's folder or, on an
+`s3://` lake, under its prefix (hive-style `<partition column>=<value>/` sub-folders,
+partition columns left out of the files, as delta-rs writes them; on S3 each file is put with
+boto3 and the lake's server-side encryption, lake/spark_files.py), and return one small row per file: its path, size, partition value
 and Delta statistics (row count, min/max/null count per column, in delta-rs's own format).
 The driver collects those rows and commits every file in ONE Delta transaction with
 `deltalake` (`create_write_transaction` / `create_table_with_add_actions`), carrying the
@@ -36,6 +37,7 @@ from deltalake.transaction import AddAction, create_table_with_add_actions
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from lake.spark_files import ObjectStore, parquet_bytes, read_parquet
 from lakehouse.config import Settings
 from lakehouse.errors import ConfigError
 
@@ -52,15 +54,16 @@ class WrittenFiles:
     rows: int
 
 
-def local_table_path(settings: Settings, uri: str) -> str:
-    """The folder Spark tasks write into. Tasks write with pyarrow's local filesystem: the lake
-    must be a folder every executor mounts at the same path (local mode, NFS, a shared volume).
-    """
-    if uri.startswith("s3://") or not settings.is_local_lake:
+def table_root(uri: str) -> str:
+    """Where Spark tasks write the table's files: its `s3://` URI on an S3 lake (the tasks put
+    the objects themselves), else its folder, which every executor must mount at the same path
+    (local mode, NFS, a shared volume)."""
+    if uri.startswith("s3://"):
+        return uri.rstrip("/")
+    if "://" in uri:
         raise ConfigError(
-            "LAKEHOUSE_ENGINE=spark writes silver files from the Spark tasks to a folder every "
-            "executor mounts: set LAKEHOUSE_LAKE_ROOT to a shared folder, or use "
-            "LAKEHOUSE_ENGINE=duckdb with an s3:// lake"
+            f"LAKEHOUSE_ENGINE=spark cannot write {uri}: set LAKEHOUSE_LAKE_ROOT to a folder "
+            "every executor mounts or to s3://bucket/prefix"
         )
     return os.path.abspath(uri)
 
@@ -119,8 +122,16 @@ def _partition_text(value: object) -> str | None:
     return value.isoformat() if isinstance(value, date) else str(value)
 
 
-def _write_task(root: str, schema: pa.Schema, partition_by: str | None, token: str) -> object:
-    """The function each Spark task runs over its Arrow batches (mapInArrow)."""
+def _write_task(
+    root: str,
+    schema: pa.Schema,
+    partition_by: str | None,
+    token: str,
+    store: ObjectStore | None,
+) -> object:
+    """The function each Spark task runs over its Arrow batches (mapInArrow): one file per
+    partition value, written into the folder `root`, or put under the `s3://` prefix `root`
+    with `store` (serialised in memory, the lake's server-side encryption on the object)."""
 
     def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from pyspark import TaskContext
@@ -151,14 +162,21 @@ def _write_task(root: str, schema: pa.Schema, partition_by: str | None, token: s
             ]
         rows: dict[str, list[object]] = {n: [] for n in ("path", "size", "partition_value")}
         rows |= {"num_records": [], "stats": [], "modification_time": []}
-        for value, part in groups:
+        for number, (value, part) in enumerate(groups):
             folder = "" if partition_by is None else f"{partition_by}={value}/"
-            relative = f"{folder}part-{task}-{token}.snappy.parquet"
-            target = os.path.join(root, relative)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            pq.write_table(part, target, compression="snappy")
+            # the file name alone is unique: the anti-join maps files to partitions by name
+            relative = f"{folder}part-{task}-{token}-c{number:03d}.snappy.parquet"
+            if store is not None:
+                body = parquet_bytes(part)
+                store.put(f"{root}/{relative}", body)
+                size = len(body)
+            else:
+                target = os.path.join(root, relative)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                pq.write_table(part, target, compression="snappy")
+                size = os.path.getsize(target)
             rows["path"].append(relative)
-            rows["size"].append(os.path.getsize(target))
+            rows["size"].append(size)
             rows["partition_value"].append(value)
             rows["num_records"].append(part.num_rows)
             rows["stats"].append(file_stats(part))
@@ -190,11 +208,13 @@ def write_data_files(
     """Spark tasks write `df` (columns of `schema`) as Parquet files into the table at `uri`;
     returns the Delta add actions of those files, uncommitted. Rows of one partition value
     are brought to one task first, so a micro-batch adds one file per partition value."""
-    root = local_table_path(settings, uri)
+    root = table_root(uri)
+    store = ObjectStore.from_settings(settings) if root.startswith("s3://") else None
     if partition_by is not None:
         df = df.repartition(partition_by)
     token = uuid.uuid4().hex
-    files = df.mapInArrow(_write_task(root, schema, partition_by, token), FILE_ROWS_DDL).collect()
+    task = _write_task(root, schema, partition_by, token, store)
+    files = df.mapInArrow(task, FILE_ROWS_DDL).collect()
     actions = [
         AddAction(
             path=row["path"],
@@ -252,6 +272,7 @@ def _table_schema(target: DeltaTable, schema: pa.Schema) -> pa.Schema:
 
 
 def anti_join_existing(
+    settings: Settings,
     spark: SparkSession,
     rows: DataFrame,
     target: DeltaTable | None,
@@ -277,7 +298,7 @@ def anti_join_existing(
     paths = [f"{root}/{p}" for p in touched["path"].to_pylist()]
     files = spark.createDataFrame(
         [
-            (os.path.basename(p), v)
+            (p.rsplit("/", 1)[-1], v)
             for p, v in zip(
                 touched["path"].to_pylist(),
                 pc.cast(touched[column], pa.string()).to_pylist(),
@@ -287,9 +308,10 @@ def anti_join_existing(
         f"_file STRING, {partition_by}_text STRING",
     )
     partition_type = rows.schema[partition_by].dataType
+    stored = pa.schema(target.schema().to_arrow())  # arro3 → pyarrow
+    key_schema = pa.schema([stored.field(k) for k in key])
     existing = (
-        spark.read.parquet(*paths)
-        .select(*key, F.element_at(F.split(F.col("_metadata.file_path"), "/"), -1).alias("_file"))
+        read_parquet(spark, paths, key_schema, settings.storage_options, file_column="_file")
         .join(F.broadcast(files), "_file")
         .select(*key, F.col(f"{partition_by}_text").cast(partition_type).alias(partition_by))
     )
@@ -300,17 +322,23 @@ def add_action_paths(table: DeltaTable) -> list[str]:
     return [str(p) for p in pa.table(table.get_add_actions(flatten=True))["path"].to_pylist()]
 
 
-def unreferenced_files(uri: str, table: DeltaTable | None) -> list[str]:
-    """Data files in the table's folder that no action of the current version references
-    (what a crash before the commit leaves; VACUUM deletes them)."""
-    root = os.path.abspath(uri)
+def unreferenced_files(settings: Settings, uri: str, table: DeltaTable | None) -> list[str]:
+    """Data files in the table's folder (or under its `s3://` prefix) that no action of the
+    current version references (what a crash before the commit leaves; VACUUM deletes them).
+    Paths relative to the table; `_delta_log/` and other `_`/`.` folders are left out."""
     referenced = set(add_action_paths(table)) if table is not None else set()
-    found = []
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = [d for d in dirs if not d.startswith(("_", "."))]
-        for name in names:
-            if name.endswith(".parquet"):
-                relative = os.path.relpath(os.path.join(folder, name), root)
-                if relative not in referenced:
-                    found.append(relative)
-    return sorted(found)
+    root = table_root(uri)
+    if root.startswith("s3://"):
+        relative = ObjectStore.from_settings(settings).list_keys(root)
+    else:
+        relative = []
+        for folder, dirs, names in os.walk(root):
+            dirs[:] = [d for d in dirs if not d.startswith(("_", "."))]
+            relative += [os.path.relpath(os.path.join(folder, n), root) for n in names]
+    return sorted(
+        p
+        for p in relative
+        if p.endswith(".parquet")
+        and p not in referenced
+        and not any(part.startswith(("_", ".")) for part in p.split("/")[:-1])
+    )

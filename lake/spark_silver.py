@@ -10,9 +10,11 @@ Every column is computed as DuckDB computes it, so the two engines give identica
   2 places. Spark's own `round(x, 2)` goes through `BigDecimal.valueOf` and differs on values
   such as 1.005 (DuckDB 1.0, Spark 1.01).
 
-No Spark jars can be downloaded here (no delta-spark, no spark-sql-kafka): Spark reads a Delta
-table's current Parquet files (`DeltaTable.file_uris()`, see `read_delta`) and results are
-written through `deltalake`/pyarrow or as plain Parquet. No Dagster import.
+No Spark jars are needed (no delta-spark, no spark-sql-kafka, no hadoop-aws): Spark reads a
+Delta table's current Parquet files (`DeltaTable.file_uris()`, see `read_delta`) through
+lake/spark_files.py (`spark.read.parquet` on a local lake, boto3 + pyarrow in the tasks on an
+`s3://` one) and results are written by the tasks and committed with `deltalake`
+(lake/spark_delta.py). No Dagster import.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from deltalake import CommitProperties, DeltaTable, Transaction
 from deltalake.exceptions import DeltaError
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.pandas.types import from_arrow_schema, from_arrow_type
+from pyspark.sql.pandas.types import from_arrow_schema
 
 from governance import pii
 from governance.crypto import decrypt_raw_values
@@ -55,9 +57,10 @@ from lake.silver import (
 from lake.spark_delta import (
     anti_join_existing,
     commit_files,
-    local_table_path,
+    table_root,
     write_data_files,
 )
+from lake.spark_files import read_parquet
 from lake.tables import (
     PII_TOKEN_TYPE,
     SILVER_ORDERS_SCHEMA,
@@ -147,7 +150,14 @@ def read_delta(
     files = table.file_uris()
     if not files:
         raise ValueError(f"Delta table {uri} has no data files")
-    return spark.read.parquet(*files)
+    return read_parquet(spark, files, data_schema(table), storage_options)
+
+
+def data_schema(table: DeltaTable) -> pa.Schema:
+    """The columns a Delta table's data files hold: its schema without the partition columns."""
+    schema = pa.schema(table.schema().to_arrow())  # arro3 → pyarrow
+    partitions = set(table.metadata().partition_columns)
+    return pa.schema([f for f in schema if f.name not in partitions])
 
 
 def _hex_literal(data: bytes) -> Column:
@@ -452,6 +462,15 @@ def spark_transform(spec: SilverSpec, raw_df: DataFrame, pii_key: str) -> DataFr
 
 _RAW_COLUMNS = ["value", "epoch", "partition", "offset", "ingested_at"]
 _RAW_DDL = "value STRING, epoch INT, partition INT, offset BIGINT, ingested_at TIMESTAMP"
+_RAW_READ = pa.schema(
+    [
+        pa.field("value", pa.string()),
+        pa.field("epoch", pa.int32()),
+        pa.field("partition", pa.int32()),
+        pa.field("offset", pa.int64()),
+        pa.field("ingested_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
 
 
 def files_added_since(
@@ -494,9 +513,8 @@ def read_raw(spark: SparkSession, settings: Settings, topic: str, files: list[st
     schema given, not inferred: a file written before the `pii_<field>` columns reads null
     there (its payload holds `pii1.` tokens, which the tasks decrypt as well)."""
     sealed = [pii_column(f.path) for f in pii.sealed_fields(topic)]
-    token = from_arrow_type(PII_TOKEN_TYPE).simpleString()
-    schema = ", ".join([_RAW_DDL, *(f"{name} {token}" for name in sealed)])
-    raw = spark.read.schema(schema).parquet(*files).select(*_RAW_COLUMNS, *sealed)
+    schema = pa.schema([*_RAW_READ, *(pa.field(name, PII_TOKEN_TYPE) for name in sealed)])
+    raw = read_parquet(spark, files, schema, settings.storage_options)
     return raw.mapInArrow(_decrypt_task(settings, topic), _RAW_DDL)
 
 
@@ -512,7 +530,7 @@ def build_silver_spark(settings: Settings, spark: SparkSession, name: str) -> Si
     started = time.monotonic()
     spec = SPECS[name]
     uri = silver_uri(settings, name)
-    local_table_path(settings, uri)  # a lake the tasks can write, or one line naming the fix
+    table_root(uri)  # a lake the tasks can write, or one line naming the fix
     target = open_table(uri, settings)
     processed = target.transaction_version(marker(spec.topic)) if target else None
     result = SilverResult(name, processed, processed)  # up to date unless batches follow
@@ -566,8 +584,8 @@ def _spark_batch(
             result.late_watermark = limit.isoformat()
         result.rows_in_batch += batch_rows
         result.late_events += late
-        result.raw_rows_read += _raw_rows_read(spark, files)
-        fresh = anti_join_existing(spark, rows, target, spec.key, spec.partition_by)
+        result.raw_rows_read += _raw_rows_read(spark, settings, files)
+        fresh = anti_join_existing(settings, spark, rows, target, spec.key, spec.partition_by)
         written = write_data_files(settings, fresh, uri, schema, spec.partition_by)
     finally:
         rows.unpersist()
@@ -583,9 +601,15 @@ def _spark_batch(
     return open_table(uri, settings)
 
 
-def _raw_rows_read(spark: SparkSession, files: list[str]) -> int:
-    # from the Parquet footers: no data is scanned again
-    return int(spark.read.parquet(*files).count()) if files else 0
+def _raw_rows_read(spark: SparkSession, settings: Settings, files: list[str]) -> int:
+    # locally from the Parquet footers; on S3 the tasks read one small column
+    if not files:
+        return 0
+    return int(
+        read_parquet(
+            spark, files, pa.schema([_RAW_READ.field("epoch")]), settings.storage_options
+        ).count()
+    )
 
 
 def _spark_schema(spark: SparkSession, schema: pa.Schema) -> object:
@@ -601,7 +625,7 @@ def build_inventory_current_spark(settings: Settings, spark: SparkSession) -> Si
     name = "silver_inventory_current"
     uri = silver_uri(settings, name)
     schema = SILVER_TABLES[name][1]
-    local_table_path(settings, uri)
+    table_root(uri)
     target = open_table(uri, settings)
     processed = target.transaction_version(CURRENT_MARKER) if target else None
     files, version = files_added_since(
@@ -613,7 +637,9 @@ def build_inventory_current_spark(settings: Settings, spark: SparkSession) -> Si
         return result
     key = ["sku", "store_id"]
     if files:
-        updates = spark.read.parquet(*files)
+        inventory = open_table(silver_uri(settings, "silver_inventory"), settings)
+        options = settings.storage_options
+        updates = read_parquet(spark, files, data_schema(inventory), options)  # type: ignore[arg-type]
         result.raw_rows_read = int(updates.count())
         newest = Window.partitionBy(*key).orderBy(
             F.col("ts").desc(), F.col("source_epoch").desc(), F.col("source_offset").desc()
@@ -630,7 +656,7 @@ def build_inventory_current_spark(settings: Settings, spark: SparkSession) -> Si
         result.rows_in_batch = int(latest.count())
         stored = target.file_uris() if target is not None else []
         if stored:
-            current = spark.read.parquet(*stored).select(*schema.names)
+            current = read_parquet(spark, stored, schema, settings.storage_options)
             candidates = current.withColumn("_new", F.lit(1)).unionByName(
                 latest.withColumn("_new", F.lit(0))
             )

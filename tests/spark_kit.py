@@ -9,9 +9,15 @@ have their direct identifiers encrypted under per-subject keys (governance.crypt
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -117,3 +123,79 @@ def module_spark(app_name: str) -> Any:
             session.stop()
 
     return spark
+
+
+def sorted_rows(table: pa.Table) -> pa.Table:
+    return table.sort_by([(c, "ascending") for c in table.column_names])
+
+
+def assert_same_rows(expected: pa.Table, actual: pa.Table, what: str) -> None:
+    """Same schema, same rows (in any order): the DuckDB engine's table against the Spark one."""
+    import pytest
+
+    assert actual.schema == expected.schema, what
+    assert actual.num_rows == expected.num_rows, what
+    expected, actual = sorted_rows(expected), sorted_rows(actual.select(expected.column_names))
+    for name in expected.column_names:
+        left, right = expected[name].combine_chunks(), actual[name].combine_chunks()
+        if not left.equals(right):
+            diff = [i for i, (a, b) in enumerate(zip(left, right, strict=True)) if a != b]
+            row = diff[0]
+            pytest.fail(
+                f"{what}.{name} differs at sorted row {row}: duckdb={left[row]} spark={right[row]}"
+            )
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+# The killed run: the real build, with the driver parked between the tasks' file writes and
+# the commit (it says so in a file, then waits to be killed).
+KILLED_RUN = """
+import sys, time
+from pathlib import Path
+import lake.spark_silver as engine
+from lake.spark_silver import build_silver_spark, local_spark
+from lakehouse.config import Settings
+
+ready = Path(sys.argv[1])
+
+def parked_commit(*args, **kwargs):
+    written = args[3]
+    ready.write_text(str(len(written.actions)))
+    time.sleep(600)
+
+engine.commit_files = parked_commit
+build_silver_spark(Settings.from_env(), local_spark("killed-run"), "silver_orders")
+"""
+
+
+def kill_between_write_and_commit(lakehouse_env: Mapping[str, str], tmp: Path) -> int:
+    """Run a Spark silver_orders build (LAKEHOUSE_* from `lakehouse_env` only, the rest of the
+    environment inherited) in its own process group; SIGKILL the group (driver, JVM, Python
+    workers) once its tasks wrote their files. Returns how many files the driver was about to
+    commit."""
+    import pytest
+
+    ready = tmp / f"ready-{time.monotonic_ns()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")}
+    env |= {**lakehouse_env, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED_RUN, str(ready)],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not ready.exists():
+            if process.poll() is not None:
+                pytest.fail(f"the Spark run ended early: {process.stderr.read()[-2000:]!r}")  # type: ignore[union-attr]
+            if time.monotonic() > deadline:
+                pytest.fail("the Spark run never reached its commit")
+            time.sleep(0.2)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    return int(ready.read_text())

@@ -13,17 +13,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable
-from spark_kit import append_raw, event, generated_messages, module_spark, raw_batch
+from spark_kit import (
+    append_raw,
+    event,
+    generated_messages,
+    kill_between_write_and_commit,
+    module_spark,
+    raw_batch,
+)
 
 pytest.importorskip("pyspark")
 
@@ -36,58 +39,7 @@ from lake.tables import silver_uri
 from lakehouse.config import Settings
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
-
-# The killed run: the real build, with the driver parked between the tasks' file writes and
-# the commit (it says so in a file, then waits to be killed).
-KILLED_RUN = """
-import sys, time
-from pathlib import Path
-import lake.spark_silver as engine
-from lake.spark_silver import build_silver_spark, local_spark
-from lakehouse.config import Settings
-
-ready = Path(sys.argv[1])
-
-def parked_commit(*args, **kwargs):
-    written = args[3]
-    ready.write_text(str(len(written.actions)))
-    time.sleep(600)
-
-engine.commit_files = parked_commit
-build_silver_spark(Settings.from_env(), local_spark("killed-run"), "silver_orders")
-"""
-
-
 spark = module_spark("test-spark-commit")
-
-
-def _kill_between_write_and_commit(home: Path, tmp: Path) -> int:
-    """Run a Spark silver build in its own process group; SIGKILL the group once its tasks
-    wrote their files. Returns how many files the driver was about to commit."""
-    ready = tmp / f"ready-{time.monotonic_ns()}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")}
-    env |= {"LAKEHOUSE_HOME": str(home), "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen(
-        [sys.executable, "-c", KILLED_RUN, str(ready)],
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 300
-        while not ready.exists():
-            if process.poll() is not None:
-                pytest.fail(f"the Spark run ended early: {process.stderr.read()[-2000:]!r}")  # type: ignore[union-attr]
-            if time.monotonic() > deadline:
-                pytest.fail("the Spark run never reached its commit")
-            time.sleep(0.2)
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL
-    return int(ready.read_text())
 
 
 def _keys(settings: Settings) -> pa.Table:
@@ -112,10 +64,10 @@ def test_a_killed_spark_commit_leaves_nothing_and_the_rerun_writes_once(
     uri = silver_uri(settings, "silver_orders")
 
     # 1. killed while creating the table: no table, only files nobody references
-    planned = _kill_between_write_and_commit(home, tmp_path)
+    planned = kill_between_write_and_commit({"LAKEHOUSE_HOME": str(home)}, tmp_path)
     assert planned > 0
     assert not DeltaTable.is_deltatable(uri)
-    left_first = unreferenced_files(uri, None)
+    left_first = unreferenced_files(settings, uri, None)
     assert len(left_first) == planned
 
     first = build_silver_spark(settings, spark, "silver_orders")
@@ -127,10 +79,10 @@ def test_a_killed_spark_commit_leaves_nothing_and_the_rerun_writes_once(
     # 2. killed while adding the second batch: the table and its marker unchanged
     append_raw(settings, "orders", second)
     append_raw(reference, "orders", second)
-    planned = _kill_between_write_and_commit(home, tmp_path)
+    planned = kill_between_write_and_commit({"LAKEHOUSE_HOME": str(home)}, tmp_path)
     table = DeltaTable(uri)
     assert (table.version(), table.transaction_version(marker("orders"))) == (version, processed)
-    left = unreferenced_files(uri, table)
+    left = unreferenced_files(settings, uri, table)
     assert len(left) == len(left_first) + planned
 
     again = build_silver_spark(settings, spark, "silver_orders")
@@ -158,7 +110,7 @@ def test_a_killed_spark_commit_leaves_nothing_and_the_rerun_writes_once(
         retention_hours=0, enforce_retention_duration=False, dry_run=False, full=True
     )
     assert sorted(os.path.relpath(p, uri) if os.path.isabs(p) else p for p in removed) == left
-    assert unreferenced_files(uri, DeltaTable(uri)) == []
+    assert unreferenced_files(settings, uri, DeltaTable(uri)) == []
     assert _keys(settings).equals(reference_keys)
 
 

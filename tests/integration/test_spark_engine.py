@@ -23,7 +23,14 @@ import duckdb
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
-from spark_kit import append_raw, event, generated_messages, module_spark, raw_batch
+from spark_kit import (
+    append_raw,
+    assert_same_rows,
+    event,
+    generated_messages,
+    module_spark,
+    raw_batch,
+)
 
 pytest.importorskip("pyspark")
 
@@ -206,27 +213,9 @@ def lakes(runs: dict[str, tuple[Path, list[dict[str, dict[str, object]]]]]) -> d
     return {engine: home for engine, (home, _) in runs.items()}
 
 
-def _sorted(table: pa.Table) -> pa.Table:
-    return table.sort_by([(c, "ascending") for c in table.column_names])
-
-
 def _silver(home: Path, name: str) -> pa.Table:
     settings = Settings.from_env({"LAKEHOUSE_HOME": str(home)})
     return DeltaTable(silver_uri(settings, name)).to_pyarrow_table()
-
-
-def _assert_same(expected: pa.Table, actual: pa.Table, what: str) -> None:
-    assert actual.schema == expected.schema, what
-    assert actual.num_rows == expected.num_rows, what
-    expected, actual = _sorted(expected), _sorted(actual.select(expected.column_names))
-    for name in expected.column_names:
-        left, right = expected[name].combine_chunks(), actual[name].combine_chunks()
-        if not left.equals(right):
-            diff = [i for i, (a, b) in enumerate(zip(left, right, strict=True)) if a != b]
-            row = diff[0]
-            pytest.fail(
-                f"{what}.{name} differs at sorted row {row}: duckdb={left[row]} spark={right[row]}"
-            )
 
 
 @pytest.mark.parametrize("name", [*SPECS, "silver_inventory_current"])
@@ -234,7 +223,7 @@ def test_every_silver_table_is_identical_on_both_engines(lakes: dict[str, Path],
     expected, actual = _silver(lakes["duckdb"], name), _silver(lakes["spark"], name)
     assert expected.num_rows > 0, f"{name} is empty: the comparison would prove nothing"
     assert expected.schema.names == SILVER_TABLES[name][1].names
-    _assert_same(expected, actual, name)
+    assert_same_rows(expected, actual, name)
 
 
 def test_the_edge_cases_reached_silver(lakes: dict[str, Path]) -> None:
@@ -304,7 +293,7 @@ def test_dbt_gold_is_identical_on_both_engines(lakes: dict[str, Path]) -> None:
     assert {"daily_sales", "top_sku_7d", "stock_cover_days"} <= set(expected)
     assert expected["daily_sales"].num_rows > 0
     for name in set(expected) - RUN_MEASURES:
-        _assert_same(expected[name], actual[name], f"gold.{name}")
+        assert_same_rows(expected[name], actual[name], f"gold.{name}")
 
 
 def test_same_asset_graph_with_the_engine_as_kind() -> None:

@@ -12,8 +12,7 @@ from deltalake import write_deltalake
 
 pytest.importorskip("pyspark")
 
-from lake.spark_delta import file_stats, local_table_path
-from lakehouse.config import Settings
+from lake.spark_delta import file_stats, table_root
 from lakehouse.errors import ConfigError
 
 
@@ -44,8 +43,12 @@ def test_file_stats_match_what_delta_rs_writes(tmp_path: Path) -> None:
         assert ours[bound] == theirs[bound], bound
 
 
-def test_the_spark_engine_names_the_fix_for_an_s3_lake() -> None:
-    settings = Settings.from_env({"LAKEHOUSE_LAKE_ROOT": "s3://bucket/lake"})
+def test_the_spark_engine_writes_a_folder_or_an_s3_prefix(tmp_path: Path) -> None:
+    assert table_root("s3://bucket/lake/silver/orders/") == "s3://bucket/lake/silver/orders"
+    assert table_root(str(tmp_path / "silver" / "orders")) == str(tmp_path / "silver" / "orders")
+
+
+def test_the_spark_engine_names_the_fix_for_another_object_store() -> None:
     with pytest.raises(ConfigError) as info:
-        local_table_path(settings, "s3://bucket/lake/silver/orders")
+        table_root("gs://bucket/lake/silver/orders")
     assert "LAKEHOUSE_LAKE_ROOT" in str(info.value) and "\n" not in str(info.value)
