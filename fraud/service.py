@@ -269,7 +269,8 @@ def create_app(
 async def _exit_when_idle(watch: IdleWatch, on_idle: Callable[[], None]) -> None:
     while not watch.expired():
         await asyncio.sleep(min(1.0, watch.timeout_s / 4))
-    print(f"no request for {watch.idle_seconds:.0f} s (LAKEHOUSE_IDLE_EXIT_SECONDS): exiting")
+    # the configured limit, not the measured idle time: a busy machine wakes the watch late
+    print(f"no request for {watch.timeout_s:g} s (LAKEHOUSE_IDLE_EXIT_SECONDS): exiting")
     on_idle()
 
 

@@ -204,7 +204,7 @@ def generate(
         if watch is not None and watch.expired():
             print(
                 f"stopped: the lake consumed nothing of {', '.join(topics)} for "
-                f"{watch.idle_seconds:.0f} s (LAKEHOUSE_IDLE_EXIT_SECONDS)"
+                f"{watch.timeout_s:g} s (LAKEHOUSE_IDLE_EXIT_SECONDS)"
             )
     print("sent " + ", ".join(f"{n} {t}" for t, n in sent.items()) + f" to {bootstrap}")
     print("next: `lakehouse materialize` (or `make ui` and let the sensors pick them up)")
