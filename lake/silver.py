@@ -638,15 +638,15 @@ def fresh_rows(
         for value in pc.unique(rows[partition_by]):
             if not value.is_valid:  # a null key part never matches: those rows are all new
                 query = f'SELECT * FROM batch WHERE "{partition_by}" IS NULL'
-                parts.append(con.execute(query).to_arrow_table())
+                parts.append(con.sql(query).to_arrow_table())
                 continue
             existing = dataset.to_table(columns=columns, filter=pc.field(partition_by) == value)
             con.register("existing", existing)
-            parts.append(
-                con.execute(
+            parts.append(  # a relation's Arrow output: no copy of the rows (a cursor's makes one)
+                con.sql(
                     f'SELECT * FROM (SELECT * FROM batch WHERE "{partition_by}" = ?) '
                     f"ANTI JOIN existing USING ({using})",
-                    [value.as_py()],
+                    params=[value.as_py()],
                 ).to_arrow_table()
             )
             con.unregister("existing")
