@@ -22,14 +22,14 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake import CommitProperties, DeltaTable, QueryBuilder, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from governance.crypto import decrypt_raw_values
 from governance.pii import hmac_sql, silver_sql
 
 __all__ = ["hmac_sql"]  # re-exported: the silver hash, for callers that spell it in SQL
-from lake.tables import SILVER_TABLES, consistent_dataset, open_table, raw_uri, silver_uri
+from lake.tables import SILVER_TABLES, open_table, raw_uri, silver_uri
 from lakehouse.config import Settings
 
 log = logging.getLogger(__name__)
@@ -623,14 +623,14 @@ def fresh_rows(
     target: DeltaTable, rows: pa.Table, key: tuple[str, ...], partition_by: str
 ) -> pa.Table:
     """`rows` whose (key, partition value) `target` does not hold: an anti-join, one partition
-    value at a time, against the key columns of only that partition's files (the partition
-    column is a function of the key), so memory is the batch plus one partition's keys,
-    whatever the size of the table."""
+    value at a time, against the stored keys of only that partition (the partition column is a
+    function of the key) and only within the batch's key range, so memory is the batch plus at
+    most one partition's keys, whatever the size of the table."""
     if rows.num_rows == 0:
         return rows
-    dataset = consistent_dataset(target)
     columns = [*key, partition_by]
     using = ", ".join(f'"{c}"' for c in columns)
+    stored = QueryBuilder().register("target", target)
     con = duckdb.connect()
     try:
         con.register("batch", rows)
@@ -640,7 +640,12 @@ def fresh_rows(
                 query = f'SELECT * FROM batch WHERE "{partition_by}" IS NULL'
                 parts.append(con.sql(query).to_arrow_table())
                 continue
-            existing = dataset.to_table(columns=columns, filter=pc.field(partition_by) == value)
+            in_partition = rows.filter(pc.equal(rows[partition_by], value))
+            keys = stored.execute(
+                f"SELECT {using} FROM target WHERE "
+                + " AND ".join(_key_bounds(partition_by, value, in_partition, key))
+            )
+            existing = pa.table(keys.read_all())
             con.register("existing", existing)
             parts.append(  # a relation's Arrow output: no copy of the rows (a cursor's makes one)
                 con.sql(
@@ -656,6 +661,39 @@ def fresh_rows(
     if not parts:
         return rows.slice(0, 0)
     return pa.concat_tables([part.cast(rows.schema) for part in parts])
+
+
+def _sql_literal(value: pa.Scalar) -> str | None:
+    """`value` as a SQL literal (DataFusion), for the types keys and partitions use; None for
+    another type."""
+    if pa.types.is_string(value.type) or pa.types.is_large_string(value.type):
+        return "'" + str(value.as_py()).replace("'", "''") + "'"
+    if pa.types.is_integer(value.type):
+        return str(value.as_py())
+    if pa.types.is_date32(value.type):
+        return f"DATE '{value.as_py().isoformat()}'"
+    return None
+
+
+def _key_bounds(
+    partition_by: str, value: pa.Scalar, rows: pa.Table, key: tuple[str, ...]
+) -> list[str]:
+    """The predicate of the stored keys `rows` may match: the partition, and each key column
+    (of a type with a literal) between the rows' smallest and largest value. The scan skips
+    the files and row groups whose statistics lie outside: a stream's new keys usually follow
+    the stored ones, so most of a partition is never read."""
+    partition = _sql_literal(value)
+    if partition is None:
+        raise TypeError(f"silver partition column {partition_by} has type {value.type}")
+    bounds = [f'"{partition_by}" = {partition}']
+    for column in key:
+        low, high = pc.min_max(rows[column]).values()
+        if not low.is_valid:  # all null: nothing to bound (a null key part never matches)
+            continue
+        low_literal, high_literal = _sql_literal(low), _sql_literal(high)
+        if low_literal is not None and high_literal is not None:
+            bounds.append(f'"{column}" BETWEEN {low_literal} AND {high_literal}')
+    return bounds
 
 
 def transform(spec: SilverSpec, raw_batch: pa.Table, pii_key: str) -> pa.Table:

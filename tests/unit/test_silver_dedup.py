@@ -48,3 +48,41 @@ def test_a_batch_the_table_already_holds_leaves_nothing(tmp_path: Path) -> None:
     write_deltalake(uri, held, mode="append", partition_by=["day"])
     fresh = fresh_rows(DeltaTable(uri), held, ("order_id", "line"), "day")
     assert fresh.num_rows == 0 and fresh.schema == SCHEMA
+
+
+def test_keys_at_the_edges_of_the_batch_range_and_quoted_keys_are_matched(tmp_path: Path) -> None:
+    uri = str(tmp_path / "silver")
+    d1 = date(2026, 1, 1)
+    write_deltalake(uri, _rows(("m", 1, d1), ("o'k", 1, d1)), mode="append", partition_by=["day"])
+    DeltaTable(uri).delete("order_id = 'none'")  # no-op delete: the table stays as it is
+    write_deltalake(uri, _rows(("z", 2, d1)), mode="append", partition_by=["day"])
+    # "m" and "z" are the batch's smallest and largest keys, line 1 and 2 its line bounds
+    batch = _rows(("m", 1, d1), ("o'k", 1, d1), ("q", 1, d1), ("z", 2, d1))
+    fresh = fresh_rows(DeltaTable(uri), batch, ("order_id", "line"), "day")
+    assert fresh.to_pylist() == _rows(("q", 1, d1)).to_pylist()
+
+
+def test_a_rewritten_file_and_a_plain_append_are_read_together(tmp_path: Path) -> None:
+    """DELETE rewrites files with string_view columns, appends write plain strings."""
+    uri = str(tmp_path / "silver")
+    d1 = date(2026, 1, 1)
+    write_deltalake(uri, _rows(("a", 1, d1), ("b", 1, d1)), mode="append", partition_by=["day"])
+    DeltaTable(uri).delete("order_id = 'a'")
+    write_deltalake(uri, _rows(("c", 1, d1)), mode="append", partition_by=["day"])
+    batch = _rows(("a", 1, d1), ("b", 1, d1), ("c", 1, d1))
+    fresh = fresh_rows(DeltaTable(uri), batch, ("order_id", "line"), "day")
+    assert fresh.to_pylist() == _rows(("a", 1, d1)).to_pylist()
+
+
+def test_files_outside_the_batch_key_range_are_not_read(tmp_path: Path) -> None:
+    uri = str(tmp_path / "silver")
+    d1 = date(2026, 1, 1)
+    write_deltalake(uri, _rows(("a", 1, d1), ("b", 1, d1)), mode="append", partition_by=["day"])
+    write_deltalake(uri, _rows(("x", 1, d1), ("y", 1, d1)), mode="append", partition_by=["day"])
+    table = DeltaTable(uri)
+    later = [f for f in table.file_uris() if f not in set(DeltaTable(uri, version=0).file_uris())]
+    assert len(later) == 1
+    Path(later[0]).unlink()  # the keys x..y are gone: reading that file would fail
+    batch = _rows(("a", 1, d1), ("c", 1, d1))
+    fresh = fresh_rows(table, batch, ("order_id", "line"), "day")
+    assert fresh.to_pylist() == _rows(("c", 1, d1)).to_pylist()
