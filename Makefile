@@ -108,6 +108,7 @@ bench: venv venv-bi
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/silver_gold.py
 	$(BIN)/python bench/engines.py
+	$(BIN)/python bench/silver_dedup.py
 	$(BIN)/python bench/fraud.py all
 	$(BIN)/python bench/sentiment.py
 	$(BIN)/python bench/supply_chain.py

@@ -7,7 +7,7 @@ them) vs without either, alternating in one process so both see the same machine
     .venv/bin/python bench/lineage.py --batches 10
 
 No broker: a micro-batch appends raw `orders` rows (one Delta commit, as ingestion writes them)
-and runs `build_silver` (read new raw files, transform, MERGE) — the work of `raw_orders` and
+and runs `build_silver` (read new raw files, transform, anti-join, append) — the work of `raw_orders` and
 `silver_orders`, wrapped as `dagster_project/lineage.py` wraps them (lineage_run: emitter run
 + UsageMeter + `record_step_usage`, whose background `_usage` commits run during the following
 batches, so their CPU is inside those batches' times). Prints figures, asserts nothing.

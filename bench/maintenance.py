@@ -6,7 +6,7 @@ before vs after `lakehouse lake maintain` (same lake, same run).
 
 No broker: each micro-batch appends raw `orders` rows (RAW_SCHEMA, as ingestion writes them,
 one Delta commit each); the shipped silver step (`build_silver`: read the new raw files,
-transform, MERGE) runs after every `--silver-every` raw batches (default 10: a silver run
+transform, anti-join, append) runs after every `--silver-every` raw batches (default 10: a silver run
 every 10 raw micro-batches, as when the sensor's runs queue up). Then the whole gold job (`dbt build`, every model and test, through
 `lake.gold.run_dbt`) is timed, the lake maintained (`lake.maintenance.maintain_lake`, default
 settings), and the same gold build timed again. Prints figures, asserts nothing.

@@ -9,9 +9,9 @@ Why it is safe while the pipeline runs:
   `LAKEHOUSE_MAINTENANCE_RETENTION_HOURS` references (default 168 h), so a reader that opened a
   snapshot within that time keeps its files; shorter is refused by the setting's bounds (1 h).
 - **Writers**: compaction commits with the log's conflict checks. Appends (raw ingestion) never
-  conflict with it; a MERGE (silver) racing a compaction of the same table is the one that
+  conflict with it; a silver commit racing a compaction of the same table is the one that
   retries (`lakehouse materialize` / the next sensor tick). Downstream incremental readers see
-  a compacted file as new and re-read it; their MERGE on the business key writes nothing twice.
+  a compacted file as new and re-read it; their anti-join on the business key writes nothing twice.
 
 Plain Python (no Dagster import)."""
 
