@@ -329,7 +329,8 @@ def rows_added_since(
     settings: Settings, uri: str, processed_version: int | None
 ) -> tuple[pa.Table, int | None]:
     """Rows of the files a Delta table gained after `processed_version` (all rows if None),
-    and the version read. Files rewritten since (compaction) are read again: callers deduplicate on the key."""
+    and the version read. Files rewritten since (compaction) are read again: callers
+    deduplicate on the key."""
     raw = open_table(uri, settings)
     if raw is None:
         return pa.table({}), None
