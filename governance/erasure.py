@@ -36,7 +36,7 @@ from governance import pii
 from governance.audit import AuditEvent, record
 from governance.crypto import key_id
 from governance.keystore import open_key_store
-from lake.tables import consistent_dataset, dead_letter_uri, open_table
+from lake.tables import consistent_dataset, dead_letter_uri, open_table, sql_string
 from lakehouse.config import Settings
 from lakehouse.errors import ConfigError
 
@@ -94,10 +94,6 @@ def erasure_log_uri(settings: Settings) -> str:
     return settings.table_uri("_erasure_log", "")
 
 
-def _quote(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _lake_tables(settings: Settings) -> list[str]:
     if not settings.is_local_lake:
         raise ConfigError("erasure lists tables on a local lake only: run it where the lake is")
@@ -151,11 +147,11 @@ def forget(settings: Settings, subject_text: str) -> ErasureResult:
         deleted = 0
         for column in columns:
             if column in names:
-                deleted += _delete(table, f"{column} = {_quote(hashed)}")
+                deleted += _delete(table, f"{column} = {sql_string(hashed)}")
         if transaction_ids and "transaction_id" in names:
             ids = sorted(transaction_ids)
             for start in range(0, len(ids), 1000):
-                chunk = ", ".join(_quote(t) for t in ids[start : start + 1000])
+                chunk = ", ".join(sql_string(t) for t in ids[start : start + 1000])
                 deleted += _delete(table, f"transaction_id IN ({chunk})")
         if deleted:
             name = str(Path(uri).relative_to(root))
@@ -231,7 +227,7 @@ def _forget_dead_letters(settings: Settings, value: str) -> int:
     for row in matched.select(["topic", "epoch", "partition", "offset"]).to_pylist():
         deleted += _delete(
             table,
-            f"topic = {_quote(row['topic'])} AND epoch = {row['epoch']} AND "
+            f"topic = {sql_string(row['topic'])} AND epoch = {row['epoch']} AND "
             f'"partition" = {row["partition"]} AND "offset" = {row["offset"]}',
         )
     return deleted

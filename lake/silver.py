@@ -29,7 +29,7 @@ from governance.crypto import decrypt_raw_values
 from governance.pii import hmac_sql, silver_sql
 
 __all__ = ["hmac_sql"]  # re-exported: the silver hash, for callers that spell it in SQL
-from lake.tables import SILVER_TABLES, open_table, raw_uri, silver_uri
+from lake.tables import SILVER_TABLES, open_table, raw_uri, silver_uri, sql_string
 from lakehouse.config import Settings
 
 log = logging.getLogger(__name__)
@@ -634,12 +634,10 @@ def fresh_rows(
     stored = QueryBuilder().register("target", target)
     con = duckdb.connect()
     try:
-        con.register("batch", rows)
         parts = []
         for value in pc.unique(rows[partition_by]):
             if not value.is_valid:  # a null key part never matches: those rows are all new
-                query = f'SELECT * FROM batch WHERE "{partition_by}" IS NULL'
-                parts.append(con.sql(query).to_arrow_table())
+                parts.append(rows.filter(pc.is_null(rows[partition_by])))
                 continue
             in_partition = rows.filter(pc.equal(rows[partition_by], value))
             keys = stored.execute(
@@ -647,13 +645,10 @@ def fresh_rows(
                 + " AND ".join(_key_bounds(partition_by, value, in_partition, key))
             )
             existing = pa.table(keys.read_all())
+            con.register("batch", in_partition)
             con.register("existing", existing)
             parts.append(  # a relation's Arrow output: no copy of the rows (a cursor's makes one)
-                con.sql(
-                    f'SELECT * FROM (SELECT * FROM batch WHERE "{partition_by}" = ?) '
-                    f"ANTI JOIN existing USING ({using})",
-                    params=[value.as_py()],
-                ).to_arrow_table()
+                con.sql(f"SELECT * FROM batch ANTI JOIN existing USING ({using})").to_arrow_table()
             )
             con.unregister("existing")
             del existing
@@ -668,7 +663,7 @@ def _sql_literal(value: pa.Scalar) -> str | None:
     """`value` as a SQL literal (DataFusion), for the types keys and partitions use; None for
     another type."""
     if pa.types.is_string(value.type) or pa.types.is_large_string(value.type):
-        return "'" + str(value.as_py()).replace("'", "''") + "'"
+        return sql_string(str(value.as_py()))
     if pa.types.is_integer(value.type):
         return str(value.as_py())
     if pa.types.is_date32(value.type):

@@ -306,6 +306,11 @@ def consistent_dataset(table: DeltaTable) -> pads.Dataset:
     return table.to_pyarrow_dataset(schema=views)
 
 
+def sql_string(text: str) -> str:
+    """`text` as a SQL string literal (quotes doubled), for predicates given to delta-rs."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def open_table(uri: str, settings: Settings, version: int | None = None) -> DeltaTable | None:
     """The Delta table at `uri` (at `version`, default the latest), or None when none was
     written there yet."""
